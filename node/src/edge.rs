@@ -1,0 +1,96 @@
+//! The HTTP edge: every node serves the same API (`API.md`), so a client may talk to any node.
+//!
+//! [`router`] is a plain function of [`AppState`], tested without a socket. Every request passes
+//! through, outermost first: the edge middleware (request id, span, access log, JSON errors), a
+//! deadline (503 with `Retry-After` when it passes) and the body-size limit (413).
+
+mod admin;
+pub mod error;
+mod health;
+pub mod middleware;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::http::{Method, StatusCode, Uri};
+use axum::routing::get;
+use tokio::sync::watch;
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::timeout::TimeoutLayer;
+use troupe_runtime::ClusterView;
+
+use crate::config::HttpSettings;
+use error::ApiError;
+
+/// What the handlers share: cheap to clone.
+#[derive(Clone, Debug)]
+pub struct AppState {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    node_id: String,
+    cluster: watch::Receiver<ClusterView>,
+    http_addrs: HashMap<String, SocketAddr>,
+}
+
+impl AppState {
+    /// State for node `node_id`, reading the cluster view from `cluster` and knowing every
+    /// node's HTTP address.
+    pub fn new(
+        node_id: &str,
+        cluster: watch::Receiver<ClusterView>,
+        http_addrs: HashMap<String, SocketAddr>,
+    ) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                node_id: node_id.to_string(),
+                cluster,
+                http_addrs,
+            }),
+        }
+    }
+
+    pub(crate) fn node_id(&self) -> &str {
+        &self.inner.node_id
+    }
+
+    pub(crate) fn cluster_view(&self) -> ClusterView {
+        self.inner.cluster.borrow().clone()
+    }
+
+    pub(crate) fn http_addr_of(&self, node: &str) -> Option<SocketAddr> {
+        self.inner.http_addrs.get(node).copied()
+    }
+}
+
+/// The edge's routes and middleware.
+pub fn router(state: AppState, http: &HttpSettings) -> Router {
+    Router::new()
+        .route("/health/live", get(health::live))
+        .route("/health/ready", get(health::ready))
+        .route("/admin/cluster", get(admin::cluster))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(state)
+        .layer(RequestBodyLimitLayer::new(http.body_limit_bytes))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            http.request_timeout,
+        ))
+        .layer(axum::middleware::from_fn(middleware::edge))
+}
+
+async fn not_found(method: Method, uri: Uri) -> ApiError {
+    ApiError::NotFound(format!("no route {method} {}", uri.path()))
+}
+
+async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
+    ApiError::MethodNotAllowed(format!("{} does not accept {method}", uri.path()))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,21 @@
+//! A Troupe node: configuration, the HTTP edge and the command line. It knows the runtime's
+//! public surface and nothing of actor internals.
+//!
+//! # Layout
+//!
+//! - [`cli`]: the `troupe` command (`node`, `up`, `status`) and its exit codes.
+//! - [`config`]: `cluster.toml` to a validated [`config::NodeConfig`].
+//! - [`secrets`]: the cluster cookie: from the environment, the file, or generated once.
+//! - [`edge`]: the axum router, its middleware and the JSON error shape.
+//! - [`serve`]: one node's life: start the cluster, serve HTTP, shut down within a deadline.
+//! - [`up`]: `troupe up`, the local cluster as child processes.
+//! - [`logging`]: tracing output, JSON or human-readable.
+
+pub mod cli;
+pub mod config;
+pub mod edge;
+pub mod logging;
+pub mod secrets;
+pub mod serve;
+mod status;
+pub mod up;

@@ -1,0 +1,116 @@
+//! `troupe status`: the cluster as one node sees it.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::cli::EXIT_UNAVAILABLE;
+use crate::config::NodeConfig;
+
+pub(crate) async fn run(config: &NodeConfig, node: Option<&str>, json: bool) -> ExitCode {
+    let base = match node {
+        Some(url) if url.starts_with("http://") || url.starts_with("https://") => {
+            url.trim_end_matches('/').to_string()
+        }
+        Some(id) => match config.node(id) {
+            Ok(entry) => format!("http://{}", entry.http_addr),
+            Err(_) => format!("http://{id}"),
+        },
+        None => format!("http://{}", config.nodes[0].http_addr),
+    };
+    let url = format!("{base}/admin/cluster");
+    let client = match reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+    {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("troupe: cannot build an HTTP client: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let body: Value = match client.get(&url).send().await {
+        Ok(r) if r.status().is_success() => match r.json().await {
+            Ok(v) => v,
+            Err(e) => {
+                eprintln!("troupe: {url} answered with something that is not JSON: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
+        Ok(r) => {
+            let status = r.status();
+            let text = r.text().await.unwrap_or_default();
+            eprintln!("troupe: {url} answered {status}: {text}");
+            return ExitCode::FAILURE;
+        }
+        Err(e) => {
+            eprintln!("troupe: cannot reach {url}: {e}");
+            return ExitCode::from(EXIT_UNAVAILABLE);
+        }
+    };
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&body).unwrap_or_default()
+        );
+        return ExitCode::SUCCESS;
+    }
+    print!("{}", render(&body));
+    ExitCode::SUCCESS
+}
+
+/// The human form of `/admin/cluster`.
+fn render(body: &Value) -> String {
+    let text = |v: &Value| v.as_str().unwrap_or("-").to_string();
+    let mut out = format!(
+        "cluster as seen by {} ({})\n",
+        text(&body["node"]),
+        if body["formed"].as_bool() == Some(true) {
+            "formed"
+        } else {
+            "forming"
+        }
+    );
+    out.push_str(&format!(
+        "{:<12} {:<8} {:<22} {:<22} {}\n",
+        "NODE", "STATUS", "CLUSTER", "HTTP", "LAST HEARD"
+    ));
+    for n in body["nodes"].as_array().into_iter().flatten() {
+        let heard = n["last_heard_ms"]
+            .as_u64()
+            .map_or_else(|| "never".to_string(), |ms| format!("{ms} ms ago"));
+        out.push_str(&format!(
+            "{:<12} {:<8} {:<22} {:<22} {}\n",
+            text(&n["id"]),
+            text(&n["status"]),
+            text(&n["cluster_addr"]),
+            text(&n["http_addr"]),
+            heard
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_one_line_per_node() {
+        let body = serde_json::json!({
+            "node": "n1", "formed": true,
+            "nodes": [
+                {"id": "n1", "status": "up", "cluster_addr": "127.0.0.1:7101", "http_addr": "127.0.0.1:8081", "last_heard_ms": 0},
+                {"id": "n2", "status": "down", "cluster_addr": "127.0.0.1:7102", "http_addr": "127.0.0.1:8082", "last_heard_ms": null}
+            ]
+        });
+        let text = render(&body);
+        assert!(text.starts_with("cluster as seen by n1 (formed)\n"));
+        let lines: Vec<_> = text.lines().collect();
+        assert_eq!(lines.len(), 4);
+        assert!(
+            lines[3].starts_with("n2") && lines[3].contains("down") && lines[3].ends_with("never")
+        );
+    }
+}

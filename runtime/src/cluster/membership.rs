@@ -1,0 +1,512 @@
+//! The membership actor: owns the view of every peer, dials the peers this node is responsible
+//! for, sends heartbeats, runs the failure detector on a tick and publishes every change.
+
+use std::collections::HashMap;
+
+use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, SupervisionEvent};
+use ractor_cluster::node::NodeServerSessionInformation;
+use ractor_cluster::{NodeEventSubscription, NodeServerMessage, RactorMessage};
+use tokio::sync::{broadcast, watch};
+use tokio::time::{Duration, Instant};
+
+use super::detector::{Heard, PeerHealth};
+use super::pulse::{Beat, PULSE_GROUP, PULSE_SCOPE, Pulse, PulseMsg};
+use super::{ClusterEvent, ClusterSettings, ClusterView, NodeId, NodeSpec, NodeStatus, PeerView};
+
+/// The detector's resolution: statuses are re-judged and dials scheduled this often.
+const TICK: Duration = Duration::from_millis(50);
+
+pub(crate) struct Membership;
+
+pub(crate) struct MembershipArgs {
+    pub(crate) settings: ClusterSettings,
+    pub(crate) events: broadcast::Sender<ClusterEvent>,
+    pub(crate) view: watch::Sender<ClusterView>,
+}
+
+/// A session change reported by the node server.
+#[derive(Debug)]
+pub(crate) enum SessionChange {
+    Authenticated,
+    Disconnected,
+}
+
+#[derive(RactorMessage)]
+pub(crate) enum MembershipMsg {
+    /// The node server is listening; dialling may start.
+    ServerStarted(ActorRef<NodeServerMessage>),
+    /// Time to send heartbeats, judge peers and dial.
+    Tick,
+    /// A heartbeat from a peer.
+    Beat(Beat),
+    /// A heartbeat frame that did not decode.
+    BadBeat { len: usize },
+    /// A session opened, authenticated or closed.
+    Session {
+        change: SessionChange,
+        info: NodeServerSessionInformation,
+    },
+    /// A dial failed before any session existed (connection refused, unreachable).
+    DialFailed { peer: NodeId, error: String },
+}
+
+/// Where dialling a peer stands.
+#[derive(Debug, Clone, Copy)]
+enum Dial {
+    /// The peer dials us.
+    TheirJob,
+    /// Not connected: dial at `at`; `attempt` failures so far.
+    Due { at: Instant, attempt: u32 },
+    /// A dial started at `since` and has not authenticated or failed yet.
+    InFlight { since: Instant, attempt: u32 },
+    /// An authenticated session is open.
+    Connected,
+}
+
+struct Peer {
+    spec: NodeSpec,
+    health: PeerHealth,
+    status: NodeStatus,
+    dial: Dial,
+    /// Authenticated sessions with this peer (normally zero or one).
+    num_sessions: usize,
+}
+
+pub(crate) struct State {
+    settings: ClusterSettings,
+    incarnation: u64,
+    seq: u64,
+    server: Option<ActorRef<NodeServerMessage>>,
+    pulse: ActorRef<PulseMsg>,
+    peers: Vec<Peer>,
+    sessions: HashMap<ActorId, usize>,
+    last_beat_sent: Option<Instant>,
+    formed: bool,
+    bad_beats: u64,
+    events: broadcast::Sender<ClusterEvent>,
+    view: watch::Sender<ClusterView>,
+}
+
+/// The view before anything is known: every peer down.
+pub(crate) fn initial_view(settings: &ClusterSettings) -> ClusterView {
+    ClusterView {
+        node: settings.self_id().clone(),
+        nodes: settings
+            .nodes()
+            .iter()
+            .map(|n| PeerView {
+                id: n.id.clone(),
+                status: if n.id == *settings.self_id() {
+                    NodeStatus::Up
+                } else {
+                    NodeStatus::Down
+                },
+                cluster_addr: n.cluster_addr,
+                last_heard_ms: None,
+                incarnation: None,
+            })
+            .collect(),
+        formed: settings.nodes().len() == 1,
+    }
+}
+
+/// The node id in a `ractor_cluster` node name (`id@host`).
+fn node_id_of(ses: &NodeServerSessionInformation) -> Option<&str> {
+    let name = &ses.peer_name.as_ref()?.name;
+    Some(name.split_once('@').map_or(name.as_str(), |(id, _)| id))
+}
+
+impl State {
+    fn peer_index(&self, id: &str) -> Option<usize> {
+        self.peers.iter().position(|p| p.spec.id.as_str() == id)
+    }
+
+    fn send_beats(&mut self, now: Instant) {
+        self.seq += 1;
+        self.last_beat_sent = Some(now);
+        let beat = Beat {
+            from: self.settings.self_id().to_string(),
+            incarnation: self.incarnation,
+            seq: self.seq,
+        }
+        .encode();
+        let members =
+            ractor::pg::get_scoped_members(&PULSE_SCOPE.to_string(), &PULSE_GROUP.to_string());
+        for member in members.into_iter().filter(|m| !m.get_id().is_local()) {
+            // A peer whose session is closing refuses the cast; its status follows from that.
+            let _ = ActorRef::<PulseMsg>::from(member).cast(PulseMsg::Beat(beat.clone()));
+        }
+    }
+
+    /// Re-judges every peer at `now`, publishing each change.
+    fn judge(&mut self, now: Instant) {
+        let detector = self.settings.detector();
+        for peer in &mut self.peers {
+            let status = peer.health.assess(now, &detector);
+            if status == peer.status {
+                continue;
+            }
+            let previous = std::mem::replace(&mut peer.status, status);
+            if status == NodeStatus::Up {
+                peer.health.mark_up();
+            }
+            match status {
+                NodeStatus::Up => tracing::info!(peer = %peer.spec.id, %previous, "peer up"),
+                _ => tracing::warn!(peer = %peer.spec.id, %previous, %status, "peer {status}"),
+            }
+            let _ = self.events.send(ClusterEvent {
+                node: peer.spec.id.clone(),
+                status,
+                incarnation: peer.health.incarnation(),
+            });
+        }
+        if !self.formed && self.peers.iter().all(|p| p.health.ever_up()) {
+            self.formed = true;
+            tracing::info!(nodes = self.peers.len() + 1, "cluster formed");
+        }
+        self.publish_view(now);
+    }
+
+    fn publish_view(&self, now: Instant) {
+        let me = self.settings.self_id();
+        let nodes = self
+            .settings
+            .nodes()
+            .iter()
+            .map(
+                |spec| match self.peers.iter().find(|p| p.spec.id == spec.id) {
+                    Some(p) => PeerView {
+                        id: spec.id.clone(),
+                        status: p.status,
+                        cluster_addr: spec.cluster_addr,
+                        last_heard_ms: p.health.last_heard().map(|at| {
+                            u64::try_from(now.saturating_duration_since(at).as_millis())
+                                .unwrap_or(u64::MAX)
+                        }),
+                        incarnation: p.health.incarnation(),
+                    },
+                    None => PeerView {
+                        id: me.clone(),
+                        status: NodeStatus::Up,
+                        cluster_addr: spec.cluster_addr,
+                        last_heard_ms: Some(0),
+                        incarnation: Some(self.incarnation),
+                    },
+                },
+            )
+            .collect();
+        let view = ClusterView {
+            node: me.clone(),
+            nodes,
+            formed: self.formed,
+        };
+        self.view.send_if_modified(|current| {
+            // Only statuses and membership count as changes; the ages tick on every read.
+            let changed = current.formed != view.formed
+                || current
+                    .nodes
+                    .iter()
+                    .zip(&view.nodes)
+                    .any(|(a, b)| a.status != b.status || a.incarnation != b.incarnation);
+            *current = view;
+            changed
+        });
+    }
+
+    fn dial_due(&mut self, now: Instant, myself: &ActorRef<MembershipMsg>) {
+        let Some(server) = self.server.clone() else {
+            return;
+        };
+        let reconnect = self.settings.reconnect();
+        let backoff = self.settings.backoff();
+        for peer in &mut self.peers {
+            match peer.dial {
+                Dial::Due { at, attempt } if at <= now => {
+                    peer.dial = Dial::InFlight {
+                        since: now,
+                        attempt,
+                    };
+                    let addr = peer.spec.cluster_addr;
+                    let id = peer.spec.id.clone();
+                    let server = server.clone();
+                    let myself = myself.clone();
+                    tracing::debug!(peer = %id, %addr, attempt, "dialling peer");
+                    tokio::spawn(async move {
+                        let result = tokio::time::timeout(
+                            reconnect.dial_timeout,
+                            ractor_cluster::client_connect(&server, addr),
+                        )
+                        .await;
+                        let error = match result {
+                            Ok(Ok(())) => return,
+                            Ok(Err(e)) => e.to_string(),
+                            Err(_) => "connect timed out".to_string(),
+                        };
+                        let _ = myself.cast(MembershipMsg::DialFailed { peer: id, error });
+                    });
+                }
+                Dial::InFlight { since, attempt }
+                    if now.saturating_duration_since(since) >= reconnect.dial_timeout =>
+                {
+                    tracing::warn!(peer = %peer.spec.id, attempt, "dial did not authenticate in time");
+                    peer.dial = Dial::Due {
+                        at: now + backoff.delay_random(attempt),
+                        attempt: attempt.saturating_add(1),
+                    };
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn dial_failed(&mut self, index: usize, now: Instant, why: &str) {
+        let backoff = self.settings.backoff();
+        let peer = &mut self.peers[index];
+        if let Dial::InFlight { attempt, .. } = peer.dial {
+            let delay = backoff.delay_random(attempt);
+            // The first failures are normal while a cluster starts; repeat ones are worth a warning.
+            if attempt >= 3 {
+                tracing::warn!(peer = %peer.spec.id, attempt, reason = why, retry_in_ms = delay.as_millis() as u64, "cannot reach peer");
+            } else {
+                tracing::debug!(peer = %peer.spec.id, attempt, reason = why, "cannot reach peer yet");
+            }
+            peer.dial = Dial::Due {
+                at: now + delay,
+                attempt: attempt.saturating_add(1),
+            };
+        }
+    }
+
+    fn on_session(
+        &mut self,
+        change: SessionChange,
+        info: NodeServerSessionInformation,
+        now: Instant,
+    ) {
+        let session = info.actor.get_id();
+        match change {
+            SessionChange::Authenticated => {
+                let claimed = node_id_of(&info).unwrap_or("<unnamed>").to_string();
+                let index = self
+                    .peer_index(&claimed)
+                    .filter(|_| claimed != self.settings.self_id().as_str());
+                let Some(index) = index else {
+                    tracing::warn!(peer_addr = %info.peer_addr, claimed_id = %claimed,
+                        "refusing a node that is not in the cluster configuration");
+                    info.actor.stop(Some("unknown node id".into()));
+                    return;
+                };
+                self.sessions.insert(session, index);
+                let peer = &mut self.peers[index];
+                peer.num_sessions += 1;
+                peer.health.session_opened();
+                if !matches!(peer.dial, Dial::TheirJob) {
+                    peer.dial = Dial::Connected;
+                }
+                tracing::info!(peer = %peer.spec.id, peer_addr = %info.peer_addr, incoming = info.is_server, "session authenticated");
+            }
+            SessionChange::Disconnected => {
+                if let Some(index) = self.sessions.remove(&session) {
+                    let peer = &mut self.peers[index];
+                    peer.num_sessions = peer.num_sessions.saturating_sub(1);
+                    tracing::info!(peer = %peer.spec.id, remaining = peer.num_sessions, "session closed");
+                    if peer.num_sessions == 0 {
+                        peer.health.session_closed();
+                        if !matches!(peer.dial, Dial::TheirJob) {
+                            // An established session dropped: retry from the shortest delay.
+                            peer.dial = Dial::Due {
+                                at: now + self.settings.backoff().delay_random(0),
+                                attempt: 1,
+                            };
+                        }
+                    }
+                    self.judge(now);
+                    return;
+                }
+                // Closed before authenticating: a wrong cookie, or not a troupe node at all.
+                let claimed = node_id_of(&info).map(str::to_string);
+                tracing::warn!(peer_addr = %info.peer_addr, claimed_id = ?claimed, incoming = info.is_server,
+                    "connection closed before authenticating (wrong cluster cookie?)");
+                if !info.is_server {
+                    let dialled = self.peers.iter().position(|p| {
+                        matches!(p.dial, Dial::InFlight { .. })
+                            && (p.spec.cluster_addr.to_string() == info.peer_addr
+                                || claimed.as_deref() == Some(p.spec.id.as_str()))
+                    });
+                    if let Some(index) = dialled {
+                        self.dial_failed(index, now, "closed before authenticating");
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl Actor for Membership {
+    type Msg = MembershipMsg;
+    type State = State;
+    type Arguments = MembershipArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        args: Self::Arguments,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        let now = Instant::now();
+        let settings = args.settings;
+        let peers = settings
+            .peers()
+            .map(|spec| Peer {
+                dial: if settings.dials(&spec.id) {
+                    Dial::Due {
+                        at: now,
+                        attempt: 0,
+                    }
+                } else {
+                    Dial::TheirJob
+                },
+                spec: spec.clone(),
+                health: PeerHealth::default(),
+                status: NodeStatus::Down,
+                num_sessions: 0,
+            })
+            .collect();
+        let (pulse, _) =
+            Actor::spawn_linked(None, Pulse, myself.clone(), myself.get_cell()).await?;
+        myself.send_interval(TICK, || MembershipMsg::Tick);
+        let incarnation = rand::random::<u64>();
+        tracing::info!(node = %settings.self_id(), incarnation, "membership started");
+        Ok(State {
+            settings,
+            incarnation,
+            seq: 0,
+            server: None,
+            pulse,
+            peers,
+            sessions: HashMap::new(),
+            last_beat_sent: None,
+            formed: false,
+            bad_beats: 0,
+            events: args.events,
+            view: args.view,
+        })
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        message: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        let now = Instant::now();
+        match message {
+            MembershipMsg::ServerStarted(server) => {
+                server.cast(NodeServerMessage::SubscribeToEvents {
+                    id: "troupe.membership".into(),
+                    subscription: Box::new(Subscription(myself.clone())),
+                })?;
+                state.server = Some(server);
+                state.dial_due(now, &myself);
+                state.judge(now);
+            }
+            MembershipMsg::Tick => {
+                let interval = state.settings.detector().heartbeat_interval;
+                if state
+                    .last_beat_sent
+                    .is_none_or(|at| now.saturating_duration_since(at) >= interval)
+                {
+                    state.send_beats(now);
+                }
+                state.dial_due(now, &myself);
+                state.judge(now);
+            }
+            MembershipMsg::Beat(beat) => {
+                let Some(index) = state.peer_index(&beat.from) else {
+                    tracing::debug!(from = %beat.from, "heartbeat from a node not in the configuration");
+                    return Ok(());
+                };
+                let peer = &mut state.peers[index];
+                if let Heard::NewIncarnation {
+                    previous: Some(previous),
+                } = peer.health.heard(now, beat.incarnation)
+                {
+                    tracing::info!(peer = %peer.spec.id, previous, incarnation = beat.incarnation, "peer restarted");
+                }
+                if peer.status != NodeStatus::Up {
+                    state.judge(now);
+                }
+            }
+            MembershipMsg::BadBeat { len } => {
+                state.bad_beats += 1;
+                tracing::warn!(
+                    len,
+                    total = state.bad_beats,
+                    "dropped a heartbeat that does not decode"
+                );
+            }
+            MembershipMsg::Session { change, info } => state.on_session(change, info, now),
+            MembershipMsg::DialFailed { peer, error } => {
+                if let Some(index) = state.peer_index(peer.as_str()) {
+                    state.dial_failed(index, now, &error);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn handle_supervisor_evt(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        event: SupervisionEvent,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        if let SupervisionEvent::ActorFailed(_, _) | SupervisionEvent::ActorTerminated(_, _, _) =
+            &event
+        {
+            // The pulse actor never fails on input (it drops what does not decode); if it dies
+            // anyway, a new one takes its place so that heartbeats keep flowing.
+            tracing::error!(?event, "heartbeat receiver stopped; starting a new one");
+            let (pulse, _) =
+                Actor::spawn_linked(None, Pulse, myself.clone(), myself.get_cell()).await?;
+            state.pulse = pulse;
+        }
+        Ok(())
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        state.pulse.stop(None);
+        if let Some(server) = &state.server {
+            let _ = server.cast(NodeServerMessage::UnsubscribeToEvents(
+                "troupe.membership".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Forwards the node server's session events to the membership actor.
+struct Subscription(ActorRef<MembershipMsg>);
+
+impl Subscription {
+    fn forward(&self, change: SessionChange, info: NodeServerSessionInformation) {
+        let _ = self.0.cast(MembershipMsg::Session { change, info });
+    }
+}
+
+impl NodeEventSubscription for Subscription {
+    fn node_session_opened(&self, ses: NodeServerSessionInformation) {
+        tracing::debug!(peer_addr = %ses.peer_addr, incoming = ses.is_server, "cluster connection opened");
+    }
+
+    fn node_session_disconnected(&self, ses: NodeServerSessionInformation) {
+        self.forward(SessionChange::Disconnected, ses);
+    }
+
+    fn node_session_authenticated(&self, ses: NodeServerSessionInformation) {
+        self.forward(SessionChange::Authenticated, ses);
+    }
+}

@@ -1,0 +1,118 @@
+//! The heartbeat carrier: one small remotable actor per node, joined to a `pg` group, so that
+//! `ractor_cluster` shows every node the pulse actors of its connected peers.
+//!
+//! A heartbeat is a bincode-encoded [`Beat`]. It comes from the network, so its decoding is
+//! bounded and a frame that does not decode is counted, logged and dropped.
+
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+use ractor_cluster::RactorClusterMessage;
+use serde::{Deserialize, Serialize};
+
+use super::membership::MembershipMsg;
+
+/// The `pg` scope and group every node's pulse actor joins.
+pub(crate) const PULSE_SCOPE: &str = "troupe.cluster";
+pub(crate) const PULSE_GROUP: &str = "pulse";
+
+/// The largest heartbeat we decode: an id of at most 64 bytes and two integers fit easily.
+const MAX_BEAT_BYTES: usize = 256;
+
+/// One heartbeat.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Beat {
+    /// The sender's node id, checked against the configuration by the receiver.
+    pub(crate) from: String,
+    /// The sender process's incarnation (random at start).
+    pub(crate) incarnation: u64,
+    /// A counter per incarnation, for diagnostics.
+    pub(crate) seq: u64,
+}
+
+impl Beat {
+    pub(crate) fn encode(&self) -> Vec<u8> {
+        // Encoding a struct of a string and two integers into a Vec cannot fail.
+        bincode::serde::encode_to_vec(self, bincode::config::standard()).unwrap_or_default()
+    }
+
+    pub(crate) fn decode(bytes: &[u8]) -> Option<Self> {
+        if bytes.len() > MAX_BEAT_BYTES {
+            return None;
+        }
+        let config = bincode::config::standard().with_limit::<MAX_BEAT_BYTES>();
+        match bincode::serde::decode_from_slice::<Self, _>(bytes, config) {
+            Ok((beat, used)) if used == bytes.len() => Some(beat),
+            _ => None,
+        }
+    }
+}
+
+/// What travels between pulse actors.
+#[derive(RactorClusterMessage)]
+pub(crate) enum PulseMsg {
+    /// An encoded [`Beat`].
+    Beat(Vec<u8>),
+}
+
+/// Receives heartbeats and hands them to the membership actor.
+pub(crate) struct Pulse;
+
+impl Actor for Pulse {
+    type Msg = PulseMsg;
+    type State = ActorRef<MembershipMsg>;
+    type Arguments = ActorRef<MembershipMsg>;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        membership: Self::Arguments,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        ractor::pg::join_scoped(
+            PULSE_SCOPE.to_string(),
+            PULSE_GROUP.to_string(),
+            vec![myself.get_cell()],
+        );
+        Ok(membership)
+    }
+
+    async fn handle(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        message: Self::Msg,
+        membership: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        let PulseMsg::Beat(bytes) = message;
+        match Beat::decode(&bytes) {
+            Some(beat) => {
+                // The membership actor stops only at shutdown; a lost beat then is harmless.
+                let _ = membership.cast(MembershipMsg::Beat(beat));
+            }
+            None => {
+                let _ = membership.cast(MembershipMsg::BadBeat { len: bytes.len() });
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn beats_round_trip_and_garbage_is_refused() {
+        let beat = Beat {
+            from: "n1".into(),
+            incarnation: u64::MAX,
+            seq: 42,
+        };
+        assert_eq!(Beat::decode(&beat.encode()), Some(beat.clone()));
+        assert_eq!(Beat::decode(&[0xff; 12]), None);
+        assert_eq!(Beat::decode(&[]), None);
+        let mut trailing = beat.encode();
+        trailing.push(0);
+        assert_eq!(Beat::decode(&trailing), None);
+        // A length prefix claiming a huge string must not allocate it.
+        assert_eq!(Beat::decode(&[0xfc, 0xff, 0xff, 0xff, 0x7f, b'a']), None);
+        assert_eq!(Beat::decode(&vec![1; MAX_BEAT_BYTES + 1]), None);
+    }
+}

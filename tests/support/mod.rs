@@ -1,0 +1,328 @@
+//! Black-box test support: real `troupe` processes on real sockets, in a temporary directory.
+//!
+//! Every process a test starts is killed when its handle drops, also when the test panics; and
+//! every node is started with `--exit-with-stdin`, so it stops by itself if the test process dies
+//! without unwinding. When a test fails, the tail of each node's log is printed.
+
+#![allow(dead_code, unreachable_pub)]
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::future::Future;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::time::Duration;
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use serde_json::Value;
+use tokio::time::Instant;
+
+/// The binary under test.
+pub fn troupe_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_troupe"))
+}
+
+/// A cookie for test clusters.
+pub const COOKIE: &str = "test-cookie-0123456789abcdef";
+
+/// `n` distinct free ports on 127.0.0.1 (held together while chosen, so they differ).
+pub fn free_ports(n: usize) -> Vec<u16> {
+    let listeners: Vec<_> = (0..n)
+        .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port"))
+        .collect();
+    listeners
+        .iter()
+        .map(|l| l.local_addr().expect("local addr").port())
+        .collect()
+}
+
+/// One configured node of a test cluster.
+#[derive(Debug, Clone)]
+pub struct NodeAddr {
+    pub id: String,
+    pub cluster_port: u16,
+    pub http_port: u16,
+}
+
+impl NodeAddr {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.http_port)
+    }
+}
+
+/// A running `troupe` process, killed on drop.
+pub struct Proc {
+    pub child: Child,
+    stdin: Option<ChildStdin>,
+    pub log: PathBuf,
+}
+
+impl Proc {
+    pub fn pid(&self) -> Pid {
+        Pid::from_raw(i32::try_from(self.child.id()).expect("pid fits i32"))
+    }
+
+    pub fn signal(&self, signal: Signal) {
+        kill(self.pid(), signal).expect("signal the process");
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Waits for the process to exit, up to `deadline`.
+    pub async fn wait_exit(&mut self, deadline: Duration) -> Option<ExitStatus> {
+        let start = Instant::now();
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            if start.elapsed() > deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        drop(self.stdin.take());
+        let _ = kill(self.pid(), Signal::SIGCONT);
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A cluster of real node processes configured in a temporary directory.
+pub struct TestCluster {
+    pub dir: tempfile::TempDir,
+    pub config: PathBuf,
+    pub nodes: Vec<NodeAddr>,
+    procs: HashMap<String, Proc>,
+    client: reqwest::Client,
+    starts: usize,
+}
+
+impl TestCluster {
+    /// A cluster of `n` nodes `n1..=nN` on free ports, none started.
+    pub fn new(n: usize) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let ports = free_ports(2 * n);
+        let nodes: Vec<_> = (0..n)
+            .map(|i| NodeAddr {
+                id: format!("n{}", i + 1),
+                cluster_port: ports[2 * i],
+                http_port: ports[2 * i + 1],
+            })
+            .collect();
+        let config = dir.path().join("cluster.toml");
+        std::fs::write(&config, config_text(&nodes)).expect("write config");
+        Self {
+            dir,
+            config,
+            nodes,
+            procs: HashMap::new(),
+            client: reqwest::Client::builder()
+                .timeout(Duration::from_secs(2))
+                .build()
+                .expect("http client"),
+            starts: 0,
+        }
+    }
+
+    pub fn node(&self, id: &str) -> &NodeAddr {
+        self.nodes
+            .iter()
+            .find(|n| n.id == id)
+            .expect("configured node")
+    }
+
+    pub fn ids(&self) -> Vec<String> {
+        self.nodes.iter().map(|n| n.id.clone()).collect()
+    }
+
+    /// Starts node `id` with the test cookie.
+    pub fn start(&mut self, id: &str) {
+        self.start_with_cookie(id, COOKIE);
+    }
+
+    /// Starts node `id` with `cookie`.
+    pub fn start_with_cookie(&mut self, id: &str, cookie: &str) {
+        assert!(!self.procs.contains_key(id), "node {id} is already running");
+        self.starts += 1;
+        let log = self.dir.path().join(format!("{id}.{}.log", self.starts));
+        let out = File::create(&log).expect("log file");
+        let err = out.try_clone().expect("log file");
+        let mut child = Command::new(troupe_bin())
+            .args(["node", "--id", id, "--exit-with-stdin", "--config"])
+            .arg(&self.config)
+            .env("TROUPE_COOKIE", cookie)
+            .env("TROUPE_LOG_FORMAT", "json")
+            .env("RUST_LOG", "info,troupe_runtime=debug")
+            .env_remove("TROUPE_CONFIG")
+            .stdin(Stdio::piped())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .expect("spawn troupe node");
+        let stdin = child.stdin.take();
+        self.procs
+            .insert(id.to_string(), Proc { child, stdin, log });
+    }
+
+    pub fn start_all(&mut self) {
+        for id in self.ids() {
+            self.start(&id);
+        }
+    }
+
+    pub fn proc(&mut self, id: &str) -> &mut Proc {
+        self.procs.get_mut(id).expect("running node")
+    }
+
+    /// SIGKILLs node `id` and reaps it.
+    pub fn kill(&mut self, id: &str) {
+        let mut p = self.procs.remove(id).expect("running node");
+        p.child.kill().expect("kill");
+        p.child.wait().expect("reap");
+    }
+
+    /// Removes node `id` from the running set without touching it (it has exited).
+    pub fn take(&mut self, id: &str) -> Proc {
+        self.procs.remove(id).expect("running node")
+    }
+
+    /// The log of running node `id` so far.
+    pub fn log(&self, id: &str) -> String {
+        self.procs.get(id).map(Proc::log_text).unwrap_or_default()
+    }
+
+    /// Whether every node but `absent` sees every other node but `absent` up.
+    pub async fn all_up_except(&self, absent: &str) -> bool {
+        for n in self.nodes.iter().filter(|n| n.id != absent) {
+            let Some(s) = self.statuses(&n.id).await else {
+                return false;
+            };
+            if !s.iter().all(|(id, status)| id == absent || status == "up") {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// GET `path` on node `id`: status and JSON body.
+    pub async fn get(&self, id: &str, path: &str) -> Option<(u16, Value)> {
+        let response = self.client.get(self.node(id).url(path)).send().await.ok()?;
+        let status = response.status().as_u16();
+        let body = response.json().await.unwrap_or(Value::Null);
+        Some((status, body))
+    }
+
+    /// Node statuses as `observer` sees them, or None if it does not answer.
+    pub async fn statuses(&self, observer: &str) -> Option<HashMap<String, String>> {
+        let (status, body) = self.get(observer, "/admin/cluster").await?;
+        if status != 200 {
+            return None;
+        }
+        Some(
+            body["nodes"]
+                .as_array()?
+                .iter()
+                .map(|n| {
+                    (
+                        n["id"].as_str().unwrap_or_default().to_string(),
+                        n["status"].as_str().unwrap_or_default().to_string(),
+                    )
+                })
+                .collect(),
+        )
+    }
+
+    /// Whether `observer` sees `node` with `status`.
+    pub async fn sees(&self, observer: &str, node: &str, status: &str) -> bool {
+        self.statuses(observer)
+            .await
+            .is_some_and(|s| s.get(node).map(String::as_str) == Some(status))
+    }
+
+    /// Whether every one of `observers` sees every configured node up.
+    pub async fn all_up(&self, observers: &[&str]) -> bool {
+        for o in observers {
+            match self.statuses(o).await {
+                Some(s) if s.len() == self.nodes.len() && s.values().all(|v| v == "up") => {}
+                _ => return false,
+            }
+        }
+        true
+    }
+
+    /// The incarnation of `node` as `observer` sees it.
+    pub async fn incarnation(&self, observer: &str, node: &str) -> Option<String> {
+        let (_, body) = self.get(observer, "/admin/cluster").await?;
+        body["nodes"].as_array()?.iter().find(|n| n["id"] == node)?["incarnation"]
+            .as_str()
+            .map(str::to_string)
+    }
+}
+
+impl Drop for TestCluster {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let mut procs: Vec<_> = self.procs.values().collect();
+            procs.sort_by_key(|p| p.log.clone());
+            for p in procs {
+                print_tail(&p.log);
+            }
+        }
+        self.procs.clear();
+    }
+}
+
+fn print_tail(log: &Path) {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let lines: Vec<_> = text.lines().collect();
+    eprintln!("---- last lines of {} ----", log.display());
+    for line in &lines[lines.len().saturating_sub(40)..] {
+        eprintln!("{line}");
+    }
+}
+
+/// A config for `nodes` with the default timings, data under the config's directory.
+pub fn config_text(nodes: &[NodeAddr]) -> String {
+    let mut text =
+        String::from("[cluster]\ndata_dir = \"data\"\n\n[http]\nshutdown_grace_ms = 5000\n");
+    for n in nodes {
+        text.push_str(&format!(
+            "\n[[node]]\nid = \"{}\"\ncluster_addr = \"127.0.0.1:{}\"\nhttp_addr = \"127.0.0.1:{}\"\n",
+            n.id, n.cluster_port, n.http_port
+        ));
+    }
+    text
+}
+
+/// Polls `condition` until it holds or `deadline` passes; returns the time it took, or panics
+/// naming `what`.
+pub async fn wait_until<F, Fut>(what: &str, deadline: Duration, mut condition: F) -> Duration
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let start = Instant::now();
+    loop {
+        if condition().await {
+            return start.elapsed();
+        }
+        assert!(
+            start.elapsed() < deadline,
+            "timed out after {deadline:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
