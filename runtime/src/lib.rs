@@ -6,11 +6,13 @@
 //! - [`cluster`]: membership over `ractor_cluster`: seeds from the configuration, a full mesh
 //!   dialled with backoff, our own heartbeat failure detector, and [`ClusterEvent`]s.
 //! - [`backoff`]: exponential backoff with jitter, as a pure function.
+//! - [`supervisor`]: restart strategies, backoff and intensity limits over ractor supervision.
 //! - [`error`]: [`RuntimeError`] and the [`ErrorKind`] the edge maps to a status.
 
 pub mod backoff;
 pub mod cluster;
 pub mod error;
+pub mod supervisor;
 
 pub use cluster::{
     Cluster, ClusterEvent, ClusterSettings, ClusterView, NodeId, NodeSpec, NodeStatus, PeerView,
