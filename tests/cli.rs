@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-use support::{NodeAddr, config_text, free_ports, troupe_bin, wait_until};
+use support::{config_text, node_addrs, troupe_bin, wait_until};
 
 /// The pids of the processes whose parent is `parent`.
 fn children_of(parent: u32) -> Vec<i32> {
@@ -43,14 +43,7 @@ fn alive(pid: i32) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn troupe_up_starts_the_cluster_and_ctrl_c_stops_every_node() {
     let dir = tempfile::tempdir().unwrap();
-    let ports = free_ports(6);
-    let nodes: Vec<_> = (0..3)
-        .map(|i| NodeAddr {
-            id: format!("n{}", i + 1),
-            cluster_port: ports[2 * i],
-            http_port: ports[2 * i + 1],
-        })
-        .collect();
+    let nodes = node_addrs(3);
     let config = dir.path().join("cluster.toml");
     std::fs::write(&config, config_text(&nodes)).unwrap();
 
@@ -176,12 +169,7 @@ fn run_troupe(args: &[&str], config: &std::path::Path) -> (Option<i32>, String) 
 fn a_malformed_config_exits_64_and_names_the_problem() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("bad.toml");
-    let ports = free_ports(2);
-    let good = config_text(&[NodeAddr {
-        id: "n1".into(),
-        cluster_port: ports[0],
-        http_port: ports[1],
-    }]);
+    let good = config_text(&node_addrs(1));
 
     // An unknown key: the file, the line and the key are named.
     std::fs::write(&config, good.replace("[http]", "[http]\nbody_limit = 5")).unwrap();

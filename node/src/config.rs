@@ -9,6 +9,7 @@
 //! default built into the binary (three nodes on 127.0.0.1). Relative paths in a file are taken
 //! from the file's directory; for the built-in default, from the working directory.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -16,7 +17,13 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use toml::Spanned;
 use troupe_runtime::cluster::{DetectorSettings, ReconnectSettings};
-use troupe_runtime::{ClusterSettings, NodeId, NodeSpec};
+use troupe_runtime::supervisor::RestartPolicy;
+use troupe_runtime::{ClusterSettings, NodeId, NodeSpec, RuntimeSettings, ServiceSpec};
+
+mod services;
+
+/// A node's link port defaults to its cluster port plus this.
+pub const DEFAULT_LINK_PORT_OFFSET: u16 = 100;
 
 /// The default cluster, built into the binary.
 pub const EMBEDDED_DEFAULT: &str = include_str!("../../cluster.toml");
@@ -195,6 +202,8 @@ pub struct NodeEntry {
     pub cluster_addr: SocketAddr,
     /// Its HTTP edge.
     pub http_addr: SocketAddr,
+    /// Where it accepts service traffic from peers (default: the cluster port + 100).
+    pub link_addr: SocketAddr,
     /// Its data directory.
     pub data_dir: PathBuf,
 }
@@ -218,6 +227,8 @@ pub struct NodeConfig {
     pub log: LogSettings,
     /// Every node, in file order.
     pub nodes: Vec<NodeEntry>,
+    /// How each service runs (`echo` is always there).
+    pub services: BTreeMap<String, ServiceSpec>,
 }
 
 fn ms(n: u64) -> std::time::Duration {
@@ -265,6 +276,8 @@ struct RawConfig {
     log: RawLog,
     #[serde(default, rename = "node")]
     nodes: Vec<RawNode>,
+    #[serde(default)]
+    services: BTreeMap<String, services::RawService>,
 }
 
 #[derive(Deserialize, Default)]
@@ -300,16 +313,21 @@ struct RawNode {
     id: Spanned<String>,
     cluster_addr: Spanned<String>,
     http_addr: Spanned<String>,
+    link_addr: Option<Spanned<String>>,
     data_dir: Option<Spanned<String>>,
 }
 
 /// Reports problems with positions in the source text.
-struct Checker<'a> {
+pub(crate) struct Checker<'a> {
     source: &'a ConfigSource,
     text: &'a str,
 }
 
 impl Checker<'_> {
+    pub(crate) fn source_name(&self) -> String {
+        self.source.to_string()
+    }
+
     fn line(&self, span: &std::ops::Range<usize>) -> usize {
         let end = span.start.min(self.text.len());
         self.text[..end].bytes().filter(|b| *b == b'\n').count() + 1
@@ -531,6 +549,28 @@ impl NodeConfig {
             })?;
             let cluster_addr = check.addr("node.cluster_addr", &n.cluster_addr)?;
             let http_addr = check.addr("node.http_addr", &n.http_addr)?;
+            let link_addr = match &n.link_addr {
+                Some(a) => check.addr("node.link_addr", a)?,
+                None => match cluster_addr.port().checked_add(DEFAULT_LINK_PORT_OFFSET) {
+                    Some(port) => SocketAddr::new(cluster_addr.ip(), port),
+                    None => {
+                        return check.err(
+                            "node.link_addr",
+                            &n.cluster_addr.span(),
+                            "cannot default to the cluster port + 100: set link_addr",
+                        );
+                    }
+                },
+            };
+            let link_span = n
+                .link_addr
+                .as_ref()
+                .map_or_else(|| n.cluster_addr.span(), Spanned::span);
+            let mine = [
+                ("node.cluster_addr", cluster_addr, n.cluster_addr.span()),
+                ("node.http_addr", http_addr, n.http_addr.span()),
+                ("node.link_addr", link_addr, link_span),
+            ];
             for other in &nodes {
                 if other.id == id {
                     return check.err(
@@ -539,25 +579,20 @@ impl NodeConfig {
                         format!("{id} is already used by another node"),
                     );
                 }
-                for (key, addr, span) in [
-                    ("node.cluster_addr", cluster_addr, n.cluster_addr.span()),
-                    ("node.http_addr", http_addr, n.http_addr.span()),
-                ] {
-                    if addr == other.cluster_addr || addr == other.http_addr {
+                for (key, addr, span) in &mine {
+                    if [other.cluster_addr, other.http_addr, other.link_addr].contains(addr) {
                         return check.err(
                             key,
-                            &span,
+                            span,
                             format!("{addr} is already used by node {}", other.id),
                         );
                     }
                 }
             }
-            if cluster_addr == http_addr {
-                return check.err(
-                    "node.http_addr",
-                    &n.http_addr.span(),
-                    "must differ from cluster_addr",
-                );
+            for (i, (key, addr, span)) in mine.iter().enumerate() {
+                if mine[..i].iter().any(|(_, a, _)| a == addr) {
+                    return check.err(key, span, format!("{addr} is used twice by this node"));
+                }
             }
             let data_dir = match &n.data_dir {
                 Some(d) => resolve(d.get_ref()),
@@ -567,9 +602,12 @@ impl NodeConfig {
                 id,
                 cluster_addr,
                 http_addr,
+                link_addr,
                 data_dir,
             });
         }
+        let node_ids: Vec<NodeId> = nodes.iter().map(|n| n.id.clone()).collect();
+        let services = services::check(&check, &raw.services, &node_ids)?;
 
         Ok(Self {
             source,
@@ -598,6 +636,7 @@ impl NodeConfig {
                 format: raw.log.format.unwrap_or_default(),
             },
             nodes,
+            services,
         })
     }
 
@@ -614,6 +653,28 @@ impl NodeConfig {
                     known.join(", ")
                 ))
             })
+    }
+
+    /// Everything the runtime of node `id` needs.
+    pub fn runtime_settings(
+        &self,
+        id: &str,
+        cookie: String,
+    ) -> Result<RuntimeSettings, ConfigError> {
+        Ok(RuntimeSettings {
+            cluster: self.cluster_settings(id, cookie)?,
+            link_addrs: self
+                .nodes
+                .iter()
+                .map(|n| (n.id.clone(), n.link_addr))
+                .collect(),
+            services: self
+                .services
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            restart: RestartPolicy::default(),
+        })
     }
 
     /// The runtime's cluster settings for node `id` with `cookie`.

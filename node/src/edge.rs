@@ -6,7 +6,9 @@
 
 mod admin;
 pub mod error;
+pub mod extract;
 mod health;
+mod metrics;
 pub mod middleware;
 
 use std::collections::HashMap;
@@ -15,11 +17,10 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::http::{Method, StatusCode, Uri};
-use axum::routing::get;
-use tokio::sync::watch;
+use axum::routing::{get, post};
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
-use troupe_runtime::ClusterView;
+use troupe_runtime::{ClusterView, Runtime};
 
 use crate::config::HttpSettings;
 use error::ApiError;
@@ -32,34 +33,31 @@ pub struct AppState {
 
 #[derive(Debug)]
 struct Inner {
-    node_id: String,
-    cluster: watch::Receiver<ClusterView>,
+    runtime: Runtime,
     http_addrs: HashMap<String, SocketAddr>,
 }
 
 impl AppState {
-    /// State for node `node_id`, reading the cluster view from `cluster` and knowing every
-    /// node's HTTP address.
-    pub fn new(
-        node_id: &str,
-        cluster: watch::Receiver<ClusterView>,
-        http_addrs: HashMap<String, SocketAddr>,
-    ) -> Self {
+    /// State over this node's `runtime`, knowing every node's HTTP address.
+    pub fn new(runtime: Runtime, http_addrs: HashMap<String, SocketAddr>) -> Self {
         Self {
             inner: Arc::new(Inner {
-                node_id: node_id.to_string(),
-                cluster,
+                runtime,
                 http_addrs,
             }),
         }
     }
 
+    pub(crate) fn runtime(&self) -> &Runtime {
+        &self.inner.runtime
+    }
+
     pub(crate) fn node_id(&self) -> &str {
-        &self.inner.node_id
+        self.inner.runtime.node().as_str()
     }
 
     pub(crate) fn cluster_view(&self) -> ClusterView {
-        self.inner.cluster.borrow().clone()
+        self.inner.runtime.cluster().view()
     }
 
     pub(crate) fn http_addr_of(&self, node: &str) -> Option<SocketAddr> {
@@ -69,18 +67,29 @@ impl AppState {
 
 /// The edge's routes and middleware.
 pub fn router(state: AppState, http: &HttpSettings) -> Router {
+    // The benchmark runs for up to a minute: it has a deadline of its own.
+    let long = Router::new()
+        .route("/admin/bench", post(admin::bench))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            admin::bench_timeout(),
+        ));
     Router::new()
         .route("/health/live", get(health::live))
         .route("/health/ready", get(health::ready))
+        .route("/metrics", get(metrics::metrics))
         .route("/admin/cluster", get(admin::cluster))
-        .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed)
-        .with_state(state)
-        .layer(RequestBodyLimitLayer::new(http.body_limit_bytes))
+        .route("/admin/chaos/kill", post(admin::chaos_kill))
+        .route("/admin/echo", post(admin::echo))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,
             http.request_timeout,
         ))
+        .merge(long)
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(state)
+        .layer(RequestBodyLimitLayer::new(http.body_limit_bytes))
         .layer(axum::middleware::from_fn(middleware::edge))
 }
 

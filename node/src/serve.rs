@@ -9,7 +9,8 @@ use std::os::unix::fs::DirBuilderExt;
 use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio::time::{Instant, timeout};
-use troupe_runtime::Cluster;
+use troupe_runtime::Runtime;
+use troupe_runtime::echo::Echo;
 
 use crate::config::NodeConfig;
 use crate::edge::{self, AppState};
@@ -48,7 +49,7 @@ pub async fn run(
         source => tracing::debug!(?source, "cluster cookie loaded"),
     }
     let settings = config
-        .cluster_settings(&options.id, cookie)
+        .runtime_settings(&options.id, cookie)
         .map_err(BadConfig)?;
     std::fs::DirBuilder::new()
         .recursive(true)
@@ -63,7 +64,8 @@ pub async fn run(
     if !http_addr.ip().is_loopback() {
         tracing::warn!(%http_addr, "the edge listens beyond this machine and its admin routes are not authenticated yet");
     }
-    let cluster = Cluster::start(settings).await?;
+    let runtime = Runtime::start(settings).await?;
+    runtime.host(Echo).await?;
     tracing::info!(
         node = %entry.id,
         %http_addr,
@@ -78,7 +80,7 @@ pub async fn run(
         .iter()
         .map(|n| (n.id.to_string(), n.http_addr))
         .collect();
-    let state = AppState::new(&options.id, cluster.watch(), http_addrs);
+    let state = AppState::new(runtime.clone(), http_addrs);
     let app = edge::router(state, &config.http);
 
     let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<Instant>();
@@ -106,7 +108,7 @@ pub async fn run(
         }
     };
     let left = grace.saturating_sub(started_stopping.elapsed());
-    cluster
+    runtime
         .shutdown(left.max(std::time::Duration::from_millis(100)))
         .await;
     tracing::info!(

@@ -37,8 +37,9 @@
 //!     NodeSpec::new("n1", "127.0.0.1:7101".parse().unwrap()),
 //!     NodeSpec::new("n2", "127.0.0.1:7102".parse().unwrap()),
 //! ];
-//! let settings = ClusterSettings::new("n1", nodes, "a-secret-cookie".to_string())?;
-//! let cluster = Cluster::start(settings).await?;
+//! let settings = ClusterSettings::new("n1", nodes, "a-secret-cookie-0123".to_string())?;
+//! let registry = std::sync::Arc::new(troupe_runtime::Registry::new(settings.self_id().clone()));
+//! let cluster = Cluster::start(settings, registry).await?;
 //! let mut events = cluster.subscribe();
 //! while let Ok(event) = events.recv().await {
 //!     println!("{} is now {}", event.node, event.status);
@@ -63,6 +64,7 @@ use tokio::time::Duration;
 pub use self::settings::{
     ClusterSettings, DetectorSettings, MIN_COOKIE_LEN, NodeId, NodeSpec, ReconnectSettings,
 };
+use crate::registry::Registry;
 use crate::{Result, RuntimeError};
 use membership::{Membership, MembershipArgs, MembershipMsg};
 
@@ -157,8 +159,9 @@ impl fmt::Debug for Cluster {
 
 impl Cluster {
     /// Binds the cluster port, starts the failure detector and starts dialling the peers.
-    /// Returns once the port is bound; joining the peers happens in the background.
-    pub async fn start(settings: ClusterSettings) -> Result<Self> {
+    /// Returns once the port is bound; joining the peers happens in the background. The
+    /// heartbeats carry `registry`'s local directory and feed it the peers' directories.
+    pub async fn start(settings: ClusterSettings, registry: Arc<Registry>) -> Result<Self> {
         let (events, _) = broadcast::channel(1024);
         let (view_tx, view) = watch::channel(membership::initial_view(&settings));
         let me = settings.self_spec().clone();
@@ -168,6 +171,7 @@ impl Cluster {
             Membership,
             MembershipArgs {
                 settings: settings.clone(),
+                registry,
                 events: events.clone(),
                 view: view_tx,
             },

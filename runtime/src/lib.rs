@@ -1,23 +1,46 @@
 //! The generic actor runtime of Troupe. It knows nothing of orders, users or HTTP: it gives the
-//! layers above it a cluster of nodes that find each other, notice failures and tell everyone.
+//! layers above it a cluster of nodes that find each other and notice failures, supervised
+//! groups of actors on them, a registry of who is alive where, and a fast way to reach them.
 //!
 //! # Layout
 //!
 //! - [`cluster`]: membership over `ractor_cluster`: seeds from the configuration, a full mesh
 //!   dialled with backoff, our own heartbeat failure detector, and [`ClusterEvent`]s.
-//! - [`backoff`]: exponential backoff with jitter, as a pure function.
+//! - [`registry`]: which members of which service live where, gossiped in heartbeats;
+//!   [`registry::balance`]: the pure balancers.
+//! - [`service`]: the [`Service`] trait, member actors, bounded mailboxes, [`CallError`].
+//! - [`router`]: [`Router`], the sending side: pick, deliver, retry.
+//! - [`transport`]: authenticated TCP links between nodes carrying batched envelopes.
 //! - [`supervisor`]: restart strategies, backoff and intensity limits over ractor supervision.
+//! - [`runtime`]: [`Runtime`], one node's runtime behind one handle.
+//! - [`echo`], [`bench`]: the built-in diagnostic service and the throughput benchmark.
+//! - [`telemetry`]: W3C trace context carried through every hop.
+//! - [`backoff`], [`hash`]: exponential backoff with jitter; stable hashing.
 //! - [`error`]: [`RuntimeError`] and the [`ErrorKind`] the edge maps to a status.
 
 pub mod backoff;
+pub mod bench;
 pub mod cluster;
+pub mod echo;
 pub mod error;
+pub mod hash;
+pub mod registry;
+pub mod router;
+pub mod runtime;
+pub mod service;
 pub mod supervisor;
+mod system;
+pub mod telemetry;
+pub mod transport;
 
 pub use cluster::{
     Cluster, ClusterEvent, ClusterSettings, ClusterView, NodeId, NodeSpec, NodeStatus, PeerView,
 };
 pub use error::{ErrorKind, RuntimeError};
+pub use registry::Registry;
+pub use router::Router;
+pub use runtime::{KilledMember, Runtime, RuntimeSettings};
+pub use service::{CallError, CallOptions, Service, ServiceSpec};
 
 /// The result of runtime operations.
 pub type Result<T, E = RuntimeError> = std::result::Result<T, E>;

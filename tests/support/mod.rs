@@ -44,6 +44,7 @@ pub struct NodeAddr {
     pub id: String,
     pub cluster_port: u16,
     pub http_port: u16,
+    pub link_port: u16,
 }
 
 impl NodeAddr {
@@ -114,14 +115,7 @@ impl TestCluster {
     /// A cluster of `n` nodes `n1..=nN` on free ports, none started.
     pub fn new(n: usize) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
-        let ports = free_ports(2 * n);
-        let nodes: Vec<_> = (0..n)
-            .map(|i| NodeAddr {
-                id: format!("n{}", i + 1),
-                cluster_port: ports[2 * i],
-                http_port: ports[2 * i + 1],
-            })
-            .collect();
+        let nodes = node_addrs(n);
         let config = dir.path().join("cluster.toml");
         std::fs::write(&config, config_text(&nodes)).expect("write config");
         Self {
@@ -294,17 +288,38 @@ fn print_tail(log: &Path) {
     }
 }
 
-/// A config for `nodes` with the default timings, data under the config's directory.
-pub fn config_text(nodes: &[NodeAddr]) -> String {
+/// `n` nodes `n1..=nN` on free ports.
+pub fn node_addrs(n: usize) -> Vec<NodeAddr> {
+    let ports = free_ports(3 * n);
+    (0..n)
+        .map(|i| NodeAddr {
+            id: format!("n{}", i + 1),
+            cluster_port: ports[3 * i],
+            http_port: ports[3 * i + 1],
+            link_port: ports[3 * i + 2],
+        })
+        .collect()
+}
+
+/// A config for `nodes` with the default timings, data under the config's directory, and
+/// `extra` appended (service sections).
+pub fn config_text_with(nodes: &[NodeAddr], extra: &str) -> String {
     let mut text =
         String::from("[cluster]\ndata_dir = \"data\"\n\n[http]\nshutdown_grace_ms = 5000\n");
     for n in nodes {
         text.push_str(&format!(
-            "\n[[node]]\nid = \"{}\"\ncluster_addr = \"127.0.0.1:{}\"\nhttp_addr = \"127.0.0.1:{}\"\n",
-            n.id, n.cluster_port, n.http_port
+            "\n[[node]]\nid = \"{}\"\ncluster_addr = \"127.0.0.1:{}\"\nhttp_addr = \"127.0.0.1:{}\"\nlink_addr = \"127.0.0.1:{}\"\n",
+            n.id, n.cluster_port, n.http_port, n.link_port
         ));
     }
+    text.push('\n');
+    text.push_str(extra);
     text
+}
+
+/// A config for `nodes` with the defaults.
+pub fn config_text(nodes: &[NodeAddr]) -> String {
+    config_text_with(nodes, "")
 }
 
 /// Polls `condition` until it holds or `deadline` passes; returns the time it took, or panics

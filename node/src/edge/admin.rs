@@ -1,21 +1,27 @@
-//! `GET /admin/cluster`: the cluster as this node sees it (`API.md`).
+//! The operations routes under `/admin` (`API.md`): the cluster view, failure injection, the
+//! throughput benchmark, and a single echo request for diagnostics.
 //!
-//! The admin routes are not authenticated yet: until the auth work lands, the edge listens on
+//! These routes are not authenticated yet: until the auth work lands, the edge listens on
 //! 127.0.0.1 by default and warns when bound elsewhere ([`crate::serve`]).
 
-use axum::Json;
 use axum::extract::State;
-use serde::Serialize;
-use troupe_runtime::NodeStatus;
+use serde::{Deserialize, Serialize};
+use tokio::time::{Duration, Instant};
+use troupe_runtime::bench::{self, BenchMode, BenchReport, BenchSpec};
+use troupe_runtime::echo::{Echo, EchoRequest};
+use troupe_runtime::registry::NodeCount;
+use troupe_runtime::{CallOptions, KilledMember, NodeId, NodeStatus};
 
 use super::AppState;
+use super::error::ApiError;
+use super::extract::Json;
 
 #[derive(Serialize)]
 pub(crate) struct ClusterResponse {
     node: String,
     formed: bool,
     nodes: Vec<NodeResponse>,
-    services: Vec<serde_json::Value>,
+    services: Vec<ServiceResponse>,
 }
 
 #[derive(Serialize)]
@@ -29,9 +35,16 @@ struct NodeResponse {
     incarnation: Option<String>,
 }
 
-pub(crate) async fn cluster(State(state): State<AppState>) -> Json<ClusterResponse> {
+#[derive(Serialize)]
+struct ServiceResponse {
+    name: String,
+    members: Vec<NodeCount>,
+    shards: Vec<serde_json::Value>,
+}
+
+pub(crate) async fn cluster(State(state): State<AppState>) -> axum::Json<ClusterResponse> {
     let view = state.cluster_view();
-    Json(ClusterResponse {
+    axum::Json(ClusterResponse {
         node: view.node.to_string(),
         formed: view.formed,
         nodes: view
@@ -46,6 +59,192 @@ pub(crate) async fn cluster(State(state): State<AppState>) -> Json<ClusterRespon
                 incarnation: n.incarnation.map(|i| format!("{i:016x}")),
             })
             .collect(),
-        services: Vec::new(),
+        services: state
+            .runtime()
+            .services()
+            .into_iter()
+            .map(|s| ServiceResponse {
+                name: s.name,
+                members: s.members,
+                shards: Vec::new(),
+            })
+            .collect(),
     })
+}
+
+/// A configured node id from a request field, or a 400 naming the field.
+fn node_field(state: &AppState, field: &str, id: &str) -> Result<NodeId, ApiError> {
+    state
+        .runtime()
+        .cluster()
+        .settings()
+        .nodes()
+        .iter()
+        .find(|n| n.id.as_str() == id)
+        .map(|n| n.id.clone())
+        .ok_or_else(|| {
+            ApiError::InvalidRequest(format!("{field}: {id:?} is not a configured node"))
+        })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct KillRequest {
+    service: String,
+    node: Option<String>,
+    shard: Option<u32>,
+}
+
+#[derive(Serialize)]
+pub(crate) struct KillResponse {
+    killed: Vec<KilledMember>,
+}
+
+pub(crate) async fn chaos_kill(
+    State(state): State<AppState>,
+    Json(request): Json<KillRequest>,
+) -> Result<axum::Json<KillResponse>, ApiError> {
+    let runtime = state.runtime();
+    if !runtime.services().iter().any(|s| s.name == request.service) {
+        return Err(ApiError::NotFound(format!(
+            "service {:?} does not exist",
+            request.service
+        )));
+    }
+    if request.shard.is_some() {
+        return Err(ApiError::InvalidRequest(format!(
+            "shard: service {} is not sharded",
+            request.service
+        )));
+    }
+    let node = match &request.node {
+        Some(id) => Some(node_field(&state, "node", id)?),
+        None => None,
+    };
+    let killed = runtime
+        .kill_member(&request.service, node.clone(), None)
+        .await?;
+    if killed.is_empty() {
+        let place = node.map(|n| format!(" on {n}")).unwrap_or_default();
+        return Err(ApiError::NotFound(format!(
+            "no live member of {}{place}",
+            request.service
+        )));
+    }
+    Ok(axum::Json(KillResponse { killed }))
+}
+
+/// Bounds of `/admin/bench`.
+const MAX_BENCH_PAYLOAD: usize = 1024 * 1024;
+const MAX_BENCH_DURATION_MS: u64 = 60_000;
+const MAX_BENCH_IN_FLIGHT: usize = 1024;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct BenchRequest {
+    target_node: String,
+    mode: BenchMode,
+    payload_bytes: usize,
+    duration_ms: u64,
+    in_flight: usize,
+}
+
+/// How long `/admin/bench` may take beyond the run itself (its barrier, slow starts).
+pub(crate) const BENCH_SLACK: Duration = Duration::from_secs(60);
+
+/// The longest a bench request may take.
+pub(crate) fn bench_timeout() -> Duration {
+    Duration::from_millis(MAX_BENCH_DURATION_MS) + BENCH_SLACK
+}
+
+pub(crate) async fn bench(
+    State(state): State<AppState>,
+    Json(request): Json<BenchRequest>,
+) -> Result<axum::Json<BenchReport>, ApiError> {
+    let target = node_field(&state, "target_node", &request.target_node)?;
+    if request.payload_bytes > MAX_BENCH_PAYLOAD {
+        return Err(ApiError::InvalidRequest(format!(
+            "payload_bytes: at most {MAX_BENCH_PAYLOAD}"
+        )));
+    }
+    if !(1..=MAX_BENCH_DURATION_MS).contains(&request.duration_ms) {
+        return Err(ApiError::InvalidRequest(format!(
+            "duration_ms: between 1 and {MAX_BENCH_DURATION_MS}"
+        )));
+    }
+    if !(1..=MAX_BENCH_IN_FLIGHT).contains(&request.in_flight) {
+        return Err(ApiError::InvalidRequest(format!(
+            "in_flight: between 1 and {MAX_BENCH_IN_FLIGHT}"
+        )));
+    }
+    let spec = BenchSpec {
+        target,
+        mode: request.mode,
+        payload_bytes: request.payload_bytes,
+        duration: Duration::from_millis(request.duration_ms),
+        in_flight: request.in_flight,
+    };
+    let report = bench::run(state.runtime(), spec).await?;
+    Ok(axum::Json(report))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct EchoBody {
+    #[serde(default)]
+    payload: String,
+    node: Option<String>,
+    #[serde(default)]
+    delay_ms: u32,
+    timeout_ms: Option<u64>,
+}
+
+#[derive(Serialize)]
+pub(crate) struct EchoAnswer {
+    payload: String,
+    node: String,
+    index: u32,
+    handled: u64,
+    elapsed_us: u64,
+}
+
+/// The longest `/admin/echo` may be asked to wait.
+const MAX_ECHO_MS: u64 = 60_000;
+
+pub(crate) async fn echo(
+    State(state): State<AppState>,
+    Json(body): Json<EchoBody>,
+) -> Result<axum::Json<EchoAnswer>, ApiError> {
+    let timeout_ms = body.timeout_ms.unwrap_or(5_000);
+    if !(1..=MAX_ECHO_MS).contains(&timeout_ms) {
+        return Err(ApiError::InvalidRequest(format!(
+            "timeout_ms: between 1 and {MAX_ECHO_MS}"
+        )));
+    }
+    if u64::from(body.delay_ms) > MAX_ECHO_MS {
+        return Err(ApiError::InvalidRequest(format!(
+            "delay_ms: at most {MAX_ECHO_MS}"
+        )));
+    }
+    let mut options = CallOptions::timeout(Duration::from_millis(timeout_ms)).idempotent();
+    if let Some(node) = &body.node {
+        options = options.on(node_field(&state, "node", node)?);
+    }
+    let request = EchoRequest {
+        payload: body.payload.into_bytes(),
+        delay_ms: body.delay_ms,
+    };
+    let started = Instant::now();
+    let (response, _) = state
+        .runtime()
+        .router::<Echo>()
+        .call_traced(request, options)
+        .await?;
+    Ok(axum::Json(EchoAnswer {
+        payload: String::from_utf8_lossy(&response.payload).into_owned(),
+        node: response.node,
+        index: response.index,
+        handled: response.handled,
+        elapsed_us: u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+    }))
 }

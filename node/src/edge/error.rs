@@ -41,6 +41,9 @@ pub enum ApiError {
     /// 413: the body is over the limit.
     #[error("{0}")]
     PayloadTooLarge(String),
+    /// 415: the body is not JSON.
+    #[error("{0}")]
+    UnsupportedMediaType(String),
     /// 503: not available now; the client may retry after `Retry-After`.
     #[error("{0}")]
     Unavailable(String),
@@ -69,6 +72,7 @@ impl ApiError {
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -85,6 +89,7 @@ impl ApiError {
             StatusCode::NOT_FOUND => Self::NotFound(message),
             StatusCode::METHOD_NOT_ALLOWED => Self::MethodNotAllowed(message),
             StatusCode::PAYLOAD_TOO_LARGE => Self::PayloadTooLarge(message),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => Self::UnsupportedMediaType(message),
             StatusCode::SERVICE_UNAVAILABLE | StatusCode::REQUEST_TIMEOUT => {
                 Self::Unavailable(message)
             }
@@ -113,6 +118,17 @@ pub(crate) fn code_for(status: StatusCode) -> &'static str {
     }
 }
 
+impl From<troupe_runtime::CallError> for ApiError {
+    /// Failures to reach a service are temporary (503, retry); a message that does not encode or
+    /// decode is a bug (500).
+    fn from(e: troupe_runtime::CallError) -> Self {
+        match e.kind() {
+            troupe_runtime::ErrorKind::Unavailable => Self::Unavailable(e.to_string()),
+            _ => Self::Internal(e.to_string()),
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
@@ -128,6 +144,7 @@ impl IntoResponse for ApiError {
                     | Self::NotFound(m)
                     | Self::MethodNotAllowed(m)
                     | Self::PayloadTooLarge(m)
+                    | Self::UnsupportedMediaType(m)
                     | Self::Unavailable(m)
                     | Self::Internal(m) => m.as_str(),
                 }

@@ -2,47 +2,48 @@ use axum::body::{Body, to_bytes};
 use axum::http::{Request, header};
 use serde_json::Value;
 use tower::ServiceExt;
-use troupe_runtime::{NodeId, NodeStatus, PeerView};
+use troupe_runtime::echo::Echo;
 
 use super::*;
+use crate::config::{ConfigArgs, ConfigSource, NodeConfig};
 
-fn view(formed: bool) -> ClusterView {
-    let peer = |id: &str, port: u16, status| PeerView {
-        id: NodeId::try_new(id).unwrap(),
-        status,
-        cluster_addr: SocketAddr::from(([127, 0, 0, 1], port)),
-        last_heard_ms: Some(3),
-        incarnation: Some(1),
-    };
-    ClusterView {
-        node: NodeId::try_new("n1").unwrap(),
-        nodes: vec![
-            peer("n1", 7101, NodeStatus::Up),
-            peer(
-                "n2",
-                7102,
-                if formed {
-                    NodeStatus::Up
-                } else {
-                    NodeStatus::Down
-                },
-            ),
-        ],
-        formed,
-    }
+const COOKIE: &str = "edge-test-cookie-0123456789";
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
-fn app(formed: bool) -> Router {
-    let (_tx, rx) = watch::channel(view(formed));
-    let addrs = HashMap::from([
-        ("n1".to_string(), SocketAddr::from(([127, 0, 0, 1], 8081))),
-        ("n2".to_string(), SocketAddr::from(([127, 0, 0, 1], 8082))),
-    ]);
-    let http = HttpSettings {
-        body_limit_bytes: 1024,
-        ..HttpSettings::default()
-    };
-    router(AppState::new("n1", rx, addrs), &http)
+/// A real runtime for node n1 hosting echo: alone (a formed cluster) or with an n2 that never
+/// starts (a cluster that never forms).
+async fn app(formed: bool) -> Router {
+    let mut text = String::from("[http]\nbody_limit_bytes = 1024\n");
+    for id in if formed {
+        &["n1"][..]
+    } else {
+        &["n1", "n2"][..]
+    } {
+        text.push_str(&format!(
+            "[[node]]\nid = \"{id}\"\ncluster_addr = \"127.0.0.1:{}\"\nhttp_addr = \"127.0.0.1:{}\"\nlink_addr = \"127.0.0.1:{}\"\n",
+            free_port(),
+            free_port(),
+            free_port()
+        ));
+    }
+    let config = NodeConfig::parse(ConfigSource::Embedded, &text, &ConfigArgs::default()).unwrap();
+    let runtime = Runtime::start(config.runtime_settings("n1", COOKIE.into()).unwrap())
+        .await
+        .unwrap();
+    runtime.host(Echo).await.unwrap();
+    let addrs = config
+        .nodes
+        .iter()
+        .map(|n| (n.id.to_string(), n.http_addr))
+        .collect();
+    router(AppState::new(runtime, addrs), &config.http)
 }
 
 async fn send(app: Router, request: Request<Body>) -> (StatusCode, axum::http::HeaderMap, Value) {
@@ -75,7 +76,7 @@ fn assert_error_shape(body: &Value, code: &str, headers: &axum::http::HeaderMap)
 
 #[tokio::test]
 async fn live_is_always_ok_and_carries_a_request_id() {
-    let (status, headers, body) = send(app(false), get("/health/live")).await;
+    let (status, headers, body) = send(app(false).await, get("/health/live")).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["node"], "n1");
     let id = headers["x-request-id"].to_str().unwrap();
@@ -88,7 +89,7 @@ async fn a_client_request_id_is_echoed_and_a_bad_one_replaced() {
         .header("x-request-id", "abc-123")
         .body(Body::empty())
         .unwrap();
-    let (_, headers, body) = send(app(true), request).await;
+    let (_, headers, body) = send(app(true).await, request).await;
     assert_eq!(headers["x-request-id"], "abc-123");
     assert_eq!(body["error"]["request_id"], "abc-123");
 
@@ -97,46 +98,63 @@ async fn a_client_request_id_is_echoed_and_a_bad_one_replaced() {
         .header("x-request-id", long.as_str())
         .body(Body::empty())
         .unwrap();
-    let (_, headers, _) = send(app(true), request).await;
+    let (_, headers, _) = send(app(true).await, request).await;
     assert_ne!(headers["x-request-id"], long.as_str());
 }
 
 #[tokio::test]
 async fn ready_waits_for_the_cluster_to_form() {
-    let (status, headers, body) = send(app(false), get("/health/ready")).await;
+    let (status, headers, body) = send(app(false).await, get("/health/ready")).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert_error_shape(&body, "unavailable", &headers);
     assert!(body["error"]["message"].as_str().unwrap().contains("n2"));
     assert_eq!(headers[header::RETRY_AFTER], "1");
 
-    let (status, _, body) = send(app(true), get("/health/ready")).await;
+    let (status, _, body) = send(app(true).await, get("/health/ready")).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["status"], "ready");
 }
 
 #[tokio::test]
 async fn admin_cluster_has_the_documented_shape() {
-    let (status, _, body) = send(app(false), get("/admin/cluster")).await;
+    let (status, _, body) = send(app(false).await, get("/admin/cluster")).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["node"], "n1");
     let nodes = body["nodes"].as_array().unwrap();
     assert_eq!(nodes.len(), 2);
+    assert_eq!(nodes[0]["status"], "up");
     assert_eq!(nodes[1]["id"], "n2");
     assert_eq!(nodes[1]["status"], "down");
-    assert_eq!(nodes[1]["cluster_addr"], "127.0.0.1:7102");
-    assert_eq!(nodes[1]["http_addr"], "127.0.0.1:8082");
-    assert!(body["services"].is_array());
+    assert!(
+        nodes[1]["cluster_addr"]
+            .as_str()
+            .unwrap()
+            .starts_with("127.0.0.1:")
+    );
+    assert!(
+        nodes[1]["http_addr"]
+            .as_str()
+            .unwrap()
+            .starts_with("127.0.0.1:")
+    );
+    let services = body["services"].as_array().unwrap();
+    let echo = services.iter().find(|s| s["name"] == "echo").unwrap();
+    assert_eq!(
+        echo["members"],
+        serde_json::json!([{"node": "n1", "count": 2}, {"node": "n2", "count": 0}])
+    );
+    assert!(echo["shards"].is_array());
 }
 
 #[tokio::test]
 async fn unknown_routes_and_methods_get_json_errors() {
-    let (status, headers, body) = send(app(true), get("/api/v1/nothing")).await;
+    let (status, headers, body) = send(app(true).await, get("/api/v1/nothing")).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_error_shape(&body, "not_found", &headers);
     assert_eq!(body["error"]["message"], "no route GET /api/v1/nothing");
 
     let request = Request::delete("/health/live").body(Body::empty()).unwrap();
-    let (status, headers, body) = send(app(true), request).await;
+    let (status, headers, body) = send(app(true).await, request).await;
     assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
     assert_error_shape(&body, "method_not_allowed", &headers);
 }
@@ -148,7 +166,187 @@ async fn an_oversized_body_gets_413_in_the_json_shape() {
         .header(header::CONTENT_TYPE, "application/json")
         .body(Body::from(vec![b' '; 4096]))
         .unwrap();
-    let (status, headers, body) = send(app(true), request).await;
+    let (status, headers, body) = send(app(true).await, request).await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
     assert_error_shape(&body, "payload_too_large", &headers);
+}
+
+fn post(path: &str, body: &str) -> Request<Body> {
+    Request::post(path)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(body.to_string()))
+        .unwrap()
+}
+
+#[tokio::test]
+async fn echo_goes_through_the_runtime() {
+    let (status, _, body) =
+        send(app(true).await, post("/admin/echo", r#"{"payload": "hi"}"#)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["payload"], "hi");
+    assert_eq!(body["node"], "n1");
+    assert_eq!(body["handled"], 1);
+}
+
+#[tokio::test]
+async fn a_call_past_its_deadline_is_a_503() {
+    let request = post("/admin/echo", r#"{"delay_ms": 2000, "timeout_ms": 100}"#);
+    let (status, headers, body) = send(app(true).await, request).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_error_shape(&body, "unavailable", &headers);
+    assert_eq!(headers[header::RETRY_AFTER], "1");
+}
+
+#[tokio::test]
+async fn chaos_kills_a_member_and_its_supervisor_brings_it_back() {
+    let app = app(true).await;
+    let (status, _, body) = send(
+        app.clone(),
+        post("/admin/chaos/kill", r#"{"service": "echo"}"#),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let killed = body["killed"].as_array().unwrap();
+    assert_eq!(killed.len(), 1);
+    assert_eq!(killed[0]["service"], "echo");
+    assert_eq!(killed[0]["node"], "n1");
+    let started = tokio::time::Instant::now();
+    loop {
+        let (_, _, body) = send(app.clone(), get("/admin/cluster")).await;
+        let echo = body["services"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == "echo")
+            .cloned()
+            .unwrap();
+        if echo["members"][0]["count"] == 2 {
+            break;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(5),
+            "echo did not come back: {echo}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let (_, _, metrics) = send_text(app, get("/metrics")).await;
+    assert!(
+        metrics.contains("troupe_member_restart_seconds_count{service=\"echo\"} 1"),
+        "{metrics}"
+    );
+}
+
+async fn send_text(
+    app: Router,
+    request: Request<Body>,
+) -> (StatusCode, axum::http::HeaderMap, String) {
+    let response = app.oneshot(request).await.unwrap();
+    let status = response.status();
+    let headers = response.headers().clone();
+    let bytes = to_bytes(response.into_body(), 1 << 20).await.unwrap();
+    (status, headers, String::from_utf8(bytes.to_vec()).unwrap())
+}
+
+#[tokio::test]
+async fn bad_admin_requests_get_clear_4xx() {
+    let app = app(false).await;
+    let cases: &[(&str, &str, StatusCode, &str, &str)] = &[
+        (
+            "/admin/chaos/kill",
+            r#"{"service": "nope"}"#,
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "nope",
+        ),
+        (
+            "/admin/chaos/kill",
+            r#"{"service": "echo", "node": "n9"}"#,
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "node",
+        ),
+        (
+            "/admin/chaos/kill",
+            r#"{"service": "echo", "nod": "n1"}"#,
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "nod",
+        ),
+        (
+            "/admin/chaos/kill",
+            r#"{"service": 5}"#,
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "service",
+        ),
+        (
+            "/admin/chaos/kill",
+            r#"{"service": "echo""#,
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "malformed JSON",
+        ),
+        (
+            "/admin/chaos/kill",
+            r#"{"service": "echo", "shard": 1}"#,
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "shard",
+        ),
+        (
+            "/admin/bench",
+            r#"{"target_node": "n1", "mode": "call", "payload_bytes": 16, "duration_ms": 10, "in_flight": 0}"#,
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "in_flight",
+        ),
+        (
+            "/admin/bench",
+            r#"{"target_node": "n1", "mode": "fast", "payload_bytes": 16, "duration_ms": 10, "in_flight": 1}"#,
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "mode",
+        ),
+        (
+            "/admin/bench",
+            r#"{"target_node": "n1", "mode": "call", "payload_bytes": 99999999, "duration_ms": 10, "in_flight": 1}"#,
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "payload_bytes",
+        ),
+        (
+            "/admin/echo",
+            r#"{"timeout_ms": 0}"#,
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "timeout_ms",
+        ),
+    ];
+    for (path, body, status, code, mentions) in cases {
+        let (got, headers, response) = send(app.clone(), post(path, body)).await;
+        assert_eq!(got, *status, "{path} {body}: {response}");
+        assert_error_shape(&response, code, &headers);
+        let message = response["error"]["message"].as_str().unwrap();
+        assert!(
+            message.contains(mentions),
+            "{path} {body}: {message:?} should mention {mentions:?}"
+        );
+    }
+    // No content type.
+    let request = Request::post("/admin/echo").body(Body::from("{}")).unwrap();
+    let (status, headers, body) = send(app, request).await;
+    assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    assert_error_shape(&body, "unsupported_media_type", &headers);
+}
+
+#[tokio::test]
+async fn a_short_bench_reports_numbers() {
+    let body = r#"{"target_node": "n1", "mode": "call", "payload_bytes": 16, "duration_ms": 200, "in_flight": 4}"#;
+    let (status, _, report) = send(app(true).await, post("/admin/bench", body)).await;
+    assert_eq!(status, StatusCode::OK, "{report}");
+    assert!(report["messages"].as_u64().unwrap() > 0, "{report}");
+    assert!(report["per_second"].as_f64().unwrap() > 0.0);
+    let latency = &report["latency_us"];
+    assert!(latency["p50"].as_u64().unwrap() <= latency["p99"].as_u64().unwrap());
+    assert!(latency["p99"].as_u64().unwrap() <= latency["max"].as_u64().unwrap());
 }

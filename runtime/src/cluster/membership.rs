@@ -2,6 +2,7 @@
 //! for, sends heartbeats, runs the failure detector on a tick and publishes every change.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, SupervisionEvent};
 use ractor_cluster::node::NodeServerSessionInformation;
@@ -12,6 +13,7 @@ use tokio::time::{Duration, Instant};
 use super::detector::{Heard, PeerHealth};
 use super::pulse::{Beat, PULSE_GROUP, PULSE_SCOPE, Pulse, PulseMsg};
 use super::{ClusterEvent, ClusterSettings, ClusterView, NodeId, NodeSpec, NodeStatus, PeerView};
+use crate::registry::Registry;
 
 /// The detector's resolution: statuses are re-judged and dials scheduled this often.
 const TICK: Duration = Duration::from_millis(50);
@@ -20,6 +22,7 @@ pub(crate) struct Membership;
 
 pub(crate) struct MembershipArgs {
     pub(crate) settings: ClusterSettings,
+    pub(crate) registry: Arc<Registry>,
     pub(crate) events: broadcast::Sender<ClusterEvent>,
     pub(crate) view: watch::Sender<ClusterView>,
 }
@@ -37,6 +40,8 @@ pub(crate) enum MembershipMsg {
     ServerStarted(ActorRef<NodeServerMessage>),
     /// Time to send heartbeats, judge peers and dial.
     Tick,
+    /// The local directory changed: send it now rather than at the next heartbeat.
+    DirectoryChanged,
     /// A heartbeat from a peer.
     Beat(Beat),
     /// A heartbeat frame that did not decode.
@@ -74,6 +79,7 @@ struct Peer {
 
 pub(crate) struct State {
     settings: ClusterSettings,
+    registry: Arc<Registry>,
     incarnation: u64,
     seq: u64,
     server: Option<ActorRef<NodeServerMessage>>,
@@ -128,6 +134,7 @@ impl State {
             from: self.settings.self_id().to_string(),
             incarnation: self.incarnation,
             seq: self.seq,
+            directory: self.registry.local_directory(),
         }
         .encode();
         let members =
@@ -147,6 +154,7 @@ impl State {
                 continue;
             }
             let previous = std::mem::replace(&mut peer.status, status);
+            self.registry.peer_status(&peer.spec.id, status);
             if status == NodeStatus::Up {
                 peer.health.mark_up();
             }
@@ -375,9 +383,14 @@ impl Actor for Membership {
             Actor::spawn_linked(None, Pulse, myself.clone(), myself.get_cell()).await?;
         myself.send_interval(TICK, || MembershipMsg::Tick);
         let incarnation = rand::random::<u64>();
+        let notify = myself.clone();
+        args.registry.set_on_local_change(move || {
+            let _ = notify.cast(MembershipMsg::DirectoryChanged);
+        });
         tracing::info!(node = %settings.self_id(), incarnation, "membership started");
         Ok(State {
             settings,
+            registry: args.registry,
             incarnation,
             seq: 0,
             server: None,
@@ -420,18 +433,26 @@ impl Actor for Membership {
                 state.dial_due(now, &myself);
                 state.judge(now);
             }
+            MembershipMsg::DirectoryChanged => state.send_beats(now),
             MembershipMsg::Beat(beat) => {
                 let Some(index) = state.peer_index(&beat.from) else {
                     tracing::debug!(from = %beat.from, "heartbeat from a node not in the configuration");
                     return Ok(());
                 };
                 let peer = &mut state.peers[index];
+                let heard = peer.health.heard(now, beat.incarnation);
                 if let Heard::NewIncarnation {
                     previous: Some(previous),
-                } = peer.health.heard(now, beat.incarnation)
+                } = heard
                 {
                     tracing::info!(peer = %peer.spec.id, previous, incarnation = beat.incarnation, "peer restarted");
                 }
+                if heard != Heard::Ignored {
+                    state
+                        .registry
+                        .apply_peer(&peer.spec.id, beat.incarnation, beat.directory);
+                }
+                let peer = &state.peers[index];
                 if peer.status != NodeStatus::Up {
                     state.judge(now);
                 }

@@ -9,13 +9,15 @@ use ractor_cluster::RactorClusterMessage;
 use serde::{Deserialize, Serialize};
 
 use super::membership::MembershipMsg;
+use crate::registry::Directory;
 
 /// The `pg` scope and group every node's pulse actor joins.
 pub(crate) const PULSE_SCOPE: &str = "troupe.cluster";
 pub(crate) const PULSE_GROUP: &str = "pulse";
 
-/// The largest heartbeat we decode: an id of at most 64 bytes and two integers fit easily.
-const MAX_BEAT_BYTES: usize = 256;
+/// The largest heartbeat we decode: it carries the sender's directory of members, a few bytes
+/// per member.
+const MAX_BEAT_BYTES: usize = 1024 * 1024;
 
 /// One heartbeat.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -26,6 +28,8 @@ pub(crate) struct Beat {
     pub(crate) incarnation: u64,
     /// A counter per incarnation, for diagnostics.
     pub(crate) seq: u64,
+    /// The sender's members, so that every peer's registry follows them.
+    pub(crate) directory: Directory,
 }
 
 impl Beat {
@@ -100,10 +104,19 @@ mod tests {
 
     #[test]
     fn beats_round_trip_and_garbage_is_refused() {
+        let mut directory = Directory {
+            version: 3,
+            ..Directory::default()
+        };
+        directory.services.insert(
+            "echo".into(),
+            vec![crate::registry::MemberSlot { index: 1, pid: 77 }],
+        );
         let beat = Beat {
             from: "n1".into(),
             incarnation: u64::MAX,
             seq: 42,
+            directory,
         };
         assert_eq!(Beat::decode(&beat.encode()), Some(beat.clone()));
         assert_eq!(Beat::decode(&[0xff; 12]), None);
@@ -114,5 +127,10 @@ mod tests {
         // A length prefix claiming a huge string must not allocate it.
         assert_eq!(Beat::decode(&[0xfc, 0xff, 0xff, 0xff, 0x7f, b'a']), None);
         assert_eq!(Beat::decode(&vec![1; MAX_BEAT_BYTES + 1]), None);
+        // A directory claiming billions of members must not allocate them.
+        let mut huge = beat.encode();
+        huge.truncate(12);
+        huge.extend_from_slice(&[0xfc, 0xff, 0xff, 0xff, 0x7f]);
+        assert_eq!(Beat::decode(&huge), None);
     }
 }

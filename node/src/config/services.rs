@@ -1,0 +1,127 @@
+//! `[services.<name>]`: where each service runs and how its members are picked.
+//!
+//! ```toml
+//! [services.echo]
+//! members_per_node = 2          # 1..=1024
+//! nodes = ["n1", "n2", "n3"]    # default: every node
+//! balance = "round_robin"       # round_robin | least_outstanding | key_affinity
+//! prefer_local = false          # send to members on the sender's node when there are any
+//! mailbox_capacity = 4096       # queued messages per member before senders wait
+//! ```
+//!
+//! `echo` is built in: it runs on every node with the defaults unless configured otherwise.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use toml::Spanned;
+use troupe_runtime::registry::balance::Balance;
+use troupe_runtime::{NodeId, ServiceSpec};
+
+use super::{Checker, ConfigError};
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawService {
+    members_per_node: Option<Spanned<u32>>,
+    nodes: Option<Spanned<Vec<String>>>,
+    balance: Option<Balance>,
+    prefer_local: Option<bool>,
+    mailbox_capacity: Option<Spanned<usize>>,
+}
+
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+}
+
+pub(super) fn check(
+    check: &Checker<'_>,
+    raw: &BTreeMap<String, RawService>,
+    nodes: &[NodeId],
+) -> Result<BTreeMap<String, ServiceSpec>, ConfigError> {
+    let mut specs = BTreeMap::new();
+    for (name, service) in raw {
+        if !valid_name(name) {
+            return Err(ConfigError::new(format!(
+                "{}: [services.{name}]: a service name is 1 to 64 characters of a-z, 0-9, '-' and '_'",
+                check_source(check)
+            )));
+        }
+        let defaults = ServiceSpec::default();
+        let members_per_node = match &service.members_per_node {
+            Some(n) if !(1..=1024).contains(n.get_ref()) => {
+                return check.err(
+                    &format!("services.{name}.members_per_node"),
+                    &n.span(),
+                    "must be between 1 and 1024",
+                );
+            }
+            Some(n) => *n.get_ref(),
+            None => defaults.members_per_node,
+        };
+        let mailbox_capacity = match &service.mailbox_capacity {
+            Some(n) if !(1..=1_000_000).contains(n.get_ref()) => {
+                return check.err(
+                    &format!("services.{name}.mailbox_capacity"),
+                    &n.span(),
+                    "must be between 1 and 1000000",
+                );
+            }
+            Some(n) => *n.get_ref(),
+            None => defaults.mailbox_capacity,
+        };
+        let hosts = match &service.nodes {
+            Some(list) => {
+                let mut ids = Vec::new();
+                for id in list.get_ref() {
+                    match nodes.iter().find(|n| n.as_str() == id) {
+                        Some(n) if !ids.contains(n) => ids.push(n.clone()),
+                        Some(_) => {
+                            return check.err(
+                                &format!("services.{name}.nodes"),
+                                &list.span(),
+                                format!("{id} is listed twice"),
+                            );
+                        }
+                        None => {
+                            return check.err(
+                                &format!("services.{name}.nodes"),
+                                &list.span(),
+                                format!("{id} is not a configured node"),
+                            );
+                        }
+                    }
+                }
+                if ids.is_empty() {
+                    return check.err(
+                        &format!("services.{name}.nodes"),
+                        &list.span(),
+                        "must name at least one node",
+                    );
+                }
+                Some(ids)
+            }
+            None => None,
+        };
+        specs.insert(
+            name.clone(),
+            ServiceSpec {
+                members_per_node,
+                nodes: hosts,
+                balance: service.balance.unwrap_or(defaults.balance),
+                prefer_local: service.prefer_local.unwrap_or(defaults.prefer_local),
+                mailbox_capacity,
+            },
+        );
+    }
+    specs.entry("echo".to_string()).or_default();
+    Ok(specs)
+}
+
+fn check_source(check: &Checker<'_>) -> String {
+    check.source_name()
+}

@@ -1,0 +1,45 @@
+//! A JSON body extractor whose failures are [`ApiError`]s in the one error shape, naming the
+//! field when serde can.
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{FromRequest, Request};
+use axum::http::StatusCode;
+use serde::de::DeserializeOwned;
+
+use super::error::ApiError;
+
+/// `axum::Json`, with errors in the edge's shape.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Json<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Json<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(value)) => Ok(Self(value)),
+            Err(rejection) => Err(rejected(rejection)),
+        }
+    }
+}
+
+fn rejected(rejection: JsonRejection) -> ApiError {
+    let text = rejection.body_text();
+    let detail = text
+        .split_once(": ")
+        .map_or(text.as_str(), |(_, rest)| rest)
+        .to_string();
+    match rejection {
+        JsonRejection::JsonDataError(_) => ApiError::InvalidRequest(detail),
+        JsonRejection::JsonSyntaxError(_) => {
+            ApiError::InvalidRequest(format!("malformed JSON: {detail}"))
+        }
+        JsonRejection::MissingJsonContentType(_) => ApiError::UnsupportedMediaType(
+            "expected a body with Content-Type: application/json".into(),
+        ),
+        other if other.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            ApiError::PayloadTooLarge("the request body is over the size limit".into())
+        }
+        other => ApiError::InvalidRequest(other.body_text()),
+    }
+}

@@ -1,0 +1,111 @@
+//! `echo`: the built-in diagnostic service. Every member answers with the payload it got, its
+//! node and slot, and how many requests it has handled; a request may ask it to wait first,
+//! to stand in for a slow or stuck handler in deadline tests. `troupe bench` drives it.
+
+use serde::{Deserialize, Serialize};
+use tokio::time::Duration;
+
+use crate::service::{MemberInfo, RequestContext, Service, ServiceError};
+
+/// The echo service.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Echo;
+
+/// A request to echo.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EchoRequest {
+    /// Sent back as is.
+    #[serde(with = "bytes_as_slice")]
+    pub payload: Vec<u8>,
+    /// Wait this long before answering (0: answer at once).
+    pub delay_ms: u32,
+}
+
+impl EchoRequest {
+    /// A request that echoes `payload` at once.
+    pub fn new(payload: Vec<u8>) -> Self {
+        Self {
+            payload,
+            delay_ms: 0,
+        }
+    }
+}
+
+/// Echo's answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EchoResponse {
+    /// The request's payload.
+    #[serde(with = "bytes_as_slice")]
+    pub payload: Vec<u8>,
+    /// The node of the member that answered.
+    pub node: String,
+    /// Its slot.
+    pub index: u32,
+    /// Requests this member has handled since it started, this one included.
+    pub handled: u64,
+}
+
+impl Service for Echo {
+    const NAME: &'static str = "echo";
+    type Request = EchoRequest;
+    type Response = EchoResponse;
+    type State = u64;
+
+    async fn init(&self, _member: &MemberInfo) -> Result<u64, ServiceError> {
+        Ok(0)
+    }
+
+    async fn handle(
+        &self,
+        handled: &mut u64,
+        request: EchoRequest,
+        cx: &RequestContext<'_>,
+    ) -> EchoResponse {
+        *handled += 1;
+        if request.delay_ms > 0 {
+            tokio::time::sleep(Duration::from_millis(u64::from(request.delay_ms))).await;
+        }
+        EchoResponse {
+            payload: request.payload,
+            node: cx.member.node.to_string(),
+            index: cx.member.index,
+            handled: *handled,
+        }
+    }
+}
+
+/// Serializes bytes as one byte string rather than a sequence of numbers.
+mod bytes_as_slice {
+    use serde::{Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(bytes)
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Vec<u8>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("bytes")
+            }
+            fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Vec<u8>, E> {
+                Ok(v.to_vec())
+            }
+            fn visit_byte_buf<E: serde::de::Error>(self, v: Vec<u8>) -> Result<Vec<u8>, E> {
+                Ok(v)
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Vec<u8>, A::Error> {
+                let mut out = Vec::new();
+                while let Some(b) = seq.next_element()? {
+                    out.push(b);
+                }
+                Ok(out)
+            }
+        }
+        d.deserialize_byte_buf(Visitor)
+    }
+}

@@ -1,0 +1,467 @@
+//! Sending to a service: pick a member with the service's balancer, deliver locally by an actor
+//! message or remotely over a link, and retry idempotent calls on another member.
+//!
+//! A [`Router`] caches the service's members and rebuilds them only when the registry's epoch
+//! changes, so a send costs one atomic load, one pick and one delivery.
+//!
+//! ```no_run
+//! # async fn demo(runtime: &troupe_runtime::Runtime) -> Result<(), troupe_runtime::CallError> {
+//! use troupe_runtime::echo::{Echo, EchoRequest};
+//! use troupe_runtime::CallOptions;
+//!
+//! let echo = runtime.router::<Echo>();
+//! let reply = echo.call(EchoRequest::new(b"hi".to_vec()), CallOptions::default()).await?;
+//! assert_eq!(reply.payload, b"hi");
+//! # Ok(()) }
+//! ```
+
+use std::collections::HashMap;
+use std::marker::PhantomData;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+use tokio::sync::oneshot;
+use tokio::time::{Instant, timeout_at};
+
+use crate::cluster::NodeId;
+use crate::registry::balance::{Balance, Balancer, Candidate, PickInput};
+use crate::registry::{LocalHandle, MemberSlot, Registry};
+use crate::service::{
+    CallError, CallOptions, Envelope, MemberMsg, ReplyTo, Service, decode, encode,
+};
+use crate::telemetry::{self, TraceContext};
+use crate::transport::Transport;
+
+/// One member a router can send to.
+struct Target<S: Service> {
+    node: NodeId,
+    slot: MemberSlot,
+    outstanding: Arc<AtomicUsize>,
+    local: Option<Arc<LocalHandle<S>>>,
+}
+
+struct View<S: Service> {
+    epoch: u64,
+    targets: Vec<Target<S>>,
+    /// The targets as balancer candidates (outstanding filled in only when needed).
+    candidates: Vec<Candidate>,
+    /// Indices of local targets.
+    local: Vec<usize>,
+}
+
+struct Inner<S: Service> {
+    registry: Arc<Registry>,
+    transport: Transport,
+    name: Arc<str>,
+    balance: Balance,
+    prefer_local: bool,
+    view: RwLock<Arc<View<S>>>,
+    counter: AtomicU64,
+    /// In-flight counts per member identity, kept across view rebuilds.
+    outstanding: Mutex<HashMap<u64, Arc<AtomicUsize>>>,
+    _service: PhantomData<fn() -> S>,
+}
+
+/// Sends requests to the members of service `S`. Cheap to clone; share one per service.
+pub struct Router<S: Service> {
+    inner: Arc<Inner<S>>,
+}
+
+impl<S: Service> Clone for Router<S> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: Arc::clone(&self.inner),
+        }
+    }
+}
+
+impl<S: Service> std::fmt::Debug for Router<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Router")
+            .field("service", &self.inner.name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Where a request went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivered {
+    /// The member's node.
+    pub node: NodeId,
+    /// The member's slot.
+    pub index: u32,
+}
+
+impl<S: Service> Router<S> {
+    pub(crate) fn new(registry: Arc<Registry>, transport: Transport) -> Self {
+        let spec = registry.spec(S::NAME).unwrap_or_default();
+        let inner = Inner {
+            registry,
+            transport,
+            name: Arc::from(S::NAME),
+            balance: spec.balance,
+            prefer_local: spec.prefer_local,
+            view: RwLock::new(Arc::new(View {
+                epoch: 0,
+                targets: Vec::new(),
+                candidates: Vec::new(),
+                local: Vec::new(),
+            })),
+            counter: AtomicU64::new(0),
+            outstanding: Mutex::new(HashMap::new()),
+            _service: PhantomData,
+        };
+        Self {
+            inner: Arc::new(inner),
+        }
+    }
+
+    fn view(&self) -> Arc<View<S>> {
+        let epoch = self.inner.registry.epoch();
+        {
+            let view = self.inner.view.read().unwrap_or_else(|p| p.into_inner());
+            if view.epoch == epoch {
+                return Arc::clone(&view);
+            }
+        }
+        let fresh = Arc::new(self.build_view());
+        *self.inner.view.write().unwrap_or_else(|p| p.into_inner()) = Arc::clone(&fresh);
+        fresh
+    }
+
+    fn build_view(&self) -> View<S> {
+        let members = self.inner.registry.members(S::NAME);
+        let mut outstanding = self
+            .inner
+            .outstanding
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let mut targets = Vec::with_capacity(members.members.len());
+        let mut candidates = Vec::with_capacity(members.members.len());
+        let mut local = Vec::new();
+        for m in members.members {
+            let identity = Candidate::identity_of(m.node.as_str(), m.slot.index);
+            let count = Arc::clone(outstanding.entry(identity).or_default());
+            let handle = m.local.and_then(|h| h.downcast::<LocalHandle<S>>().ok());
+            if handle.is_some() {
+                local.push(targets.len());
+            }
+            candidates.push(Candidate {
+                identity,
+                outstanding: 0,
+            });
+            targets.push(Target {
+                node: m.node,
+                slot: m.slot,
+                outstanding: count,
+                local: handle,
+            });
+        }
+        View {
+            epoch: members.epoch,
+            targets,
+            candidates,
+            local,
+        }
+    }
+
+    /// Picks a target index, honouring the node filter, local preference and exclusions.
+    fn pick(&self, view: &View<S>, options: &CallOptions, excluded: &[usize]) -> Option<usize> {
+        let mut pool: Vec<usize> = match &options.node {
+            Some(node) => (0..view.targets.len())
+                .filter(|i| view.targets[*i].node == *node)
+                .filter(|i| {
+                    options
+                        .member
+                        .is_none_or(|m| view.targets[*i].slot.index == m)
+                })
+                .collect(),
+            None if self.inner.prefer_local && !view.local.is_empty() => view.local.clone(),
+            None => (0..view.targets.len()).collect(),
+        };
+        pool.retain(|i| !excluded.contains(i));
+        if pool.is_empty() && options.node.is_none() && !excluded.is_empty() {
+            // Local preference exhausted by failures: fall back to any member.
+            pool = (0..view.targets.len())
+                .filter(|i| !excluded.contains(i))
+                .collect();
+        }
+        let input = PickInput {
+            counter: self.inner.counter.fetch_add(1, Ordering::Relaxed),
+            random: if self.inner.balance == Balance::LeastOutstanding {
+                [rand::random(), rand::random()]
+            } else {
+                [0, 0]
+            },
+            key: options.key,
+        };
+        if pool.len() == view.targets.len() && self.inner.balance != Balance::LeastOutstanding {
+            return self.inner.balance.pick(&view.candidates, &input);
+        }
+        let candidates: Vec<Candidate> = pool
+            .iter()
+            .map(|i| Candidate {
+                identity: view.candidates[*i].identity,
+                outstanding: view.targets[*i].outstanding.load(Ordering::Relaxed),
+            })
+            .collect();
+        self.inner
+            .balance
+            .pick(&candidates, &input)
+            .map(|chosen| pool[chosen])
+    }
+
+    fn no_member(&self) -> CallError {
+        CallError::NoMember(S::NAME.to_string())
+    }
+
+    /// Sends a one-way request to one member. Returns once the request is queued (at most once
+    /// delivered: a member that dies with it queued loses it). Waits for room until `timeout`
+    /// (default 5 s), then fails with [`CallError::Overloaded`].
+    pub async fn cast(&self, request: S::Request) -> Result<Delivered, CallError> {
+        self.cast_with(request, CallOptions::default()).await
+    }
+
+    /// [`Router::cast`] with options (key, node, timeout).
+    pub async fn cast_with(
+        &self,
+        request: S::Request,
+        options: CallOptions,
+    ) -> Result<Delivered, CallError> {
+        let deadline = options.deadline();
+        let trace = telemetry::current();
+        let view = self.view();
+        let mut excluded = Vec::new();
+        let mut request = Some(request);
+        let mut encoded: Option<Vec<u8>> = None;
+        loop {
+            let Some(i) = self.pick(&view, &options, &excluded) else {
+                return Err(self.no_member());
+            };
+            let target = &view.targets[i];
+            let delivered = Delivered {
+                node: target.node.clone(),
+                index: target.slot.index,
+            };
+            let result = match &target.local {
+                Some(handle) => {
+                    let Some(req) = request.take() else {
+                        return Err(self.no_member());
+                    };
+                    let envelope = Envelope {
+                        request: req,
+                        reply: None,
+                        deadline: None,
+                        trace,
+                    };
+                    match send_local(handle, envelope, deadline).await {
+                        Ok(()) => return Ok(delivered),
+                        Err((e, envelope)) => {
+                            request = envelope.map(|e| e.request);
+                            Err(e)
+                        }
+                    }
+                }
+                None => {
+                    let payload = match &encoded {
+                        Some(p) => p.clone(),
+                        None => {
+                            let Some(req) = &request else {
+                                return Err(self.no_member());
+                            };
+                            let p = encode(req)?;
+                            encoded = Some(p.clone());
+                            p
+                        }
+                    };
+                    match self.inner.transport.link_or_unreachable(&target.node) {
+                        Ok(link) => link
+                            .cast(
+                                Arc::clone(&self.inner.name),
+                                Some(target.slot.pid),
+                                payload,
+                                trace,
+                                deadline,
+                            )
+                            .await
+                            .map(|()| delivered),
+                        Err(e) => Err(e),
+                    }
+                }
+            };
+            match result {
+                Ok(d) => return Ok(d),
+                // Nothing was queued: another member may take it.
+                Err(e @ (CallError::Unreachable(_) | CallError::NoMember(_)))
+                    if Instant::now() < deadline && request.is_some() =>
+                {
+                    tracing::debug!(service = S::NAME, error = %e, "cast target unavailable; trying another member");
+                    excluded.push(i);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Sends a request and waits for the reply.
+    pub async fn call(
+        &self,
+        request: S::Request,
+        options: CallOptions,
+    ) -> Result<S::Response, CallError>
+    where
+        S::Request: Clone,
+    {
+        self.call_traced(request, options).await.map(|(r, _)| r)
+    }
+
+    /// [`Router::call`], also saying which member answered.
+    pub async fn call_traced(
+        &self,
+        request: S::Request,
+        options: CallOptions,
+    ) -> Result<(S::Response, Delivered), CallError>
+    where
+        S::Request: Clone,
+    {
+        let deadline = options.deadline();
+        let trace = telemetry::current();
+        let mut excluded = Vec::new();
+        let mut encoded: Option<Vec<u8>> = None;
+        loop {
+            let view = self.view();
+            let Some(i) = self.pick(&view, &options, &excluded) else {
+                return Err(self.no_member());
+            };
+            let target = &view.targets[i];
+            target.outstanding.fetch_add(1, Ordering::Relaxed);
+            let result = self
+                .call_once(target, request.clone(), &mut encoded, trace, deadline)
+                .await;
+            target.outstanding.fetch_sub(1, Ordering::Relaxed);
+            match result {
+                Ok(response) => {
+                    return Ok((
+                        response,
+                        Delivered {
+                            node: target.node.clone(),
+                            index: target.slot.index,
+                        },
+                    ));
+                }
+                Err((e, sent))
+                    if e.is_retryable()
+                        && Instant::now() < deadline
+                        && (options.idempotent || !sent) =>
+                {
+                    tracing::debug!(service = S::NAME, node = %target.node, error = %e, "call failed; retrying on another member");
+                    excluded.push(i);
+                    if excluded.len() >= view.targets.len() {
+                        // Every member failed once: start over (they may be back) after a pause.
+                        excluded.clear();
+                        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                    }
+                }
+                Err((e, _)) => return Err(e),
+            }
+        }
+    }
+
+    /// One attempt. An error says whether the request may have reached the member (only then
+    /// can a retry of a non-idempotent request duplicate it).
+    async fn call_once(
+        &self,
+        target: &Target<S>,
+        request: S::Request,
+        encoded: &mut Option<Vec<u8>>,
+        trace: Option<TraceContext>,
+        deadline: Instant,
+    ) -> Result<S::Response, (CallError, bool)> {
+        match &target.local {
+            Some(handle) => {
+                let (tx, rx) = oneshot::channel();
+                let envelope = Envelope {
+                    request,
+                    reply: Some(ReplyTo::local(tx)),
+                    deadline: Some(deadline),
+                    trace,
+                };
+                send_local(handle, envelope, deadline)
+                    .await
+                    .map_err(|(e, _)| (e, false))?;
+                match timeout_at(deadline, rx).await {
+                    Ok(Ok(result)) => result.map_err(|e| (e, true)),
+                    Ok(Err(_)) => Err((CallError::MemberFailed, true)),
+                    Err(_) => Err((CallError::Timeout, true)),
+                }
+            }
+            None => {
+                let payload = match encoded {
+                    Some(p) => p.clone(),
+                    None => {
+                        let p = encode(&request).map_err(|e| (e, false))?;
+                        *encoded = Some(p.clone());
+                        p
+                    }
+                };
+                let link = self
+                    .inner
+                    .transport
+                    .link_or_unreachable(&target.node)
+                    .map_err(|e| (e, false))?;
+                let bytes = link
+                    .call(
+                        Arc::clone(&self.inner.name),
+                        Some(target.slot.pid),
+                        payload,
+                        trace,
+                        deadline,
+                    )
+                    .await
+                    .map_err(|e| {
+                        let sent = !matches!(e, CallError::Overloaded);
+                        (e, sent)
+                    })?;
+                decode(&bytes).map_err(|e| (e, true))
+            }
+        }
+    }
+
+    /// The members this router can reach now: (node, slot) pairs.
+    pub fn members(&self) -> Vec<(NodeId, u32)> {
+        self.view()
+            .targets
+            .iter()
+            .map(|t| (t.node.clone(), t.slot.index))
+            .collect()
+    }
+}
+
+/// Delivers to a local member: waits for mailbox room until `deadline`. On failure, gives the
+/// envelope back when it was not queued.
+pub(crate) async fn send_local<S: Service>(
+    handle: &LocalHandle<S>,
+    envelope: Envelope<S>,
+    deadline: Instant,
+) -> Result<(), (CallError, Option<Envelope<S>>)> {
+    let permit = match Arc::clone(&handle.mailbox).try_acquire_owned() {
+        Ok(p) => p,
+        Err(tokio::sync::TryAcquireError::Closed) => {
+            return Err((CallError::NoMember(S::NAME.into()), Some(envelope)));
+        }
+        Err(tokio::sync::TryAcquireError::NoPermits) => {
+            match timeout_at(deadline, Arc::clone(&handle.mailbox).acquire_owned()).await {
+                Ok(Ok(p)) => p,
+                Ok(Err(_)) => return Err((CallError::NoMember(S::NAME.into()), Some(envelope))),
+                Err(_) => return Err((CallError::Overloaded, Some(envelope))),
+            }
+        }
+    };
+    match handle.actor.send_message(MemberMsg::One(envelope, permit)) {
+        Ok(()) => Ok(()),
+        Err(ractor::MessagingErr::SendErr(MemberMsg::One(envelope, _))) => {
+            Err((CallError::NoMember(S::NAME.into()), Some(envelope)))
+        }
+        Err(_) => Err((CallError::NoMember(S::NAME.into()), None)),
+    }
+}

@@ -1,0 +1,266 @@
+//! Services: a named group of identical actors (members) on the nodes that host it.
+//!
+//! # The model
+//!
+//! A [`Service`] says what its members do: how a member builds its state ([`Service::init`],
+//! again after every restart) and how it handles one request ([`Service::handle`]). The runtime
+//! wraps each member in an actor of its own ([`member`]), starts `members_per_node` of them
+//! under a [`crate::supervisor::Supervisor`] on every node that hosts the service, and lists the
+//! live ones in the cluster-wide [`crate::registry`]. Senders reach members through a
+//! [`crate::Router`], which picks one with a balancer and delivers locally by a plain actor
+//! message or remotely over the [`crate::transport`].
+//!
+//! Requests and responses are serde types: bincode crosses nodes, nothing is encoded locally.
+//! A handler's domain failures belong in its `Response` type (`Result<Order, OrderError>`);
+//! a panic in a handler fails the member, whose supervisor restarts it, and the caller gets
+//! [`CallError::MemberFailed`].
+//!
+//! # Mailboxes are bounded
+//!
+//! Every member has a mailbox limit ([`ServiceSpec::mailbox_capacity`]). A local sender waits
+//! for room until its deadline and then gets [`CallError::Overloaded`]; traffic from a peer waits
+//! in the peer link, whose bounded queue pushes back on the senders of that node.
+
+pub(crate) mod endpoint;
+pub(crate) mod member;
+mod reply;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio::time::{Duration, Instant};
+
+use crate::ErrorKind;
+use crate::cluster::NodeId;
+use crate::registry::balance::Balance;
+use crate::telemetry::TraceContext;
+
+pub(crate) use member::{Envelope, Member, MemberMsg};
+pub(crate) use reply::ReplySink;
+pub use reply::ReplyTo;
+
+/// What the members of a service do. One value of this type is shared by all the members on a
+/// node; per-member data lives in [`Service::State`].
+pub trait Service: Send + Sync + 'static {
+    /// The service's name, unique in the cluster (`kv`, `orders`).
+    const NAME: &'static str;
+    /// What members receive.
+    type Request: Serialize + DeserializeOwned + Send + 'static;
+    /// What they answer.
+    type Response: Serialize + DeserializeOwned + Send + 'static;
+    /// One member's state.
+    type State: Send + 'static;
+
+    /// Builds a member's state when it starts and after every restart. An error fails the
+    /// start; the supervisor retries with backoff.
+    fn init(
+        &self,
+        member: &MemberInfo,
+    ) -> impl Future<Output = Result<Self::State, ServiceError>> + Send;
+
+    /// Handles one request. The response is sent to the caller of a call and dropped for a cast.
+    fn handle(
+        &self,
+        state: &mut Self::State,
+        request: Self::Request,
+        cx: &RequestContext<'_>,
+    ) -> impl Future<Output = Self::Response> + Send;
+}
+
+/// Which member this is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberInfo {
+    /// The service's name.
+    pub service: &'static str,
+    /// The node the member runs on.
+    pub node: NodeId,
+    /// Its slot on that node, `0..members_per_node`; kept across restarts.
+    pub index: u32,
+}
+
+/// What a handler knows about the request it handles.
+#[derive(Debug)]
+pub struct RequestContext<'a> {
+    /// The member handling it.
+    pub member: &'a MemberInfo,
+    /// The caller's trace context.
+    pub trace: Option<TraceContext>,
+    /// When the caller stops waiting, if it waits.
+    pub deadline: Option<Instant>,
+}
+
+/// A service failed to start a member.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ServiceError(pub String);
+
+/// How a service runs: where, how many members, how they are picked.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServiceSpec {
+    /// Members on each hosting node.
+    pub members_per_node: u32,
+    /// The nodes that host it (`None`: every node).
+    pub nodes: Option<Vec<NodeId>>,
+    /// How a sender picks a member.
+    pub balance: Balance,
+    /// Prefer members on the sender's node when there are any.
+    pub prefer_local: bool,
+    /// Messages a member may have queued before senders wait.
+    pub mailbox_capacity: usize,
+}
+
+impl Default for ServiceSpec {
+    fn default() -> Self {
+        Self {
+            members_per_node: 2,
+            nodes: None,
+            balance: Balance::RoundRobin,
+            prefer_local: false,
+            mailbox_capacity: 4096,
+        }
+    }
+}
+
+impl ServiceSpec {
+    /// Whether node `id` hosts the service.
+    pub fn hosted_on(&self, id: &NodeId) -> bool {
+        self.nodes.as_ref().is_none_or(|nodes| nodes.contains(id))
+    }
+}
+
+/// How a request to a service can fail.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, serde::Deserialize)]
+pub enum CallError {
+    /// No live member of the service can be reached.
+    #[error("no live member of service {0}")]
+    NoMember(String),
+    /// The service is not known to this node.
+    #[error("unknown service {0}")]
+    UnknownService(String),
+    /// The deadline passed before a reply came.
+    #[error("the deadline passed before the reply")]
+    Timeout,
+    /// The node of the chosen member cannot be reached.
+    #[error("node {0} is unreachable")]
+    Unreachable(String),
+    /// The member died, or dropped the request, before replying.
+    #[error("the member failed before replying")]
+    MemberFailed,
+    /// The member's mailbox or the link to its node stayed full until the deadline.
+    #[error("overloaded")]
+    Overloaded,
+    /// A message could not be encoded or decoded.
+    #[error("bad message: {0}")]
+    BadMessage(String),
+}
+
+impl CallError {
+    /// Whether trying again (another member, or later) may succeed.
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            Self::NoMember(_) | Self::Unreachable(_) | Self::MemberFailed | Self::Overloaded
+        )
+    }
+
+    /// The kind, for the edge.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Self::UnknownService(_) | Self::BadMessage(_) => ErrorKind::Internal,
+            Self::NoMember(_)
+            | Self::Timeout
+            | Self::Unreachable(_)
+            | Self::MemberFailed
+            | Self::Overloaded => ErrorKind::Unavailable,
+        }
+    }
+}
+
+/// Options of one call.
+#[derive(Debug, Clone, Default)]
+pub struct CallOptions {
+    /// How long to wait for the reply, all retries included (default 5 s).
+    pub timeout: Option<Duration>,
+    /// The key for key-affinity balancing.
+    pub key: Option<u64>,
+    /// Send only to members on this node.
+    pub node: Option<NodeId>,
+    /// Send only to the member in this slot (with `node`).
+    pub member: Option<u32>,
+    /// The request may be delivered more than once: retry retryable failures on another member
+    /// until the deadline.
+    pub idempotent: bool,
+}
+
+impl CallOptions {
+    /// The default timeout of a call.
+    pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+
+    /// Options with `timeout`.
+    pub fn timeout(timeout: Duration) -> Self {
+        Self {
+            timeout: Some(timeout),
+            ..Self::default()
+        }
+    }
+
+    /// These options, on node `node`.
+    pub fn on(mut self, node: NodeId) -> Self {
+        self.node = Some(node);
+        self
+    }
+
+    /// These options, idempotent.
+    pub fn idempotent(mut self) -> Self {
+        self.idempotent = true;
+        self
+    }
+
+    pub(crate) fn deadline(&self) -> Instant {
+        Instant::now() + self.timeout.unwrap_or(Self::DEFAULT_TIMEOUT)
+    }
+}
+
+/// The type-erased face of a hosted service, for the transport: decode and deliver.
+pub(crate) trait Endpoint: Send + Sync + 'static {
+    /// Delivers requests that arrived together from a peer, in order, each to member `pid` (or
+    /// to another live local member if that one is gone). Waits for mailbox room, which pushes
+    /// back on the link.
+    fn deliver_batch(
+        &self,
+        batch: Vec<RemoteDelivery>,
+    ) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send + '_>>;
+}
+
+/// One request from a peer.
+pub(crate) struct RemoteDelivery {
+    pub(crate) pid: Option<u64>,
+    pub(crate) payload: bytes::Bytes,
+    pub(crate) deadline: Option<Instant>,
+    pub(crate) trace: Option<TraceContext>,
+    pub(crate) reply: Option<Box<dyn ReplySink>>,
+}
+
+/// Encodes a message for the wire.
+pub(crate) fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, CallError> {
+    bincode::serde::encode_to_vec(value, bincode::config::standard())
+        .map_err(|e| CallError::BadMessage(e.to_string()))
+}
+
+/// The largest message a peer may send (payload of one request or response).
+pub const MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
+
+/// Decodes a message from the wire, bounded by [`MAX_MESSAGE_BYTES`].
+pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CallError> {
+    let config = bincode::config::standard().with_limit::<MAX_MESSAGE_BYTES>();
+    match bincode::serde::decode_from_slice::<T, _>(bytes, config) {
+        Ok((value, used)) if used == bytes.len() => Ok(value),
+        Ok(_) => Err(CallError::BadMessage("trailing bytes".into())),
+        Err(e) => Err(CallError::BadMessage(e.to_string())),
+    }
+}
+
+/// Shared handle to a member's mailbox limit.
+pub(crate) type MailboxLimit = Arc<tokio::sync::Semaphore>;

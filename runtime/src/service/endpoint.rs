@@ -1,0 +1,137 @@
+//! The typed endpoint of a hosted service: turns requests from peers into member messages.
+
+use std::future::Future;
+use std::marker::PhantomData;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use tokio::time::{Duration, Instant, timeout_at};
+
+use super::{CallError, Endpoint, Envelope, MemberMsg, RemoteDelivery, ReplyTo, Service, decode};
+use crate::registry::{LocalHandle, Registry};
+
+/// How long a batch from a peer waits for mailbox room when none of its calls has a nearer
+/// deadline, before its calls fail as overloaded and its casts are dropped.
+const MAX_WAIT_FOR_ROOM: Duration = Duration::from_secs(1);
+
+pub(crate) struct TypedEndpoint<S: Service> {
+    registry: Arc<Registry>,
+    counter: AtomicU64,
+    _service: PhantomData<fn() -> S>,
+}
+
+impl<S: Service> TypedEndpoint<S> {
+    pub(crate) fn new(registry: Arc<Registry>) -> Self {
+        Self {
+            registry,
+            counter: AtomicU64::new(0),
+            _service: PhantomData,
+        }
+    }
+
+    /// Member `pid` if it is alive here, else another live local member.
+    fn member(&self, pid: Option<u64>) -> Option<Arc<LocalHandle<S>>> {
+        let handles = self.registry.local_handles(S::NAME);
+        let chosen = pid
+            .and_then(|pid| handles.iter().find(|(slot, _)| slot.pid == pid))
+            .or_else(|| {
+                if handles.is_empty() {
+                    return None;
+                }
+                let n = self.counter.fetch_add(1, Ordering::Relaxed) as usize;
+                handles.get(n % handles.len())
+            })?;
+        Arc::clone(&chosen.1).downcast::<LocalHandle<S>>().ok()
+    }
+
+    async fn deliver_run(&self, run: Vec<RemoteDelivery>, pid: Option<u64>) {
+        let Some(handle) = self.member(pid) else {
+            for d in run {
+                if let Some(reply) = d.reply {
+                    reply.send(Err(CallError::NoMember(S::NAME.into())));
+                }
+            }
+            return;
+        };
+        let mut envelopes = Vec::with_capacity(run.len());
+        let mut wait_until = Instant::now() + MAX_WAIT_FOR_ROOM;
+        for d in run {
+            match decode::<S::Request>(&d.payload) {
+                Ok(request) => {
+                    if let Some(deadline) = d.deadline {
+                        wait_until = wait_until.min(deadline);
+                    }
+                    envelopes.push(Envelope {
+                        request,
+                        reply: d.reply.map(ReplyTo::remote),
+                        deadline: d.deadline,
+                        trace: d.trace,
+                    });
+                }
+                Err(e) => {
+                    tracing::warn!(service = S::NAME, error = %e, "dropping a request that does not decode");
+                    if let Some(reply) = d.reply {
+                        reply.send(Err(e));
+                    }
+                }
+            }
+        }
+        let capacity = handle.mailbox_capacity.max(1);
+        while !envelopes.is_empty() {
+            let rest = envelopes.split_off(envelopes.len().min(capacity));
+            let chunk = std::mem::replace(&mut envelopes, rest);
+            let n = u32::try_from(chunk.len()).unwrap_or(u32::MAX);
+            let permit = match timeout_at(
+                wait_until,
+                Arc::clone(&handle.mailbox).acquire_many_owned(n),
+            )
+            .await
+            {
+                Ok(Ok(p)) => p,
+                Ok(Err(_)) | Err(_) => {
+                    let overloaded = chunk.iter().filter(|e| e.reply.is_none()).count();
+                    if overloaded > 0 {
+                        tracing::warn!(
+                            service = S::NAME,
+                            dropped = overloaded,
+                            "member stayed full: dropping one-way messages"
+                        );
+                    }
+                    for e in chunk {
+                        if let Some(reply) = e.reply {
+                            reply.send(Err(CallError::Overloaded));
+                        }
+                    }
+                    continue;
+                }
+            };
+            // A member that died in the meantime drops the batch: its calls fail as
+            // MemberFailed (retryable) through their reply channels.
+            let _ = handle.actor.send_message(MemberMsg::Batch(chunk, permit));
+        }
+    }
+}
+
+impl<S: Service> Endpoint for TypedEndpoint<S> {
+    fn deliver_batch(
+        &self,
+        batch: Vec<RemoteDelivery>,
+    ) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+        Box::pin(async move {
+            // Consecutive requests for the same member go as one mailbox message, in order.
+            let mut run: Vec<RemoteDelivery> = Vec::new();
+            let mut run_pid = None;
+            for d in batch {
+                if !run.is_empty() && d.pid != run_pid {
+                    self.deliver_run(std::mem::take(&mut run), run_pid).await;
+                }
+                run_pid = d.pid;
+                run.push(d);
+            }
+            if !run.is_empty() {
+                self.deliver_run(run, run_pid).await;
+            }
+        })
+    }
+}

@@ -1,0 +1,408 @@
+//! One authenticated connection to a peer: a writer task that batches, a reader task that
+//! dispatches, and the table of calls waiting for replies.
+//!
+//! The writer waits for the first envelope, then takes whatever else is already queued (up to
+//! [`MAX_BATCH_BYTES`]) and writes it all as one frame: an idle link adds no latency, a busy one
+//! sends large frames. Replies have their own queue, drained first: their number is bounded by
+//! the calls in flight, and they must not wait behind a backlog of requests.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::time::{Instant, timeout_at};
+
+use super::wire::{Incoming, Outgoing, Reader};
+use super::{Core, Stats};
+use crate::cluster::NodeId;
+use crate::service::{CallError, RemoteDelivery, ReplySink};
+use crate::telemetry::TraceContext;
+
+/// A frame is written once this much is batched.
+pub(crate) const MAX_BATCH_BYTES: usize = 256 * 1024;
+
+type Waiter = oneshot::Sender<Result<Bytes, CallError>>;
+
+/// A handle on a live link. Cheap to clone.
+#[derive(Clone)]
+pub(crate) struct Link {
+    inner: Arc<LinkInner>,
+}
+
+struct LinkInner {
+    peer: NodeId,
+    /// Identifies this connection among successive links to the same peer.
+    serial: u64,
+    requests: mpsc::Sender<Outgoing>,
+    replies: mpsc::UnboundedSender<Outgoing>,
+    pending: Mutex<HashMap<u64, Waiter>>,
+    next_correlation: AtomicU64,
+    closed: AtomicBool,
+    /// Flips to `true` once, waking both tasks wherever they wait.
+    closing: watch::Sender<bool>,
+}
+
+impl std::fmt::Debug for Link {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Link")
+            .field("peer", &self.inner.peer)
+            .field("serial", &self.inner.serial)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Link {
+    /// Starts the tasks of a link over an authenticated `stream`.
+    pub(crate) fn spawn(stream: TcpStream, peer: NodeId, serial: u64, core: Arc<Core>) -> Self {
+        let _ = stream.set_nodelay(true);
+        let (read, write) = stream.into_split();
+        let (requests, requests_rx) = mpsc::channel(core.settings.queue_capacity);
+        let (replies, replies_rx) = mpsc::unbounded_channel();
+        let (closing, closing_rx) = watch::channel(false);
+        let link = Self {
+            inner: Arc::new(LinkInner {
+                peer,
+                serial,
+                requests,
+                replies,
+                pending: Mutex::new(HashMap::new()),
+                next_correlation: AtomicU64::new(1),
+                closed: AtomicBool::new(false),
+                closing,
+            }),
+        };
+        tokio::spawn(write_loop(
+            link.clone(),
+            write,
+            requests_rx,
+            replies_rx,
+            closing_rx.clone(),
+            core.clone(),
+        ));
+        tokio::spawn(read_loop(link.clone(), read, closing_rx, core));
+        link
+    }
+
+    pub(crate) fn peer(&self) -> &NodeId {
+        &self.inner.peer
+    }
+
+    pub(crate) fn serial(&self) -> u64 {
+        self.inner.serial
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.inner.closed.load(Ordering::Acquire)
+    }
+
+    fn unreachable(&self) -> CallError {
+        CallError::Unreachable(self.inner.peer.to_string())
+    }
+
+    /// Closes the link: both tasks stop and every waiting call fails as unreachable.
+    pub(crate) fn close(&self, why: &str) {
+        if self.inner.closed.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        tracing::info!(peer = %self.inner.peer, serial = self.inner.serial, reason = why, "link closed");
+        self.inner.closing.send_replace(true);
+        let waiters: Vec<Waiter> = {
+            let mut pending = self.inner.pending.lock().unwrap_or_else(|p| p.into_inner());
+            pending.drain().map(|(_, w)| w).collect()
+        };
+        for waiter in waiters {
+            let _ = waiter.send(Err(self.unreachable()));
+        }
+    }
+
+    async fn enqueue(&self, envelope: Outgoing, deadline: Instant) -> Result<(), CallError> {
+        if self.is_closed() {
+            return Err(self.unreachable());
+        }
+        match self.inner.requests.try_send(envelope) {
+            Ok(()) => Ok(()),
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(self.unreachable()),
+            Err(mpsc::error::TrySendError::Full(envelope)) => {
+                match timeout_at(deadline, self.inner.requests.send(envelope)).await {
+                    Ok(Ok(())) => Ok(()),
+                    Ok(Err(_)) => Err(self.unreachable()),
+                    Err(_) => Err(CallError::Overloaded),
+                }
+            }
+        }
+    }
+
+    /// Sends a one-way request; waits for room in the link's queue until `deadline`.
+    pub(crate) async fn cast(
+        &self,
+        service: Arc<str>,
+        pid: Option<u64>,
+        payload: Vec<u8>,
+        trace: Option<TraceContext>,
+        deadline: Instant,
+    ) -> Result<(), CallError> {
+        let envelope = Outgoing::Request {
+            correlation: None,
+            pid,
+            service,
+            deadline: None,
+            trace,
+            payload,
+        };
+        self.enqueue(envelope, deadline).await
+    }
+
+    /// Sends a request and waits for its reply until `deadline`.
+    pub(crate) async fn call(
+        &self,
+        service: Arc<str>,
+        pid: Option<u64>,
+        payload: Vec<u8>,
+        trace: Option<TraceContext>,
+        deadline: Instant,
+    ) -> Result<Bytes, CallError> {
+        let correlation = self.inner.next_correlation.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        self.inner
+            .pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(correlation, tx);
+        // A close that raced with the insert above must not leave the waiter behind.
+        if self.is_closed() {
+            self.forget(correlation);
+            return Err(self.unreachable());
+        }
+        let envelope = Outgoing::Request {
+            correlation: Some(correlation),
+            pid,
+            service,
+            deadline: Some(deadline),
+            trace,
+            payload,
+        };
+        if let Err(e) = self.enqueue(envelope, deadline).await {
+            self.forget(correlation);
+            return Err(e);
+        }
+        match timeout_at(deadline, rx).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(self.unreachable()),
+            Err(_) => {
+                self.forget(correlation);
+                Err(CallError::Timeout)
+            }
+        }
+    }
+
+    fn forget(&self, correlation: u64) {
+        self.inner
+            .pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&correlation);
+    }
+
+    fn complete(&self, correlation: u64, result: Result<Bytes, CallError>, stats: &Stats) {
+        let waiter = self
+            .inner
+            .pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&correlation);
+        match waiter {
+            Some(w) => {
+                let _ = w.send(result);
+            }
+            None => {
+                stats.late_replies.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    fn reply(&self, correlation: u64, result: Result<Vec<u8>, CallError>) {
+        let _ = self.inner.replies.send(Outgoing::Reply {
+            correlation,
+            result,
+        });
+    }
+}
+
+/// The reply channel of a request that came over this link.
+struct LinkReply {
+    link: Link,
+    correlation: u64,
+}
+
+impl ReplySink for LinkReply {
+    fn send(self: Box<Self>, result: Result<Vec<u8>, CallError>) {
+        self.link.reply(self.correlation, result);
+    }
+}
+
+async fn write_loop(
+    link: Link,
+    mut write: OwnedWriteHalf,
+    mut requests: mpsc::Receiver<Outgoing>,
+    mut replies: mpsc::UnboundedReceiver<Outgoing>,
+    mut closing: watch::Receiver<bool>,
+    core: Arc<Core>,
+) {
+    let mut buf: Vec<u8> = Vec::with_capacity(64 * 1024);
+    let reason = loop {
+        let first = tokio::select! {
+            biased;
+            _ = closing.wait_for(|closed| *closed) => break "closing",
+            r = replies.recv() => r,
+            r = requests.recv() => r,
+        };
+        let Some(first) = first else {
+            break "queue closed";
+        };
+        let now = Instant::now();
+        buf.clear();
+        buf.extend_from_slice(&[0; 4]);
+        let mut num_envelopes = u64::from(first.encode(&mut buf, now));
+        while buf.len() < MAX_BATCH_BYTES {
+            let next = match replies.try_recv() {
+                Ok(r) => r,
+                Err(_) => match requests.try_recv() {
+                    Ok(r) => r,
+                    Err(_) => break,
+                },
+            };
+            num_envelopes += u64::from(next.encode(&mut buf, now));
+        }
+        if num_envelopes == 0 {
+            continue;
+        }
+        let len = (buf.len() - 4) as u32;
+        buf[..4].copy_from_slice(&len.to_le_bytes());
+        if let Err(e) = write.write_all(&buf).await {
+            tracing::debug!(peer = %link.peer(), error = %e, "link write failed");
+            break "write failed";
+        }
+        core.stats.frames_sent.fetch_add(1, Ordering::Relaxed);
+        core.stats
+            .envelopes_sent
+            .fetch_add(num_envelopes, Ordering::Relaxed);
+        if buf.capacity() > 4 * MAX_BATCH_BYTES {
+            buf = Vec::with_capacity(64 * 1024);
+        }
+    };
+    link.close(reason);
+    core.forget_link(&link);
+}
+
+async fn read_loop(
+    link: Link,
+    read: OwnedReadHalf,
+    mut closing: watch::Receiver<bool>,
+    core: Arc<Core>,
+) {
+    let mut read = BufReader::with_capacity(256 * 1024, read);
+    let max_frame = core.settings.max_frame_bytes;
+    let reason = loop {
+        let len = tokio::select! {
+            biased;
+            _ = closing.wait_for(|closed| *closed) => break "closing".to_string(),
+            len = read.read_u32_le() => match len {
+                Ok(len) => len as usize,
+                Err(_) => break "connection closed by peer".to_string(),
+            },
+        };
+        if len == 0 || len > max_frame {
+            core.stats.bad_frames.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(peer = %link.peer(), len, max_frame, "frame length out of bounds: dropping the link");
+            break format!("bad frame length {len}");
+        }
+        let mut frame = BytesMut::zeroed(len);
+        if read.read_exact(&mut frame).await.is_err() {
+            break "connection closed mid-frame".to_string();
+        }
+        dispatch(&link, frame.freeze(), &core).await;
+    };
+    link.close(&reason);
+    core.forget_link(&link);
+}
+
+/// Handles one frame: replies complete their calls; requests go to the services, consecutive
+/// ones for the same service as one batch, in order.
+async fn dispatch(link: &Link, frame: Bytes, core: &Arc<Core>) {
+    core.stats.frames_received.fetch_add(1, Ordering::Relaxed);
+    let now = Instant::now();
+    let mut reader = Reader::new(&frame);
+    let mut batch: Vec<RemoteDelivery> = Vec::new();
+    let mut batch_service: Option<String> = None;
+    while let Some(envelope) = reader.next_envelope() {
+        let envelope = match envelope {
+            Ok(e) => e,
+            Err(e) => {
+                core.stats.bad_frames.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(peer = %link.peer(), error = %e, "dropping the rest of a malformed frame");
+                break;
+            }
+        };
+        core.stats
+            .envelopes_received
+            .fetch_add(1, Ordering::Relaxed);
+        match envelope {
+            Incoming::Reply {
+                correlation,
+                result,
+            } => {
+                let result = result.map(|payload| frame.slice_ref(payload));
+                link.complete(correlation, result, &core.stats);
+            }
+            Incoming::Request {
+                correlation,
+                pid,
+                service,
+                deadline,
+                trace,
+                payload,
+            } => {
+                if batch_service.as_deref() != Some(service) {
+                    if let Some(name) = batch_service.take() {
+                        deliver(core, &name, std::mem::take(&mut batch)).await;
+                    }
+                    batch_service = Some(service.to_string());
+                }
+                batch.push(RemoteDelivery {
+                    pid,
+                    payload: frame.slice_ref(payload),
+                    deadline: deadline.map(|d| now + d),
+                    trace,
+                    reply: correlation.map(|correlation| {
+                        Box::new(LinkReply {
+                            link: link.clone(),
+                            correlation,
+                        }) as Box<dyn ReplySink>
+                    }),
+                });
+            }
+        }
+    }
+    if let Some(name) = batch_service {
+        deliver(core, &name, batch).await;
+    }
+}
+
+async fn deliver(core: &Arc<Core>, service: &str, batch: Vec<RemoteDelivery>) {
+    match core.registry.endpoint(service) {
+        Some(endpoint) => endpoint.deliver_batch(batch).await,
+        None => {
+            core.stats.unknown_service.fetch_add(1, Ordering::Relaxed);
+            for d in batch {
+                if let Some(reply) = d.reply {
+                    reply.send(Err(CallError::UnknownService(service.to_string())));
+                }
+            }
+        }
+    }
+}
