@@ -107,7 +107,7 @@ impl<S: Service> Router<S> {
                 candidates: Vec::new(),
                 local: Vec::new(),
             })),
-            counter: AtomicU64::new(0),
+            counter: AtomicU64::new(rand::random::<u64>() >> 1),
             outstanding: Mutex::new(HashMap::new()),
             _service: PhantomData,
         };

@@ -90,6 +90,9 @@ pub(crate) struct Core {
     pub(crate) transport: Transport,
     cluster: Cluster,
     supervisors: Mutex<Vec<(String, ActorRef<SupervisorMsg>)>>,
+    /// One router per service, shared, so that balancing state (the round-robin counter,
+    /// requests in flight) is the node's, not a request's.
+    routers: Mutex<HashMap<&'static str, Arc<dyn std::any::Any + Send + Sync>>>,
     restart: RestartPolicy,
     restarts: Arc<RestartLog>,
 }
@@ -148,6 +151,7 @@ impl Runtime {
                 transport,
                 cluster,
                 supervisors: Mutex::new(Vec::new()),
+                routers: Mutex::new(HashMap::new()),
                 restart: settings.restart,
                 restarts: Arc::new(RestartLog::default()),
             }),
@@ -237,9 +241,20 @@ impl Runtime {
         Ok(true)
     }
 
-    /// A router to the members of `S` on every node.
+    /// The router to the members of `S` on every node (one per service per node).
     pub fn router<S: Service>(&self) -> Router<S> {
-        Router::new(Arc::clone(&self.core.registry), self.core.transport.clone())
+        let mut routers = self.core.routers.lock().unwrap_or_else(|p| p.into_inner());
+        let shared = routers.entry(S::NAME).or_insert_with(|| {
+            Arc::new(Router::<S>::new(
+                Arc::clone(&self.core.registry),
+                self.core.transport.clone(),
+            ))
+        });
+        match Arc::clone(shared).downcast::<Router<S>>() {
+            Ok(router) => (*router).clone(),
+            // Two service types with the same name: each gets its own router.
+            Err(_) => Router::new(Arc::clone(&self.core.registry), self.core.transport.clone()),
+        }
     }
 
     /// Every known service with its live members per node.

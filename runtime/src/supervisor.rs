@@ -9,7 +9,8 @@
 //! - a child that had been running for at least `stable_after` is restarted **at once**: an
 //!   occasional crash costs one spawn, not a backoff;
 //! - a child that dies again soon after its restart is restarted after an exponential backoff
-//!   with jitter (10 ms, 20 ms, … up to `max_backoff`), so a crash loop does not spin;
+//!   with jitter (10 ms, 20 ms, … up to `max_backoff`), so a crash loop does not spin; a child
+//!   killed from outside (failure injection) did not fail by itself and restarts at once;
 //! - more than `max_restarts` restarts within `within` (across all children) means the
 //!   supervisor cannot help: it stops its children and fails, which **escalates** to its own
 //!   supervisor.
@@ -41,6 +42,9 @@ use ractor_cluster::RactorMessage;
 use tokio::time::{Duration, Instant};
 
 pub use policy::{Decision, RestartPolicy};
+
+/// The exit reason ractor gives an actor that was killed.
+const KILLED: &str = "killed";
 
 /// Which children restart when one dies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -278,7 +282,14 @@ impl SupervisorState {
         myself: &ActorRef<SupervisorMsg>,
     ) -> Result<(), ActorProcessingErr> {
         let now = Instant::now();
-        let lived = now.saturating_duration_since(self.children[index].started_at);
+        // A child killed from outside (`kill`, as failure injection does) did not fail by
+        // itself: it restarts at once, as if it had been stable. It still counts towards the
+        // restart intensity.
+        let lived = if reason == KILLED {
+            Duration::MAX
+        } else {
+            now.saturating_duration_since(self.children[index].started_at)
+        };
         self.forget(index);
         let decision = self.args.policy.decide(
             &mut self.recent_restarts,

@@ -341,3 +341,93 @@ where
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }
+
+impl TestCluster {
+    /// POST a JSON body to node `id`: status and JSON body (None if the node did not answer
+    /// within the client timeout).
+    pub async fn post(&self, id: &str, path: &str, body: &Value) -> Option<(u16, Value)> {
+        let response = self
+            .client
+            .post(self.node(id).url(path))
+            .json(body)
+            .send()
+            .await
+            .ok()?;
+        let status = response.status().as_u16();
+        let body = response.json().await.unwrap_or(Value::Null);
+        Some((status, body))
+    }
+
+    /// Live members of `service` per node, as `observer` sees them.
+    pub async fn members(&self, observer: &str, service: &str) -> Option<HashMap<String, u64>> {
+        let (_, body) = self.get(observer, "/admin/cluster").await?;
+        let service = body["services"]
+            .as_array()?
+            .iter()
+            .find(|s| s["name"] == service)?
+            .clone();
+        Some(
+            service["members"]
+                .as_array()?
+                .iter()
+                .map(|m| {
+                    (
+                        m["node"].as_str().unwrap_or_default().to_string(),
+                        m["count"].as_u64().unwrap_or_default(),
+                    )
+                })
+                .collect(),
+        )
+    }
+
+    /// Whether every one of `observers` sees `per_node` members of `service` on each of
+    /// `nodes`.
+    pub async fn service_whole(
+        &self,
+        observers: &[&str],
+        service: &str,
+        nodes: &[&str],
+        per_node: u64,
+    ) -> bool {
+        for o in observers {
+            let Some(members) = self.members(o, service).await else {
+                return false;
+            };
+            if !nodes.iter().all(|n| members.get(*n) == Some(&per_node)) {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// GET `/metrics` of node `id` as text.
+    pub async fn metrics(&self, id: &str) -> String {
+        match self.client.get(self.node(id).url("/metrics")).send().await {
+            Ok(r) => r.text().await.unwrap_or_default(),
+            Err(_) => String::new(),
+        }
+    }
+
+    /// Starts every node and waits until each sees every node up and `echo` whole.
+    pub async fn start_formed(&mut self) {
+        self.start_all();
+        let ids = self.ids();
+        let names: Vec<&str> = ids.iter().map(String::as_str).collect();
+        wait_until("the cluster to form", Duration::from_secs(30), || {
+            self.all_up(&names)
+        })
+        .await;
+        wait_until(
+            "echo to be whole everywhere",
+            Duration::from_secs(30),
+            || self.service_whole(&names, "echo", &names, 2),
+        )
+        .await;
+    }
+}
+
+/// The value of a metric line `name{labels} value` in Prometheus text.
+pub fn metric(text: &str, name_and_labels: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name_and_labels)?.trim().parse().ok())
+}

@@ -257,6 +257,11 @@ async fn one_for_all_restarts_the_siblings_too() {
     sup.stop(None);
 }
 
+fn crash(cell: &ActorCell) {
+    let actor: ActorRef<CrashMsg> = cell.clone().into();
+    actor.cast(CrashMsg::Panic).unwrap();
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_crash_loop_waits_out_the_backoff() {
     let policy = RestartPolicy {
@@ -264,9 +269,9 @@ async fn a_crash_loop_waits_out_the_backoff() {
         ..RestartPolicy::default()
     };
     let (sup, mut rx, cells) = supervise(Strategy::OneForOne, policy, 1).await;
-    // Dies at once after its start: a rapid failure, so the restart waits 100 ms.
+    // Crashes at once after its start: a rapid failure, so the restart waits 100 ms.
     let before = Instant::now();
-    cells[0].kill();
+    crash(&cells[0]);
     let (_, cell) = next_start(&mut rx).await;
     assert!(
         before.elapsed() >= ms(100),
@@ -275,11 +280,20 @@ async fn a_crash_loop_waits_out_the_backoff() {
     );
     // And again: 200 ms.
     let before = Instant::now();
-    cell.kill();
-    let _ = next_start(&mut rx).await;
+    crash(&cell);
+    let (_, cell) = next_start(&mut rx).await;
     assert!(
         before.elapsed() >= ms(200),
         "restarted after {:?}",
+        before.elapsed()
+    );
+    // Killed from outside right after a restart: not its own failure, so no backoff.
+    let before = Instant::now();
+    cell.kill();
+    let _ = next_start(&mut rx).await;
+    assert!(
+        before.elapsed() < ms(100),
+        "a killed child waited {:?}",
         before.elapsed()
     );
     sup.stop(None);
