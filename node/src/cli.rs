@@ -54,6 +54,8 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Measure message throughput and latency: one node drives the echo service of another.
+    Bench(crate::bench_cmd::BenchArgs),
 }
 
 /// Parses the command line, runs the command and returns the process's exit code.
@@ -119,6 +121,7 @@ async fn run(cli: Cli, config: NodeConfig) -> ExitCode {
             up::run(&cli.config, config).await
         }
         Command::Status { node, json } => status::run(&config, node.as_deref(), json).await,
+        Command::Bench(args) => crate::bench_cmd::run(&config, &args).await,
     }
 }
 

@@ -3,7 +3,7 @@
 //!
 //! # Layout
 //!
-//! - [`cli`]: the `troupe` command (`node`, `up`, `status`) and its exit codes.
+//! - [`cli`]: the `troupe` command (`node`, `up`, `status`, `bench`) and its exit codes.
 //! - [`config`]: `cluster.toml` to a validated [`config::NodeConfig`].
 //! - [`secrets`]: the cluster cookie: from the environment, the file, or generated once.
 //! - [`edge`]: the axum router, its middleware and the JSON error shape.
@@ -11,6 +11,7 @@
 //! - [`up`]: `troupe up`, the local cluster as child processes.
 //! - [`logging`]: tracing output, JSON or human-readable.
 
+mod bench_cmd;
 pub mod cli;
 pub mod config;
 pub mod edge;

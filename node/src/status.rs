@@ -8,8 +8,10 @@ use serde_json::Value;
 use crate::cli::EXIT_UNAVAILABLE;
 use crate::config::NodeConfig;
 
-pub(crate) async fn run(config: &NodeConfig, node: Option<&str>, json: bool) -> ExitCode {
-    let base = match node {
+/// The base URL of `node` (an id of the configuration, a URL, or host:port), or of the
+/// configuration's first node.
+pub(crate) fn base_url(config: &NodeConfig, node: Option<&str>) -> String {
+    match node {
         Some(url) if url.starts_with("http://") || url.starts_with("https://") => {
             url.trim_end_matches('/').to_string()
         }
@@ -18,17 +20,25 @@ pub(crate) async fn run(config: &NodeConfig, node: Option<&str>, json: bool) -> 
             Err(_) => format!("http://{id}"),
         },
         None => format!("http://{}", config.nodes[0].http_addr),
-    };
-    let url = format!("{base}/admin/cluster");
-    let client = match reqwest::Client::builder()
-        .timeout(Duration::from_secs(5))
+    }
+}
+
+/// An HTTP client with `timeout`, or the exit code to give up with.
+pub(crate) fn client(timeout: Duration) -> Result<reqwest::Client, ExitCode> {
+    reqwest::Client::builder()
+        .timeout(timeout)
         .build()
-    {
-        Ok(c) => c,
-        Err(e) => {
+        .map_err(|e| {
             eprintln!("troupe: cannot build an HTTP client: {e}");
-            return ExitCode::FAILURE;
-        }
+            ExitCode::FAILURE
+        })
+}
+
+pub(crate) async fn run(config: &NodeConfig, node: Option<&str>, json: bool) -> ExitCode {
+    let url = format!("{}/admin/cluster", base_url(config, node));
+    let client = match client(Duration::from_secs(5)) {
+        Ok(c) => c,
+        Err(code) => return code,
     };
     let body: Value = match client.get(&url).send().await {
         Ok(r) if r.status().is_success() => match r.json().await {

@@ -38,7 +38,7 @@ pub struct EchoResponse {
     #[serde(with = "bytes_as_slice")]
     pub payload: Vec<u8>,
     /// The node of the member that answered.
-    pub node: String,
+    pub node: std::sync::Arc<str>,
     /// Its slot.
     pub index: u32,
     /// Requests this member has handled since it started, this one included.
@@ -49,15 +49,16 @@ impl Service for Echo {
     const NAME: &'static str = "echo";
     type Request = EchoRequest;
     type Response = EchoResponse;
-    type State = u64;
+    /// Requests handled, and the node's id (shared, not copied into every response).
+    type State = (u64, std::sync::Arc<str>);
 
-    async fn init(&self, _member: &MemberInfo) -> Result<u64, ServiceError> {
-        Ok(0)
+    async fn init(&self, member: &MemberInfo) -> Result<Self::State, ServiceError> {
+        Ok((0, std::sync::Arc::from(member.node.as_str())))
     }
 
     async fn handle(
         &self,
-        handled: &mut u64,
+        (handled, node): &mut Self::State,
         request: EchoRequest,
         cx: &RequestContext<'_>,
     ) -> EchoResponse {
@@ -67,7 +68,7 @@ impl Service for Echo {
         }
         EchoResponse {
             payload: request.payload,
-            node: cx.member.node.to_string(),
+            node: std::sync::Arc::clone(node),
             index: cx.member.index,
             handled: *handled,
         }

@@ -30,7 +30,7 @@ use crate::service::{
     CallError, CallOptions, Envelope, MemberMsg, ReplyTo, Service, decode, encode,
 };
 use crate::telemetry::{self, TraceContext};
-use crate::transport::Transport;
+use crate::transport::{LinkSlot, Transport};
 
 /// One member a router can send to.
 struct Target<S: Service> {
@@ -38,15 +38,64 @@ struct Target<S: Service> {
     slot: MemberSlot,
     outstanding: Arc<AtomicUsize>,
     local: Option<Arc<LocalHandle<S>>>,
+    /// The link slot of a remote member's node.
+    link: Option<Arc<LinkSlot>>,
+}
+
+/// A set of targets a pick may choose from, with their balancer candidates.
+#[derive(Default)]
+struct Pool {
+    indices: Vec<usize>,
+    candidates: Vec<Candidate>,
+}
+
+impl Pool {
+    fn push(&mut self, index: usize, candidate: Candidate) {
+        self.indices.push(index);
+        self.candidates.push(candidate);
+    }
 }
 
 struct View<S: Service> {
     epoch: u64,
     targets: Vec<Target<S>>,
-    /// The targets as balancer candidates (outstanding filled in only when needed).
-    candidates: Vec<Candidate>,
-    /// Indices of local targets.
-    local: Vec<usize>,
+    /// Every target.
+    all: Pool,
+    /// The local targets.
+    local: Pool,
+    /// The targets of each node.
+    by_node: Vec<(NodeId, Pool)>,
+}
+
+impl<S: Service> View<S> {
+    fn empty() -> Self {
+        Self {
+            epoch: 0,
+            targets: Vec::new(),
+            all: Pool::default(),
+            local: Pool::default(),
+            by_node: Vec::new(),
+        }
+    }
+}
+
+/// How long a sender may wait for room: computing a deadline reads the clock, so a cast that
+/// finds room at once never does.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Patience {
+    /// Until this instant.
+    Until(Instant),
+    /// For this long from when waiting starts.
+    For(std::time::Duration),
+}
+
+impl Patience {
+    pub(crate) fn deadline(self) -> Instant {
+        match self {
+            Self::Until(deadline) => deadline,
+            Self::For(timeout) => Instant::now() + timeout,
+        }
+    }
 }
 
 struct Inner<S: Service> {
@@ -101,12 +150,7 @@ impl<S: Service> Router<S> {
             name: Arc::from(S::NAME),
             balance: spec.balance,
             prefer_local: spec.prefer_local,
-            view: RwLock::new(Arc::new(View {
-                epoch: 0,
-                targets: Vec::new(),
-                candidates: Vec::new(),
-                local: Vec::new(),
-            })),
+            view: RwLock::new(Arc::new(View::empty())),
             counter: AtomicU64::new(rand::random::<u64>() >> 1),
             outstanding: Mutex::new(HashMap::new()),
             _service: PhantomData,
@@ -136,56 +180,56 @@ impl<S: Service> Router<S> {
             .outstanding
             .lock()
             .unwrap_or_else(|p| p.into_inner());
-        let mut targets = Vec::with_capacity(members.members.len());
-        let mut candidates = Vec::with_capacity(members.members.len());
-        let mut local = Vec::new();
+        let mut view = View::empty();
+        view.epoch = members.epoch;
         for m in members.members {
             let identity = Candidate::identity_of(m.node.as_str(), m.slot.index);
-            let count = Arc::clone(outstanding.entry(identity).or_default());
-            let handle = m.local.and_then(|h| h.downcast::<LocalHandle<S>>().ok());
-            if handle.is_some() {
-                local.push(targets.len());
-            }
-            candidates.push(Candidate {
+            let candidate = Candidate {
                 identity,
                 outstanding: 0,
-            });
-            targets.push(Target {
+            };
+            let index = view.targets.len();
+            let handle = m.local.and_then(|h| h.downcast::<LocalHandle<S>>().ok());
+            if handle.is_some() {
+                view.local.push(index, candidate);
+            }
+            view.all.push(index, candidate);
+            match view.by_node.iter_mut().find(|(node, _)| *node == m.node) {
+                Some((_, pool)) => pool.push(index, candidate),
+                None => {
+                    let mut pool = Pool::default();
+                    pool.push(index, candidate);
+                    view.by_node.push((m.node.clone(), pool));
+                }
+            }
+            view.targets.push(Target {
+                link: if handle.is_none() {
+                    self.inner.transport.slot(&m.node)
+                } else {
+                    None
+                },
                 node: m.node,
                 slot: m.slot,
-                outstanding: count,
+                outstanding: Arc::clone(outstanding.entry(identity).or_default()),
                 local: handle,
             });
         }
-        View {
-            epoch: members.epoch,
-            targets,
-            candidates,
-            local,
-        }
+        view
     }
 
-    /// Picks a target index, honouring the node filter, local preference and exclusions.
+    /// Picks a target index, honouring the node and slot filters, local preference and
+    /// exclusions (targets that already failed this request).
     fn pick(&self, view: &View<S>, options: &CallOptions, excluded: &[usize]) -> Option<usize> {
-        let mut pool: Vec<usize> = match &options.node {
-            Some(node) => (0..view.targets.len())
-                .filter(|i| view.targets[*i].node == *node)
-                .filter(|i| {
-                    options
-                        .member
-                        .is_none_or(|m| view.targets[*i].slot.index == m)
-                })
-                .collect(),
-            None if self.inner.prefer_local && !view.local.is_empty() => view.local.clone(),
-            None => (0..view.targets.len()).collect(),
+        let empty = Pool::default();
+        let pool = match &options.node {
+            Some(node) => view
+                .by_node
+                .iter()
+                .find(|(n, _)| n == node)
+                .map_or(&empty, |(_, p)| p),
+            None if self.inner.prefer_local && !view.local.indices.is_empty() => &view.local,
+            None => &view.all,
         };
-        pool.retain(|i| !excluded.contains(i));
-        if pool.is_empty() && options.node.is_none() && !excluded.is_empty() {
-            // Local preference exhausted by failures: fall back to any member.
-            pool = (0..view.targets.len())
-                .filter(|i| !excluded.contains(i))
-                .collect();
-        }
         let input = PickInput {
             counter: self.inner.counter.fetch_add(1, Ordering::Relaxed),
             random: if self.inner.balance == Balance::LeastOutstanding {
@@ -195,20 +239,49 @@ impl<S: Service> Router<S> {
             },
             key: options.key,
         };
-        if pool.len() == view.targets.len() && self.inner.balance != Balance::LeastOutstanding {
-            return self.inner.balance.pick(&view.candidates, &input);
+        let plain = excluded.is_empty()
+            && options.member.is_none()
+            && self.inner.balance != Balance::LeastOutstanding;
+        if plain {
+            // The common case: no filtering, no allocation.
+            return self
+                .inner
+                .balance
+                .pick(&pool.candidates, &input)
+                .map(|chosen| pool.indices[chosen]);
         }
-        let candidates: Vec<Candidate> = pool
+        let mut indices: Vec<usize> = pool
+            .indices
+            .iter()
+            .copied()
+            .filter(|i| !excluded.contains(i))
+            .filter(|i| {
+                options
+                    .member
+                    .is_none_or(|m| view.targets[*i].slot.index == m)
+            })
+            .collect();
+        if indices.is_empty() && options.node.is_none() && !excluded.is_empty() {
+            // Local preference exhausted by failures: fall back to any member.
+            indices = view
+                .all
+                .indices
+                .iter()
+                .copied()
+                .filter(|i| !excluded.contains(i))
+                .collect();
+        }
+        let candidates: Vec<Candidate> = indices
             .iter()
             .map(|i| Candidate {
-                identity: view.candidates[*i].identity,
+                identity: view.all.candidates[*i].identity,
                 outstanding: view.targets[*i].outstanding.load(Ordering::Relaxed),
             })
             .collect();
         self.inner
             .balance
             .pick(&candidates, &input)
-            .map(|chosen| pool[chosen])
+            .map(|chosen| indices[chosen])
     }
 
     fn no_member(&self) -> CallError {
@@ -228,7 +301,7 @@ impl<S: Service> Router<S> {
         request: S::Request,
         options: CallOptions,
     ) -> Result<Delivered, CallError> {
-        let deadline = options.deadline();
+        let patience = Patience::For(options.timeout_or_default());
         let trace = telemetry::current();
         let view = self.view();
         let mut excluded = Vec::new();
@@ -254,7 +327,7 @@ impl<S: Service> Router<S> {
                         deadline: None,
                         trace,
                     };
-                    match send_local(handle, envelope, deadline).await {
+                    match send_local(handle, envelope, patience).await {
                         Ok(()) => return Ok(delivered),
                         Err((e, envelope)) => {
                             request = envelope.map(|e| e.request);
@@ -274,18 +347,18 @@ impl<S: Service> Router<S> {
                             p
                         }
                     };
-                    match self.inner.transport.link_or_unreachable(&target.node) {
-                        Ok(link) => link
+                    match target.link.as_ref().and_then(|slot| slot.get()) {
+                        Some(link) => link
                             .cast(
                                 Arc::clone(&self.inner.name),
                                 Some(target.slot.pid),
                                 payload,
                                 trace,
-                                deadline,
+                                patience,
                             )
                             .await
                             .map(|()| delivered),
-                        Err(e) => Err(e),
+                        None => Err(CallError::Unreachable(target.node.to_string())),
                     }
                 }
             };
@@ -293,7 +366,7 @@ impl<S: Service> Router<S> {
                 Ok(d) => return Ok(d),
                 // Nothing was queued: another member may take it.
                 Err(e @ (CallError::Unreachable(_) | CallError::NoMember(_)))
-                    if Instant::now() < deadline && request.is_some() =>
+                    if request.is_some() && excluded.len() < view.targets.len() =>
                 {
                     tracing::debug!(service = S::NAME, error = %e, "cast target unavailable; trying another member");
                     excluded.push(i);
@@ -386,7 +459,7 @@ impl<S: Service> Router<S> {
                     deadline: Some(deadline),
                     trace,
                 };
-                send_local(handle, envelope, deadline)
+                send_local(handle, envelope, Patience::Until(deadline))
                     .await
                     .map_err(|(e, _)| (e, false))?;
                 match timeout_at(deadline, rx).await {
@@ -404,11 +477,11 @@ impl<S: Service> Router<S> {
                         p
                     }
                 };
-                let link = self
-                    .inner
-                    .transport
-                    .link_or_unreachable(&target.node)
-                    .map_err(|e| (e, false))?;
+                let link = target
+                    .link
+                    .as_ref()
+                    .and_then(|slot| slot.get())
+                    .ok_or_else(|| (CallError::Unreachable(target.node.to_string()), false))?;
                 let bytes = link
                     .call(
                         Arc::clone(&self.inner.name),
@@ -442,7 +515,7 @@ impl<S: Service> Router<S> {
 pub(crate) async fn send_local<S: Service>(
     handle: &LocalHandle<S>,
     envelope: Envelope<S>,
-    deadline: Instant,
+    patience: Patience,
 ) -> Result<(), (CallError, Option<Envelope<S>>)> {
     let permit = match Arc::clone(&handle.mailbox).try_acquire_owned() {
         Ok(p) => p,
@@ -450,6 +523,7 @@ pub(crate) async fn send_local<S: Service>(
             return Err((CallError::NoMember(S::NAME.into()), Some(envelope)));
         }
         Err(tokio::sync::TryAcquireError::NoPermits) => {
+            let deadline = patience.deadline();
             match timeout_at(deadline, Arc::clone(&handle.mailbox).acquire_owned()).await {
                 Ok(Ok(p)) => p,
                 Ok(Err(_)) => return Err((CallError::NoMember(S::NAME.into()), Some(envelope))),

@@ -219,7 +219,11 @@ impl CallOptions {
     }
 
     pub(crate) fn deadline(&self) -> Instant {
-        Instant::now() + self.timeout.unwrap_or(Self::DEFAULT_TIMEOUT)
+        Instant::now() + self.timeout_or_default()
+    }
+
+    pub(crate) fn timeout_or_default(&self) -> Duration {
+        self.timeout.unwrap_or(Self::DEFAULT_TIMEOUT)
     }
 }
 
@@ -243,10 +247,15 @@ pub(crate) struct RemoteDelivery {
     pub(crate) reply: Option<Box<dyn ReplySink>>,
 }
 
-/// Encodes a message for the wire.
+/// Encodes a message for the wire, into a vector of exactly its size (small messages are
+/// encoded on the stack first, to avoid growing the vector).
 pub(crate) fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, CallError> {
-    bincode::serde::encode_to_vec(value, bincode::config::standard())
-        .map_err(|e| CallError::BadMessage(e.to_string()))
+    let mut scratch = [0u8; 256];
+    match bincode::serde::encode_into_slice(value, &mut scratch, bincode::config::standard()) {
+        Ok(n) => Ok(scratch[..n].to_vec()),
+        Err(_) => bincode::serde::encode_to_vec(value, bincode::config::standard())
+            .map_err(|e| CallError::BadMessage(e.to_string())),
+    }
 }
 
 /// The largest message a peer may send (payload of one request or response).

@@ -43,7 +43,6 @@ use tokio::time::{Duration, timeout};
 use crate::backoff::Backoff;
 use crate::cluster::{Cluster, ClusterEvent, NodeId, NodeStatus};
 use crate::registry::Registry;
-use crate::service::CallError;
 use crate::{Result, RuntimeError};
 pub(crate) use link::Link;
 
@@ -130,50 +129,69 @@ impl Stats {
     }
 }
 
+/// The current link to one peer, if any. There is one slot per configured peer for the life of
+/// the transport, so routers can keep the slot and skip the table lookup on every send.
+#[derive(Default)]
+pub(crate) struct LinkSlot {
+    current: RwLock<Option<Link>>,
+}
+
+impl LinkSlot {
+    /// The live link, if any.
+    pub(crate) fn get(&self) -> Option<Link> {
+        self.current
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .filter(|l| !l.is_closed())
+            .cloned()
+    }
+}
+
 pub(crate) struct Core {
     me: NodeId,
     cookie: Vec<u8>,
     pub(crate) settings: TransportSettings,
     pub(crate) registry: Arc<Registry>,
-    links: RwLock<HashMap<NodeId, Link>>,
+    links: HashMap<NodeId, Arc<LinkSlot>>,
     next_serial: AtomicU64,
     pub(crate) stats: Stats,
 }
 
 impl Core {
-    fn install(self: &Arc<Self>, peer: NodeId, stream: TcpStream) -> Link {
+    fn install(self: &Arc<Self>, peer: NodeId, stream: TcpStream) {
+        let Some(slot) = self.links.get(&peer) else {
+            return;
+        };
         let serial = self.next_serial.fetch_add(1, Ordering::Relaxed);
         let link = Link::spawn(stream, peer.clone(), serial, Arc::clone(self));
-        let old = self
-            .links
+        let old = slot
+            .current
             .write()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(peer.clone(), link.clone());
+            .replace(link);
         if let Some(old) = old {
             old.close("replaced by a new link");
         }
         tracing::info!(peer = %peer, serial, "link up");
-        link
     }
 
-    /// Removes `link` from the table if it is still the current link to its peer.
+    /// Empties the slot of `link`'s peer if `link` is still its current link.
     pub(crate) fn forget_link(&self, link: &Link) {
-        let mut links = self.links.write().unwrap_or_else(|p| p.into_inner());
-        if links
-            .get(link.peer())
+        let Some(slot) = self.links.get(link.peer()) else {
+            return;
+        };
+        let mut current = slot.current.write().unwrap_or_else(|p| p.into_inner());
+        if current
+            .as_ref()
             .is_some_and(|l| l.serial() == link.serial())
         {
-            links.remove(link.peer());
+            *current = None;
         }
     }
 
     fn link(&self, peer: &NodeId) -> Option<Link> {
-        self.links
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(peer)
-            .filter(|l| !l.is_closed())
-            .cloned()
+        self.links.get(peer)?.get()
     }
 
     fn known_peer(&self, claimed: &str) -> Option<NodeId> {
@@ -215,12 +233,17 @@ impl Transport {
                 settings.listen
             ))
         })?;
+        let links = settings
+            .peers
+            .keys()
+            .map(|id| (id.clone(), Arc::new(LinkSlot::default())))
+            .collect();
         let core = Arc::new(Core {
             me: cluster.settings().self_id().clone(),
             cookie: cookie.as_bytes().to_vec(),
             settings,
             registry,
-            links: RwLock::new(HashMap::new()),
+            links,
             next_serial: AtomicU64::new(1),
             stats: Stats::default(),
         });
@@ -233,15 +256,9 @@ impl Transport {
         Ok(Self { core })
     }
 
-    /// The live link to `peer`, if any.
-    pub(crate) fn link(&self, peer: &NodeId) -> Option<Link> {
-        self.core.link(peer)
-    }
-
-    /// The link to `peer`, or the error a caller gets without one.
-    pub(crate) fn link_or_unreachable(&self, peer: &NodeId) -> Result<Link, CallError> {
-        self.link(peer)
-            .ok_or_else(|| CallError::Unreachable(peer.to_string()))
+    /// The slot of `peer`'s link (None for this node and unknown nodes).
+    pub(crate) fn slot(&self, peer: &NodeId) -> Option<Arc<LinkSlot>> {
+        self.core.links.get(peer).cloned()
     }
 
     /// The transport's counters.
@@ -251,16 +268,15 @@ impl Transport {
 
     /// Closes every link.
     pub fn shutdown(&self) {
-        let links: Vec<Link> = self
-            .core
-            .links
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .drain()
-            .map(|(_, l)| l)
-            .collect();
-        for link in links {
-            link.close("shutdown");
+        for slot in self.core.links.values() {
+            let link = slot
+                .current
+                .write()
+                .unwrap_or_else(|p| p.into_inner())
+                .take();
+            if let Some(link) = link {
+                link.close("shutdown");
+            }
         }
     }
 }

@@ -242,7 +242,7 @@ pub(crate) async fn echo(
         .await?;
     Ok(axum::Json(EchoAnswer {
         payload: String::from_utf8_lossy(&response.payload).into_owned(),
-        node: response.node,
+        node: response.node.to_string(),
         index: response.index,
         handled: response.handled,
         elapsed_us: u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),

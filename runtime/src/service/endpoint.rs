@@ -1,5 +1,6 @@
 //! The typed endpoint of a hosted service: turns requests from peers into member messages.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::marker::PhantomData;
 use std::pin::Pin;
@@ -119,18 +120,23 @@ impl<S: Service> Endpoint for TypedEndpoint<S> {
         batch: Vec<RemoteDelivery>,
     ) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
         Box::pin(async move {
-            // Consecutive requests for the same member go as one mailbox message, in order.
-            let mut run: Vec<RemoteDelivery> = Vec::new();
-            let mut run_pid = None;
+            // One mailbox message per member, each keeping the order its requests came in:
+            // order is promised per sender and member, not across members.
+            let mut runs: Vec<(Option<u64>, Vec<RemoteDelivery>)> = Vec::new();
+            let mut index: HashMap<Option<u64>, usize> = HashMap::new();
             for d in batch {
-                if !run.is_empty() && d.pid != run_pid {
-                    self.deliver_run(std::mem::take(&mut run), run_pid).await;
-                }
-                run_pid = d.pid;
-                run.push(d);
+                let slot = match index.get(&d.pid) {
+                    Some(i) => *i,
+                    None => {
+                        index.insert(d.pid, runs.len());
+                        runs.push((d.pid, Vec::new()));
+                        runs.len() - 1
+                    }
+                };
+                runs[slot].1.push(d);
             }
-            if !run.is_empty() {
-                self.deliver_run(run, run_pid).await;
+            for (pid, run) in runs {
+                self.deliver_run(run, pid).await;
             }
         })
     }
