@@ -383,7 +383,6 @@ impl Registry {
 pub(crate) struct LocalHandle<S: crate::service::Service> {
     pub(crate) actor: ActorRef<crate::service::MemberMsg<S>>,
     pub(crate) mailbox: crate::service::MailboxLimit,
-    pub(crate) mailbox_capacity: usize,
 }
 
 #[cfg(test)]

@@ -96,6 +96,32 @@ impl Patience {
             Self::For(timeout) => Instant::now() + timeout,
         }
     }
+
+    /// The deadline, computed on first use and the same afterwards.
+    fn deadline_later(self) -> LazyDeadline {
+        LazyDeadline {
+            patience: self,
+            at: std::cell::Cell::new(None),
+        }
+    }
+}
+
+struct LazyDeadline {
+    patience: Patience,
+    at: std::cell::Cell<Option<Instant>>,
+}
+
+impl LazyDeadline {
+    fn get(&self) -> Instant {
+        match self.at.get() {
+            Some(at) => at,
+            None => {
+                let at = self.patience.deadline();
+                self.at.set(Some(at));
+                at
+            }
+        }
+    }
 }
 
 struct Inner<S: Service> {
@@ -291,7 +317,7 @@ impl<S: Service> Router<S> {
     /// Sends a one-way request to one member. Returns once the request is queued (at most once
     /// delivered: a member that dies with it queued loses it). Waits for room until `timeout`
     /// (default 5 s), then fails with [`CallError::Overloaded`].
-    pub async fn cast(&self, request: S::Request) -> Result<Delivered, CallError> {
+    pub async fn cast(&self, request: S::Request) -> Result<(), CallError> {
         self.cast_with(request, CallOptions::default()).await
     }
 
@@ -300,37 +326,51 @@ impl<S: Service> Router<S> {
         &self,
         request: S::Request,
         options: CallOptions,
-    ) -> Result<Delivered, CallError> {
-        let patience = Patience::For(options.timeout_or_default());
+    ) -> Result<(), CallError> {
         let trace = telemetry::current();
-        let view = self.view();
-        let mut excluded = Vec::new();
         let mut request = Some(request);
+        // The common case, a local member with room, is served under the view's read lock:
+        // no clone of the view, no clock, no await.
+        let (view, mut next_pick) = {
+            let epoch = self.inner.registry.epoch();
+            let guard = self.inner.view.read().unwrap_or_else(|p| p.into_inner());
+            if guard.epoch == epoch {
+                let pick = self.pick(&guard, &options, &[]);
+                if let Some(handle) = pick.and_then(|i| guard.targets[i].local.as_ref())
+                    && let Some(req) = request.take()
+                {
+                    match try_send_local(handle, MemberMsg::Cast(req, trace)) {
+                        Ok(()) => return Ok(()),
+                        Err((_, Some(back))) => request = request_of(Some(back)),
+                        Err((e, None)) => return Err(e),
+                    }
+                }
+                (Arc::clone(&guard), pick)
+            } else {
+                drop(guard);
+                (self.view(), None)
+            }
+        };
+        let patience = Patience::For(options.timeout_or_default());
+        let mut excluded = Vec::new();
         let mut encoded: Option<Vec<u8>> = None;
         loop {
-            let Some(i) = self.pick(&view, &options, &excluded) else {
+            let Some(i) = next_pick
+                .take()
+                .or_else(|| self.pick(&view, &options, &excluded))
+            else {
                 return Err(self.no_member());
             };
             let target = &view.targets[i];
-            let delivered = Delivered {
-                node: target.node.clone(),
-                index: target.slot.index,
-            };
             let result = match &target.local {
                 Some(handle) => {
                     let Some(req) = request.take() else {
                         return Err(self.no_member());
                     };
-                    let envelope = Envelope {
-                        request: req,
-                        reply: None,
-                        deadline: None,
-                        trace,
-                    };
-                    match send_local(handle, envelope, patience).await {
-                        Ok(()) => return Ok(delivered),
-                        Err((e, envelope)) => {
-                            request = envelope.map(|e| e.request);
+                    match send_local(handle, MemberMsg::Cast(req, trace), patience).await {
+                        Ok(()) => return Ok(()),
+                        Err((e, back)) => {
+                            request = request_of(back);
                             Err(e)
                         }
                     }
@@ -348,8 +388,8 @@ impl<S: Service> Router<S> {
                         }
                     };
                     match target.link.as_ref().and_then(|slot| slot.get()) {
-                        Some(link) => link
-                            .cast(
+                        Some(link) => {
+                            link.cast(
                                 Arc::clone(&self.inner.name),
                                 Some(target.slot.pid),
                                 payload,
@@ -357,13 +397,13 @@ impl<S: Service> Router<S> {
                                 patience,
                             )
                             .await
-                            .map(|()| delivered),
+                        }
                         None => Err(CallError::Unreachable(target.node.to_string())),
                     }
                 }
             };
             match result {
-                Ok(d) => return Ok(d),
+                Ok(()) => return Ok(()),
                 // Nothing was queued: another member may take it.
                 Err(e @ (CallError::Unreachable(_) | CallError::NoMember(_)))
                     if request.is_some() && excluded.len() < view.targets.len() =>
@@ -459,7 +499,7 @@ impl<S: Service> Router<S> {
                     deadline: Some(deadline),
                     trace,
                 };
-                send_local(handle, envelope, Patience::Until(deadline))
+                send_local(handle, MemberMsg::One(envelope), Patience::Until(deadline))
                     .await
                     .map_err(|(e, _)| (e, false))?;
                 match timeout_at(deadline, rx).await {
@@ -510,32 +550,59 @@ impl<S: Service> Router<S> {
     }
 }
 
-/// Delivers to a local member: waits for mailbox room until `deadline`. On failure, gives the
-/// envelope back when it was not queued.
+/// Delivers to a local member without waiting: `Err` gives the message back with the reason
+/// (full, or the member is gone).
+fn try_send_local<S: Service>(
+    handle: &LocalHandle<S>,
+    message: MemberMsg<S>,
+) -> Result<(), (CallError, Option<MemberMsg<S>>)> {
+    if !handle.mailbox.try_reserve(1) {
+        return Err((CallError::Overloaded, Some(message)));
+    }
+    match handle.actor.send_message(message) {
+        Ok(()) => Ok(()),
+        Err(e) => {
+            handle.mailbox.release(1);
+            let message = match e {
+                ractor::MessagingErr::SendErr(message) => Some(message),
+                _ => None,
+            };
+            Err((CallError::NoMember(S::NAME.into()), message))
+        }
+    }
+}
+
+/// Delivers to a local member: waits for mailbox room until the deadline. On failure, gives the
+/// message back when it was not queued.
 pub(crate) async fn send_local<S: Service>(
     handle: &LocalHandle<S>,
-    envelope: Envelope<S>,
+    message: MemberMsg<S>,
     patience: Patience,
-) -> Result<(), (CallError, Option<Envelope<S>>)> {
-    let permit = match Arc::clone(&handle.mailbox).try_acquire_owned() {
-        Ok(p) => p,
-        Err(tokio::sync::TryAcquireError::Closed) => {
-            return Err((CallError::NoMember(S::NAME.into()), Some(envelope)));
-        }
-        Err(tokio::sync::TryAcquireError::NoPermits) => {
-            let deadline = patience.deadline();
-            match timeout_at(deadline, Arc::clone(&handle.mailbox).acquire_owned()).await {
-                Ok(Ok(p)) => p,
-                Ok(Err(_)) => return Err((CallError::NoMember(S::NAME.into()), Some(envelope))),
-                Err(_) => return Err((CallError::Overloaded, Some(envelope))),
+) -> Result<(), (CallError, Option<MemberMsg<S>>)> {
+    let deadline = patience.deadline_later();
+    let mut message = message;
+    loop {
+        match try_send_local(handle, message) {
+            Err((CallError::Overloaded, Some(back))) => {
+                let deadline = deadline.get();
+                if !handle.mailbox.reserve(1, deadline).await {
+                    return Err((CallError::Overloaded, Some(back)));
+                }
+                // Room came; give it back and take it like any sender (another may be quicker:
+                // then wait again, until the same deadline).
+                handle.mailbox.release(1);
+                message = back;
             }
+            other => return other,
         }
-    };
-    match handle.actor.send_message(MemberMsg::One(envelope, permit)) {
-        Ok(()) => Ok(()),
-        Err(ractor::MessagingErr::SendErr(MemberMsg::One(envelope, _))) => {
-            Err((CallError::NoMember(S::NAME.into()), Some(envelope)))
-        }
-        Err(_) => Err((CallError::NoMember(S::NAME.into()), None)),
+    }
+}
+
+/// The request inside a message that was given back unsent.
+fn request_of<S: Service>(message: Option<MemberMsg<S>>) -> Option<S::Request> {
+    match message? {
+        MemberMsg::Cast(request, _) => Some(request),
+        MemberMsg::One(envelope) => Some(envelope.request),
+        MemberMsg::Batch(_) => None,
     }
 }

@@ -23,6 +23,7 @@ use crate::cluster::{Cluster, ClusterSettings, NodeId};
 use crate::registry::{LocalHandle, MemberSlot, Registry, ServiceSummary};
 use crate::router::Router;
 use crate::service::endpoint::TypedEndpoint;
+use crate::service::mailbox::Mailbox;
 use crate::service::{CallError, CallOptions, Member, MemberInfo, Service, ServiceSpec};
 use crate::supervisor::{
     ChildSpec, RestartPolicy, Strategy, Supervisor, SupervisorArgs, SupervisorEvent, SupervisorMsg,
@@ -350,12 +351,16 @@ fn member_spec<S: Service>(
                     node: registry.node().clone(),
                     index,
                 };
-                let (actor, _) =
-                    Actor::spawn_linked(None, Member { service, info }, (), supervisor).await?;
+                let mailbox = Arc::new(Mailbox::new(mailbox_capacity));
+                let member = Member {
+                    service,
+                    info,
+                    mailbox: Arc::clone(&mailbox),
+                };
+                let (actor, _) = Actor::spawn_linked(None, member, (), supervisor).await?;
                 let handle = LocalHandle::<S> {
                     actor: actor.clone(),
-                    mailbox: Arc::new(tokio::sync::Semaphore::new(mailbox_capacity)),
-                    mailbox_capacity,
+                    mailbox,
                 };
                 let slot = MemberSlot {
                     index,
@@ -391,3 +396,6 @@ impl SupervisorObserver for Observer {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

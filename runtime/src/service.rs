@@ -22,6 +22,7 @@
 //! in the peer link, whose bounded queue pushes back on the senders of that node.
 
 pub(crate) mod endpoint;
+pub(crate) mod mailbox;
 pub(crate) mod member;
 mod reply;
 
@@ -272,4 +273,4 @@ pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CallError> 
 }
 
 /// Shared handle to a member's mailbox limit.
-pub(crate) type MailboxLimit = Arc<tokio::sync::Semaphore>;
+pub(crate) type MailboxLimit = Arc<mailbox::Mailbox>;

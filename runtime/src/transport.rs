@@ -85,7 +85,6 @@ pub struct Stats {
     pub(crate) late_replies: AtomicU64,
     pub(crate) unknown_service: AtomicU64,
     pub(crate) refused_handshakes: AtomicU64,
-    pub(crate) dropped_casts: AtomicU64,
 }
 
 /// A copy of the counters.
@@ -107,8 +106,6 @@ pub struct StatsSnapshot {
     pub unknown_service: u64,
     /// Incoming links that failed authentication.
     pub refused_handshakes: u64,
-    /// One-way messages dropped because a member stayed full.
-    pub dropped_casts: u64,
 }
 
 impl Stats {
@@ -124,7 +121,6 @@ impl Stats {
             late_replies: get(&self.late_replies),
             unknown_service: get(&self.unknown_service),
             refused_handshakes: get(&self.refused_handshakes),
-            dropped_casts: get(&self.dropped_casts),
         }
     }
 }

@@ -124,11 +124,6 @@ pub(crate) fn render(state: &AppState) -> String {
             "Incoming links that failed authentication.",
             t.refused_handshakes,
         ),
-        (
-            "troupe_link_dropped_casts_total",
-            "One-way messages dropped because a member stayed full.",
-            t.dropped_casts,
-        ),
     ] {
         let _ = writeln!(
             out,

@@ -7,7 +7,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use tokio::time::{Duration, Instant, timeout_at};
+use tokio::time::{Duration, Instant};
 
 use super::{CallError, Endpoint, Envelope, MemberMsg, RemoteDelivery, ReplyTo, Service, decode};
 use crate::registry::{LocalHandle, Registry};
@@ -78,38 +78,29 @@ impl<S: Service> TypedEndpoint<S> {
                 }
             }
         }
-        let capacity = handle.mailbox_capacity.max(1);
+        let capacity = handle.mailbox.capacity();
         while !envelopes.is_empty() {
             let rest = envelopes.split_off(envelopes.len().min(capacity));
             let chunk = std::mem::replace(&mut envelopes, rest);
-            let n = u32::try_from(chunk.len()).unwrap_or(u32::MAX);
-            let permit = match timeout_at(
-                wait_until,
-                Arc::clone(&handle.mailbox).acquire_many_owned(n),
-            )
-            .await
-            {
-                Ok(Ok(p)) => p,
-                Ok(Err(_)) | Err(_) => {
-                    let overloaded = chunk.iter().filter(|e| e.reply.is_none()).count();
-                    if overloaded > 0 {
-                        tracing::warn!(
-                            service = S::NAME,
-                            dropped = overloaded,
-                            "member stayed full: dropping one-way messages"
-                        );
-                    }
-                    for e in chunk {
-                        if let Some(reply) = e.reply {
-                            reply.send(Err(CallError::Overloaded));
-                        }
-                    }
-                    continue;
+            if !handle.mailbox.reserve(chunk.len(), wait_until).await {
+                let dropped = chunk.iter().filter(|e| e.reply.is_none()).count();
+                if dropped > 0 {
+                    tracing::warn!(
+                        service = S::NAME,
+                        dropped,
+                        "member stayed full: dropping one-way messages"
+                    );
                 }
-            };
+                for e in chunk {
+                    if let Some(reply) = e.reply {
+                        reply.send(Err(CallError::Overloaded));
+                    }
+                }
+                continue;
+            }
             // A member that died in the meantime drops the batch: its calls fail as
             // MemberFailed (retryable) through their reply channels.
-            let _ = handle.actor.send_message(MemberMsg::Batch(chunk, permit));
+            let _ = handle.actor.send_message(MemberMsg::Batch(chunk));
         }
     }
 }

@@ -4,10 +4,10 @@
 use std::sync::Arc;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef};
-use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 
-use super::{CallError, MemberInfo, ReplyTo, RequestContext, Service};
+use super::mailbox::RELEASE_EVERY;
+use super::{CallError, MailboxLimit, MemberInfo, ReplyTo, RequestContext, Service};
 use crate::telemetry::{self, TraceContext};
 
 /// One request to a member.
@@ -19,12 +19,14 @@ pub(crate) struct Envelope<S: Service> {
     pub(crate) trace: Option<TraceContext>,
 }
 
-/// What a member's mailbox holds. Each message holds its share of the mailbox limit until it is
-/// handled.
+/// What a member's mailbox holds. Each request was counted into the member's [`Mailbox`] by
+/// its sender; the member gives the room back once it is handled.
 pub(crate) enum MemberMsg<S: Service> {
-    One(Envelope<S>, OwnedSemaphorePermit),
+    /// A one-way request from this node: the smallest message, for the most frequent case.
+    Cast(S::Request, Option<TraceContext>),
+    One(Envelope<S>),
     /// Several requests that arrived together from one peer, in order.
-    Batch(Vec<Envelope<S>>, OwnedSemaphorePermit),
+    Batch(Vec<Envelope<S>>),
 }
 
 impl<S: Service> ractor::Message for MemberMsg<S> {}
@@ -33,6 +35,13 @@ impl<S: Service> ractor::Message for MemberMsg<S> {}
 pub(crate) struct Member<S: Service> {
     pub(crate) service: Arc<S>,
     pub(crate) info: MemberInfo,
+    pub(crate) mailbox: MailboxLimit,
+}
+
+/// A member's state: the service's, and the room it has not given back yet.
+pub(crate) struct MemberState<T> {
+    inner: T,
+    unreleased: usize,
 }
 
 impl<S: Service> Member<S> {
@@ -58,8 +67,14 @@ impl<S: Service> Member<S> {
             deadline,
         };
         let response = match trace {
+            // Boxed: the traced path is rarer, and keeping its larger future out of this one
+            // keeps every message's future small (it is moved several times per message).
             Some(trace) => {
-                telemetry::scope(trace.child(), self.service.handle(state, request, &cx)).await
+                Box::pin(telemetry::scope(
+                    trace.child(),
+                    self.service.handle(state, request, &cx),
+                ))
+                .await
             }
             None => self.service.handle(state, request, &cx).await,
         };
@@ -69,9 +84,47 @@ impl<S: Service> Member<S> {
     }
 }
 
+impl<S: Service> Member<S> {
+    /// Gives back room for `n` handled messages: in bulk, or at once if a sender waits.
+    fn handled(&self, state: &mut MemberState<S::State>, n: usize) {
+        state.unreleased += n;
+        if state.unreleased >= RELEASE_EVERY || self.mailbox.has_waiters() {
+            self.mailbox.release(std::mem::take(&mut state.unreleased));
+        }
+    }
+}
+
+impl<S: Service> Member<S> {
+    async fn deliver(&self, message: MemberMsg<S>, state: &mut MemberState<S::State>) {
+        match message {
+            MemberMsg::Cast(request, trace) => {
+                let envelope = Envelope {
+                    request,
+                    reply: None,
+                    deadline: None,
+                    trace,
+                };
+                self.process(&mut state.inner, envelope).await;
+                self.handled(state, 1);
+            }
+            MemberMsg::One(envelope) => {
+                self.process(&mut state.inner, envelope).await;
+                self.handled(state, 1);
+            }
+            MemberMsg::Batch(envelopes) => {
+                let n = envelopes.len();
+                for envelope in envelopes {
+                    self.process(&mut state.inner, envelope).await;
+                }
+                self.handled(state, n);
+            }
+        }
+    }
+}
+
 impl<S: Service> Actor for Member<S> {
     type Msg = MemberMsg<S>;
-    type State = S::State;
+    type State = MemberState<S::State>;
     type Arguments = ();
 
     async fn pre_start(
@@ -79,12 +132,15 @@ impl<S: Service> Actor for Member<S> {
         _myself: ActorRef<Self::Msg>,
         _: (),
     ) -> Result<Self::State, ActorProcessingErr> {
-        self.service.init(&self.info).await.map_err(|e| {
+        let inner = self.service.init(&self.info).await.map_err(|e| {
             format!(
                 "{}/{} failed to start: {e}",
                 self.info.service, self.info.index
             )
-            .into()
+        })?;
+        Ok(MemberState {
+            inner,
+            unreleased: 0,
         })
     }
 
@@ -94,18 +150,10 @@ impl<S: Service> Actor for Member<S> {
         message: Self::Msg,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        match message {
-            MemberMsg::One(envelope, permit) => {
-                self.process(state, envelope).await;
-                drop(permit);
-            }
-            MemberMsg::Batch(envelopes, permit) => {
-                for envelope in envelopes {
-                    self.process(state, envelope).await;
-                }
-                drop(permit);
-            }
-        }
+        // The work of a message is a large future (the service's handler inside ours); ractor
+        // moves the handler's future through several layers of its own per message. On the
+        // heap it is moved as a pointer instead: one allocation instead of copying it around.
+        Box::pin(self.deliver(message, state)).await;
         Ok(())
     }
 }

@@ -7,7 +7,7 @@
 //! the calls in flight, and they must not wait behind a backlog of requests.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::{Buf, Bytes, BytesMut};
@@ -26,6 +26,9 @@ use crate::telemetry::TraceContext;
 
 /// A frame is written once this much is batched.
 pub(crate) const MAX_BATCH_BYTES: usize = 256 * 1024;
+
+/// How many times a busy writer lets other tasks run to gather a larger frame.
+const MAX_YIELDS: u32 = 4;
 
 /// How much the reader asks the socket for at a time.
 const READ_CHUNK: usize = 256 * 1024;
@@ -46,6 +49,8 @@ struct LinkInner {
     replies: mpsc::UnboundedSender<Outgoing>,
     pending: Mutex<HashMap<u64, Waiter>>,
     next_correlation: AtomicU64,
+    /// Calls waiting for a reply on this link: more than one means the link is busy.
+    in_flight: AtomicUsize,
     closed: AtomicBool,
     /// Flips to `true` once, waking both tasks wherever they wait.
     closing: watch::Sender<bool>,
@@ -76,6 +81,7 @@ impl Link {
                 replies,
                 pending: Mutex::new(HashMap::new()),
                 next_correlation: AtomicU64::new(1),
+                in_flight: AtomicUsize::new(0),
                 closed: AtomicBool::new(false),
                 closing,
             }),
@@ -171,6 +177,23 @@ impl Link {
         deadline: Instant,
     ) -> Result<Bytes, CallError> {
         let correlation = self.inner.next_correlation.fetch_add(1, Ordering::Relaxed);
+        self.inner.in_flight.fetch_add(1, Ordering::Relaxed);
+        let result = self
+            .call_inner(correlation, service, pid, payload, trace, deadline)
+            .await;
+        self.inner.in_flight.fetch_sub(1, Ordering::Relaxed);
+        result
+    }
+
+    async fn call_inner(
+        &self,
+        correlation: u64,
+        service: Arc<str>,
+        pid: Option<u64>,
+        payload: Vec<u8>,
+        trace: Option<TraceContext>,
+        deadline: Instant,
+    ) -> Result<Bytes, CallError> {
         let (tx, rx) = oneshot::channel();
         self.inner
             .pending
@@ -268,12 +291,20 @@ async fn write_loop(
         let Some(first) = first else {
             break "queue closed";
         };
+        // With several calls in flight on this link, the caller that woke us likely has
+        // siblings about to send too (callers woken by one frame of replies), and tokio runs
+        // the woken writer before them. Let them run first, so their envelopes share this
+        // frame: one system call instead of many. A lone call does not wait.
+        if link.inner.in_flight.load(Ordering::Relaxed) > 1 {
+            tokio::task::yield_now().await;
+        }
         let now = Instant::now();
         buf.clear();
         buf.extend_from_slice(&[0; 4]);
         let mut num_envelopes = u64::from(first.encode(&mut buf, now));
-        let mut yielded = false;
+        let mut yields = 0;
         loop {
+            let before = num_envelopes;
             while buf.len() < MAX_BATCH_BYTES {
                 let next = match replies.try_recv() {
                     Ok(r) => r,
@@ -285,12 +316,14 @@ async fn write_loop(
                 num_envelopes += u64::from(next.encode(&mut buf, now));
             }
             // Under load (more than one envelope was waiting), let the other tasks of this
-            // node run once before writing: what they queue meanwhile joins this frame, one
-            // system call instead of several. An idle link writes its single envelope at once.
-            if yielded || num_envelopes < 2 || buf.len() >= MAX_BATCH_BYTES {
+            // node run before writing, as long as that brings more envelopes: what they queue
+            // meanwhile joins this frame, one system call instead of several. An idle link
+            // writes its single envelope at once.
+            let grew = yields == 0 || num_envelopes > before;
+            if num_envelopes < 2 || !grew || yields >= MAX_YIELDS || buf.len() >= MAX_BATCH_BYTES {
                 break;
             }
-            yielded = true;
+            yields += 1;
             tokio::task::yield_now().await;
         }
         if num_envelopes == 0 {

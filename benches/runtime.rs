@@ -1,0 +1,443 @@
+//! Runtime benchmarks, each printed beside its baseline measured in the same run.
+//!
+//! ```text
+//! cargo bench --bench runtime                # everything
+//! cargo bench --bench runtime -- local       # local sends through the registry and balancer
+//! cargo bench --bench runtime -- remote      # two node processes on 127.0.0.1
+//! cargo bench --bench runtime -- memory      # bytes per idle member, a node's RSS at rest
+//! ```
+//!
+//! - local: one-way sends to a service member through `Router::cast` (registry, balancer,
+//!   bounded mailbox) vs `ActorRef::cast` to one bare ractor actor; each run sends a burst and
+//!   ends with a call that returns once every message was handled.
+//! - remote: two `troupe node` processes; `/admin/bench` on one drives echo on the other
+//!   (16-byte payloads). The baseline is two bare `ractor_cluster` processes (this binary run
+//!   as peers), measured the same way: one-way casts for a while then a barrier call, and
+//!   sequential calls.
+//! - memory: resident memory added by 10,000 idle members vs 10,000 bare actors, and the
+//!   resident memory of an idle node vs an idle bare `ractor_cluster` node.
+//!
+//! The machine is noisy (2 shared cores): each figure is the median of several runs, and
+//! only the ratio to the baseline of the same run is meant to be compared across machines.
+
+#![allow(clippy::unwrap_used, clippy::print_stdout)] // a bench binary reports by printing
+
+mod peer;
+
+use std::collections::HashMap;
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use ractor_cluster::RactorMessage;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use tokio::time::Instant;
+use troupe_runtime::cluster::{ClusterSettings, NodeId, NodeSpec};
+use troupe_runtime::service::{MemberInfo, RequestContext, Service, ServiceError, ServiceSpec};
+use troupe_runtime::supervisor::RestartPolicy;
+use troupe_runtime::{CallOptions, Runtime, RuntimeSettings};
+
+const COOKIE: &str = "bench-cookie-0123456789abcdef";
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("--ractor-peer") {
+        peer::main(&args[2..]);
+        return;
+    }
+    // `cargo bench` passes `--bench`; anything else is a filter.
+    let filters: Vec<&str> = args[1..]
+        .iter()
+        .map(String::as_str)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
+    let wanted = |name: &str| filters.is_empty() || filters.iter().any(|f| name.contains(f));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    if wanted("local") {
+        rt.block_on(local());
+    }
+    if wanted("remote") {
+        rt.block_on(remote());
+    }
+    if wanted("memory") {
+        rt.block_on(memory());
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+// ---- a do-nothing service and its bare-actor twin ----
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+enum SinkRequest {
+    Hit(u64),
+    Count,
+}
+
+struct Sink;
+
+impl Service for Sink {
+    const NAME: &'static str = "sink";
+    type Request = SinkRequest;
+    type Response = u64;
+    type State = u64;
+
+    async fn init(&self, _member: &MemberInfo) -> Result<u64, ServiceError> {
+        Ok(0)
+    }
+
+    async fn handle(&self, count: &mut u64, request: SinkRequest, _cx: &RequestContext<'_>) -> u64 {
+        if let SinkRequest::Hit(n) = request {
+            std::hint::black_box(n);
+            *count += 1;
+        }
+        *count
+    }
+}
+
+#[derive(RactorMessage)]
+enum BareMsg {
+    Hit(u64),
+    Count(RpcReplyPort<u64>),
+}
+
+struct Bare;
+
+impl Actor for Bare {
+    type Msg = BareMsg;
+    type State = u64;
+    type Arguments = ();
+
+    async fn pre_start(&self, _: ActorRef<BareMsg>, _: ()) -> Result<u64, ActorProcessingErr> {
+        Ok(0)
+    }
+
+    async fn handle(
+        &self,
+        _: ActorRef<BareMsg>,
+        msg: BareMsg,
+        count: &mut u64,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            BareMsg::Hit(n) => {
+                std::hint::black_box(n);
+                *count += 1;
+            }
+            BareMsg::Count(reply) => {
+                let _ = reply.send(*count);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A one-node runtime hosting `Sink` with `members` members.
+async fn sink_runtime(members: u32) -> Runtime {
+    let me = NodeId::try_new("b1").unwrap();
+    let cluster_addr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let link_addr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let settings = RuntimeSettings {
+        cluster: ClusterSettings::new(
+            "b1",
+            vec![NodeSpec {
+                id: me.clone(),
+                cluster_addr,
+            }],
+            COOKIE.into(),
+        )
+        .unwrap(),
+        link_addrs: HashMap::from([(me, link_addr)]),
+        services: HashMap::from([(
+            Sink::NAME.to_string(),
+            ServiceSpec {
+                members_per_node: members,
+                mailbox_capacity: 1 << 20,
+                ..ServiceSpec::default()
+            },
+        )]),
+        restart: RestartPolicy::default(),
+    };
+    let runtime = Runtime::start(settings).await.unwrap();
+    runtime.host(Sink).await.unwrap();
+    runtime
+}
+
+async fn local() {
+    const N: u64 = 1_000_000;
+    const ROUNDS: usize = 9;
+    let runtime = sink_runtime(1).await;
+    let router = runtime.router::<Sink>();
+    let (bare, _) = Actor::spawn(None, Bare, ()).await.unwrap();
+    let mut ours = Vec::new();
+    let mut base = Vec::new();
+    for _ in 0..ROUNDS {
+        let started = Instant::now();
+        for i in 0..N {
+            bare.cast(BareMsg::Hit(i)).unwrap();
+        }
+        ractor::call_t!(bare, BareMsg::Count, 60_000).unwrap();
+        base.push(N as f64 / started.elapsed().as_secs_f64());
+
+        let started = Instant::now();
+        for i in 0..N {
+            router.cast(SinkRequest::Hit(i)).await.unwrap();
+        }
+        router
+            .call(
+                SinkRequest::Count,
+                CallOptions::timeout(Duration::from_secs(60)),
+            )
+            .await
+            .unwrap();
+        ours.push(N as f64 / started.elapsed().as_secs_f64());
+    }
+    let (ours, base) = (median(ours), median(base));
+    println!("local one-way send, {N} messages x {ROUNDS} rounds (median):");
+    println!("  bare ractor cast         {:>12.0} msg/s", base);
+    println!(
+        "  troupe Router::cast      {:>12.0} msg/s   ratio {:.2}x (target >= 0.90x)",
+        ours,
+        ours / base
+    );
+    runtime.shutdown(Duration::from_secs(5)).await;
+}
+
+/// Two `troupe node` processes (n1, n2) on free ports; killed on drop.
+struct TwoNodes {
+    children: Vec<Child>,
+    http: Vec<u16>,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for TwoNodes {
+    fn drop(&mut self) {
+        for c in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+async fn two_nodes() -> TwoNodes {
+    let dir = tempfile::tempdir().unwrap();
+    let mut text = String::from("[cluster]\ndata_dir = \"data\"\n[log]\nlevel = \"warn\"\n");
+    let mut http = Vec::new();
+    for id in ["n1", "n2"] {
+        let port = free_port();
+        http.push(port);
+        text.push_str(&format!(
+            "[[node]]\nid = \"{id}\"\ncluster_addr = \"127.0.0.1:{}\"\nhttp_addr = \"127.0.0.1:{port}\"\nlink_addr = \"127.0.0.1:{}\"\n",
+            free_port(),
+            free_port()
+        ));
+    }
+    let config = dir.path().join("cluster.toml");
+    std::fs::write(&config, text).unwrap();
+    let children = ["n1", "n2"]
+        .iter()
+        .map(|id| {
+            Command::new(env!("CARGO_BIN_EXE_troupe"))
+                .args(["node", "--id", id, "--exit-with-stdin", "--config"])
+                .arg(&config)
+                .env("TROUPE_COOKIE", COOKIE)
+                .stdin(Stdio::piped())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let nodes = TwoNodes {
+        children,
+        http,
+        _dir: dir,
+    };
+    let client = reqwest::Client::new();
+    let started = Instant::now();
+    'wait: loop {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "nodes did not get ready"
+        );
+        for port in &nodes.http {
+            let ok = client
+                .get(format!("http://127.0.0.1:{port}/admin/cluster"))
+                .send()
+                .await
+                .ok()
+                .and_then(|r| r.status().is_success().then_some(r));
+            let Some(response) = ok else {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue 'wait;
+            };
+            let body: Value = response.json().await.unwrap_or(Value::Null);
+            let echo_everywhere = body["services"]
+                .as_array()
+                .and_then(|s| s.iter().find(|s| s["name"] == "echo"))
+                .is_some_and(|e| {
+                    e["members"]
+                        .as_array()
+                        .is_some_and(|m| m.iter().all(|c| c["count"] == 2))
+                });
+            if !echo_everywhere {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue 'wait;
+            }
+        }
+        return nodes;
+    }
+}
+
+async fn troupe_bench(port: u16, mode: &str, in_flight: usize, duration_ms: u64) -> Value {
+    let client = reqwest::Client::new();
+    client
+        .post(format!("http://127.0.0.1:{port}/admin/bench"))
+        .json(&json!({"target_node": "n2", "mode": mode, "payload_bytes": 16, "duration_ms": duration_ms, "in_flight": in_flight}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+async fn remote() {
+    const ROUNDS: usize = 3;
+    const MS: u64 = 3000;
+    let base = peer::run_pair(ROUNDS, MS);
+    let nodes = two_nodes().await;
+    let port = nodes.http[0];
+    // Warm up the link.
+    troupe_bench(port, "call", 8, 500).await;
+    let mut cast = Vec::new();
+    let mut seq = Vec::new();
+    let mut par = Vec::new();
+    for _ in 0..ROUNDS {
+        cast.push(troupe_bench(port, "cast", 4, MS).await);
+        seq.push(troupe_bench(port, "call", 1, MS).await);
+        par.push(troupe_bench(port, "call", 64, MS).await);
+    }
+    let rate = |v: &[Value]| {
+        median(
+            v.iter()
+                .map(|r| r["per_second"].as_f64().unwrap())
+                .collect(),
+        )
+    };
+    let lat = |v: &[Value], q: &str| {
+        median(
+            v.iter()
+                .map(|r| r["latency_us"][q].as_f64().unwrap())
+                .collect(),
+        )
+    };
+    println!(
+        "cross-node, two processes on 127.0.0.1, 16-byte payload, {ROUNDS} rounds of {MS} ms (median):"
+    );
+    println!(
+        "  one-way   bare ractor_cluster {:>10.0} msg/s",
+        base.cast_per_s
+    );
+    println!(
+        "            troupe               {:>10.0} msg/s     ratio {:.1}x (target >= 1,000,000 msg/s and >= 5x)",
+        rate(&cast),
+        rate(&cast) / base.cast_per_s
+    );
+    println!(
+        "  call, 1 in flight   bare ractor_cluster p50 {:>5.0} us  p99 {:>5.0} us  {:>8.0} calls/s",
+        base.seq_p50_us, base.seq_p99_us, base.seq_per_s
+    );
+    println!(
+        "                      troupe              p50 {:>5.0} us  p99 {:>5.0} us  {:>8.0} calls/s   (target p50 <= 60 us)",
+        lat(&seq, "p50"),
+        lat(&seq, "p99"),
+        rate(&seq)
+    );
+    println!(
+        "  call, 64 in flight  bare ractor_cluster {:>8.0} calls/s",
+        base.par_per_s
+    );
+    println!(
+        "                      troupe              {:>8.0} calls/s   p50 {:.0} us  p99 {:.0} us   (target >= 100,000 calls/s)",
+        rate(&par),
+        lat(&par, "p50"),
+        lat(&par, "p99")
+    );
+    drop(nodes);
+}
+
+async fn memory() {
+    const N: u32 = 10_000;
+    let me = std::process::id();
+    let before = rss_kib(me);
+    let mut bare = Vec::new();
+    for _ in 0..N {
+        bare.push(Actor::spawn(None, Bare, ()).await.unwrap().0);
+    }
+    let after_bare = rss_kib(me);
+    // A runtime's fixed cost (cluster, transport, system service) is measured with one member
+    // and subtracted.
+    let one = sink_runtime(1).await;
+    let after_one = rss_kib(me);
+    let runtime = sink_runtime(N + 1).await;
+    let after_members = rss_kib(me);
+    let fixed = after_one.saturating_sub(after_bare);
+    println!("memory:");
+    println!(
+        "  {N} idle bare ractor actors   {:>6} bytes each",
+        (after_bare.saturating_sub(before)) * 1024 / u64::from(N)
+    );
+    println!(
+        "  {N} idle troupe members       {:>6} bytes each (actor, supervisor slot, registry entry, mailbox limit)",
+        after_members
+            .saturating_sub(after_one)
+            .saturating_sub(fixed)
+            * 1024
+            / u64::from(N)
+    );
+    println!("  a runtime's fixed cost in-process     {fixed:>6} KiB");
+    one.shutdown(Duration::from_secs(5)).await;
+    for a in bare {
+        a.stop(None);
+    }
+    runtime.shutdown(Duration::from_secs(10)).await;
+
+    let nodes = two_nodes().await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let node_rss = rss_kib(nodes.children[0].id());
+    let peer_rss = peer::idle_rss_kib();
+    println!(
+        "  idle bare ractor_cluster node process  {:>6} KiB resident",
+        peer_rss
+    );
+    println!(
+        "  idle troupe node (2-node cluster)      {:>6} KiB resident",
+        node_rss
+    );
+    drop(nodes);
+}
