@@ -21,6 +21,7 @@
 //! only the ratio to the baseline of the same run is meant to be compared across machines.
 
 #![allow(clippy::unwrap_used, clippy::print_stdout)] // a bench binary reports by printing
+#![allow(unsafe_code)] // only the counting allocator below
 
 mod peer;
 
@@ -40,6 +41,40 @@ use troupe_runtime::supervisor::RestartPolicy;
 use troupe_runtime::{CallOptions, Runtime, RuntimeSettings};
 
 const COOKIE: &str = "bench-cookie-0123456789abcdef";
+
+/// Counts live heap bytes, so that memory per actor is measured exactly rather than read off
+/// the resident size (which moves with allocator arenas and thread caches).
+struct Counting;
+
+static LIVE_BYTES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+// SAFETY: every call is forwarded to the system allocator unchanged; the counter only observes.
+#[allow(unsafe_code)]
+unsafe impl std::alloc::GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
+        LIVE_BYTES.fetch_add(layout.size(), std::sync::atomic::Ordering::Relaxed);
+        // SAFETY: forwarded with the caller's layout.
+        unsafe { std::alloc::System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
+        LIVE_BYTES.fetch_sub(layout.size(), std::sync::atomic::Ordering::Relaxed);
+        // SAFETY: forwarded with the caller's pointer and layout.
+        unsafe { std::alloc::System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: std::alloc::Layout, new_size: usize) -> *mut u8 {
+        LIVE_BYTES.fetch_add(new_size, std::sync::atomic::Ordering::Relaxed);
+        LIVE_BYTES.fetch_sub(layout.size(), std::sync::atomic::Ordering::Relaxed);
+        // SAFETY: forwarded with the caller's pointer, layout and size.
+        unsafe { std::alloc::System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+fn live_bytes() -> usize {
+    LIVE_BYTES.load(std::sync::atomic::Ordering::Relaxed)
+}
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -393,39 +428,36 @@ async fn remote() {
 
 async fn memory() {
     const N: u32 = 10_000;
-    let me = std::process::id();
-    let before = rss_kib(me);
+    let settle = || tokio::time::sleep(Duration::from_millis(500));
+    let before = live_bytes();
     let mut bare = Vec::new();
     for _ in 0..N {
         bare.push(Actor::spawn(None, Bare, ()).await.unwrap().0);
     }
-    let after_bare = rss_kib(me);
+    settle().await;
+    let bare_bytes = live_bytes().saturating_sub(before);
     // A runtime's fixed cost (cluster, transport, system service) is measured with one member
     // and subtracted.
+    let base = live_bytes();
     let one = sink_runtime(1).await;
-    let after_one = rss_kib(me);
+    settle().await;
+    let fixed = live_bytes().saturating_sub(base);
+    let base = live_bytes();
     let runtime = sink_runtime(N + 1).await;
-    let after_members = rss_kib(me);
-    let fixed = after_one.saturating_sub(after_bare);
-    println!("memory:");
+    settle().await;
+    let members_bytes = live_bytes().saturating_sub(base).saturating_sub(fixed);
+    println!("memory (live heap, counted by the allocator):");
+    println!("  {N} idle bare ractor actors   {:>6} bytes each", bare_bytes / N as usize);
     println!(
-        "  {N} idle bare ractor actors   {:>6} bytes each",
-        (after_bare.saturating_sub(before)) * 1024 / u64::from(N)
+        "  {N} idle troupe members       {:>6} bytes each (actor, supervisor slot, registry entry, mailbox bound)",
+        members_bytes / N as usize
     );
-    println!(
-        "  {N} idle troupe members       {:>6} bytes each (actor, supervisor slot, registry entry, mailbox limit)",
-        after_members
-            .saturating_sub(after_one)
-            .saturating_sub(fixed)
-            * 1024
-            / u64::from(N)
-    );
-    println!("  a runtime's fixed cost in-process     {fixed:>6} KiB");
-    one.shutdown(Duration::from_secs(5)).await;
+    println!("  a one-node runtime's fixed heap       {:>6} KiB", fixed / 1024);
     for a in bare {
         a.stop(None);
     }
     runtime.shutdown(Duration::from_secs(10)).await;
+    one.shutdown(Duration::from_secs(5)).await;
 
     let nodes = two_nodes().await;
     tokio::time::sleep(Duration::from_secs(1)).await;

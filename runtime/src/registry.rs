@@ -202,9 +202,11 @@ impl Registry {
         {
             let mut state = self.write();
             let members = state.local.entry(service.to_string()).or_default();
-            members.retain(|m| m.slot.index != slot.index);
-            members.push(LocalEntry { slot, cell, handle });
-            members.sort_by_key(|m| m.slot.index);
+            let entry = LocalEntry { slot, cell, handle };
+            match members.binary_search_by_key(&slot.index, |m| m.slot.index) {
+                Ok(i) => members[i] = entry,
+                Err(i) => members.insert(i, entry),
+            }
             state.local_version += 1;
         }
         self.local_changed();

@@ -18,6 +18,10 @@ use crate::registry::Registry;
 /// The detector's resolution: statuses are re-judged and dials scheduled this often.
 const TICK: Duration = Duration::from_millis(50);
 
+/// How long a directory change waits before it is sent, so that many changes in quick
+/// succession (a service starting thousands of members) share one heartbeat.
+const DIRECTORY_DELAY: Duration = Duration::from_millis(2);
+
 pub(crate) struct Membership;
 
 pub(crate) struct MembershipArgs {
@@ -40,8 +44,10 @@ pub(crate) enum MembershipMsg {
     ServerStarted(ActorRef<NodeServerMessage>),
     /// Time to send heartbeats, judge peers and dial.
     Tick,
-    /// The local directory changed: send it now rather than at the next heartbeat.
+    /// The local directory changed: send it soon rather than at the next heartbeat.
     DirectoryChanged,
+    /// Send the changed directory now (changes in quick succession share one heartbeat).
+    SendDirectory,
     /// A heartbeat from a peer.
     Beat(Beat),
     /// A heartbeat frame that did not decode.
@@ -87,6 +93,8 @@ pub(crate) struct State {
     peers: Vec<Peer>,
     sessions: HashMap<ActorId, usize>,
     last_beat_sent: Option<Instant>,
+    /// A directory change waits to be sent (see [`DIRECTORY_DELAY`]).
+    directory_pending: bool,
     formed: bool,
     bad_beats: u64,
     events: broadcast::Sender<ClusterEvent>,
@@ -398,6 +406,7 @@ impl Actor for Membership {
             peers,
             sessions: HashMap::new(),
             last_beat_sent: None,
+            directory_pending: false,
             formed: false,
             bad_beats: 0,
             events: args.events,
@@ -433,7 +442,16 @@ impl Actor for Membership {
                 state.dial_due(now, &myself);
                 state.judge(now);
             }
-            MembershipMsg::DirectoryChanged => state.send_beats(now),
+            MembershipMsg::DirectoryChanged => {
+                if !state.directory_pending {
+                    state.directory_pending = true;
+                    myself.send_after(DIRECTORY_DELAY, || MembershipMsg::SendDirectory);
+                }
+            }
+            MembershipMsg::SendDirectory => {
+                state.directory_pending = false;
+                state.send_beats(now);
+            }
             MembershipMsg::Beat(beat) => {
                 let Some(index) = state.peer_index(&beat.from) else {
                     tracing::debug!(from = %beat.from, "heartbeat from a node not in the configuration");
