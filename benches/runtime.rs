@@ -447,12 +447,18 @@ async fn memory() {
     settle().await;
     let members_bytes = live_bytes().saturating_sub(base).saturating_sub(fixed);
     println!("memory (live heap, counted by the allocator):");
-    println!("  {N} idle bare ractor actors   {:>6} bytes each", bare_bytes / N as usize);
+    println!(
+        "  {N} idle bare ractor actors   {:>6} bytes each",
+        bare_bytes / N as usize
+    );
     println!(
         "  {N} idle troupe members       {:>6} bytes each (actor, supervisor slot, registry entry, mailbox bound)",
         members_bytes / N as usize
     );
-    println!("  a one-node runtime's fixed heap       {:>6} KiB", fixed / 1024);
+    println!(
+        "  a one-node runtime's fixed heap       {:>6} KiB",
+        fixed / 1024
+    );
     for a in bare {
         a.stop(None);
     }
