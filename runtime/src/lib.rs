@@ -11,6 +11,8 @@
 //! - [`service`]: the [`Service`] trait, member actors, bounded mailboxes, [`CallError`].
 //! - [`router`]: [`Router`], the sending side: pick, deliver, retry.
 //! - [`transport`]: authenticated TCP links between nodes carrying batched envelopes.
+//! - [`shard`]: entity key -> shard -> node, by stable and rendezvous hashing.
+//! - [`store`]: each stateful actor's own keyspace on sled, typed values, group commit.
 //! - [`supervisor`]: restart strategies, backoff and intensity limits over ractor supervision.
 //! - [`runtime`]: [`Runtime`], one node's runtime behind one handle.
 //! - [`echo`], [`bench`]: the built-in diagnostic service and the throughput benchmark.
@@ -28,6 +30,8 @@ pub mod registry;
 pub mod router;
 pub mod runtime;
 pub mod service;
+pub mod shard;
+pub mod store;
 pub mod supervisor;
 mod system;
 pub mod telemetry;

@@ -1,0 +1,296 @@
+//! Stores: each stateful actor owns one keyspace on its node's disk.
+//!
+//! # The model
+//!
+//! A node has one [`Store`] (one sled database: sled allows one open per directory, and its
+//! trees share a log, so one flush makes every keyspace durable). A stateful actor claims its
+//! [`Keyspace`] by name; while the claim is held, nobody else can open it: a second claim fails
+//! with [`StoreError::AlreadyOwned`] (an actor restarting waits briefly for its predecessor's
+//! handle to drop). Values are bincode; keys are bytes with a stable order ([`key`]).
+//!
+//! # Nothing acknowledged is lost
+//!
+//! [`Keyspace::commit`] applies a [`WriteBatch`] atomically (a state change and its outgoing
+//! events together) and returns only once it is durable. Durability is a **group commit**: one
+//! task runs sled's `flush` in a blocking thread, one flush at a time (concurrent flushes can
+//! deadlock in sled 0.34), and every write that was applied before a flush started is durable
+//! when it ends; many concurrent writers share one flush. [`Keyspace::durable`] waits for the
+//! writes applied so far, for readers that must only show durable data.
+//!
+//! The engine sits behind the small [`engine::Engine`] trait, so that another embedded engine
+//! can replace sled if the crash tests ever say it must.
+//!
+//! ```
+//! # async fn demo() -> Result<(), troupe_runtime::store::StoreError> {
+//! use troupe_runtime::store::{Store, WriteBatch};
+//!
+//! let store = Store::temporary()?;
+//! let orders = store.claim("orders/0", std::time::Duration::ZERO).await?;
+//! let mut batch = WriteBatch::new();
+//! batch.put(b"order:1", &("pending", 1200u64))?;
+//! batch.put(b"outbox:1", &"order.created")?;
+//! orders.commit(batch).await?; // both or neither, and durable when this returns
+//! assert_eq!(orders.get::<(String, u64)>(b"order:1")?, Some(("pending".into(), 1200)));
+//! assert!(store.claim("orders/0", std::time::Duration::ZERO).await.is_err());
+//! # Ok(()) }
+//! ```
+
+mod commit;
+pub mod engine;
+pub mod key;
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio::sync::Notify;
+use tokio::time::{Duration, Instant, timeout_at};
+
+use commit::GroupCommit;
+pub use engine::{Engine, KeyspaceEngine, Op, SledEngine};
+
+/// The largest value we decode from disk: a corrupt length must not allocate gigabytes.
+const MAX_VALUE_BYTES: usize = 64 * 1024 * 1024;
+
+/// A store failure.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    /// Another live actor owns the keyspace.
+    #[error("keyspace {0} is owned by another actor")]
+    AlreadyOwned(String),
+    /// The engine failed (disk, corruption).
+    #[error("storage engine: {0}")]
+    Engine(String),
+    /// A value did not encode or decode.
+    #[error("value codec: {0}")]
+    Codec(String),
+    /// A flush failed earlier: the store no longer acknowledges writes.
+    #[error("the store failed to flush and stopped acknowledging writes: {0}")]
+    Failed(String),
+}
+
+struct Inner {
+    engine: Arc<dyn Engine>,
+    commit: Arc<GroupCommit>,
+    /// Names of the keyspaces claimed now. A std mutex: held for a set operation only.
+    owned: Mutex<HashSet<String>>,
+    /// Signalled when a claim is released.
+    released: Notify,
+}
+
+/// This node's store. Cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").finish_non_exhaustive()
+    }
+}
+
+impl Store {
+    /// Opens (or creates) the sled store at `path` with a page cache of `cache_bytes`. Blocks:
+    /// call it from a blocking context or at startup. Needs a tokio runtime (for the committer).
+    pub fn open(path: &Path, cache_bytes: u64) -> Result<Self, StoreError> {
+        Ok(Self::with_engine(Arc::new(SledEngine::open(
+            path,
+            cache_bytes,
+        )?)))
+    }
+
+    /// A store in a temporary directory, removed when dropped: for tests.
+    pub fn temporary() -> Result<Self, StoreError> {
+        Ok(Self::with_engine(Arc::new(SledEngine::temporary()?)))
+    }
+
+    /// A store over any engine.
+    pub fn with_engine(engine: Arc<dyn Engine>) -> Self {
+        let commit = GroupCommit::start(Arc::clone(&engine));
+        Self {
+            inner: Arc::new(Inner {
+                engine,
+                commit,
+                owned: Mutex::new(HashSet::new()),
+                released: Notify::new(),
+            }),
+        }
+    }
+
+    fn try_claim(&self, name: &str) -> bool {
+        self.inner
+            .owned
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(name.to_string())
+    }
+
+    /// Claims keyspace `name` for the caller. If another owner holds it, waits up to `wait`
+    /// for it to be released (an actor's successor after a restart), then fails with
+    /// [`StoreError::AlreadyOwned`].
+    pub async fn claim(&self, name: &str, wait: Duration) -> Result<Keyspace, StoreError> {
+        let deadline = Instant::now() + wait;
+        loop {
+            let released = self.inner.released.notified();
+            tokio::pin!(released);
+            released.as_mut().enable();
+            if self.try_claim(name) {
+                break;
+            }
+            if timeout_at(deadline, released).await.is_err() {
+                return Err(StoreError::AlreadyOwned(name.to_string()));
+            }
+        }
+        match self.inner.engine.keyspace(name) {
+            Ok(engine) => Ok(Keyspace {
+                name: name.to_string(),
+                engine,
+                store: self.clone(),
+            }),
+            Err(e) => {
+                self.release(name);
+                Err(e)
+            }
+        }
+    }
+
+    fn release(&self, name: &str) {
+        self.inner
+            .owned
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(name);
+        self.inner.released.notify_waiters();
+    }
+
+    /// Waits until every write applied so far is durable.
+    pub async fn sync(&self) -> Result<(), StoreError> {
+        let seq = self.inner.commit.written();
+        self.inner.commit.wait_durable(seq).await
+    }
+
+    /// The bytes the store takes on disk (refreshed by the committer about once a second).
+    pub fn size_on_disk(&self) -> u64 {
+        self.inner.commit.size_on_disk()
+    }
+
+    /// How many flushes have run, and how many writes they covered: `writes / flushes` is the
+    /// group-commit factor.
+    pub fn commit_stats(&self) -> (u64, u64) {
+        self.inner.commit.stats()
+    }
+}
+
+/// Writes to apply together, atomically.
+#[derive(Debug, Default, Clone)]
+pub struct WriteBatch {
+    ops: Vec<Op>,
+}
+
+impl WriteBatch {
+    /// An empty batch.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets `key` to `value`.
+    pub fn put<V: Serialize + ?Sized>(
+        &mut self,
+        key: &[u8],
+        value: &V,
+    ) -> Result<&mut Self, StoreError> {
+        let bytes = bincode::serde::encode_to_vec(value, bincode::config::standard())
+            .map_err(|e| StoreError::Codec(e.to_string()))?;
+        self.ops.push(Op::Put(key.to_vec(), bytes));
+        Ok(self)
+    }
+
+    /// Removes `key`.
+    pub fn delete(&mut self, key: &[u8]) -> &mut Self {
+        self.ops.push(Op::Delete(key.to_vec()));
+        self
+    }
+
+    /// Whether the batch has no writes.
+    pub fn is_empty(&self) -> bool {
+        self.ops.is_empty()
+    }
+}
+
+/// One actor's keyspace. Dropping it releases the claim.
+pub struct Keyspace {
+    name: String,
+    engine: Arc<dyn KeyspaceEngine>,
+    store: Store,
+}
+
+impl std::fmt::Debug for Keyspace {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Keyspace")
+            .field("name", &self.name)
+            .finish()
+    }
+}
+
+impl Drop for Keyspace {
+    fn drop(&mut self) {
+        self.store.release(&self.name);
+    }
+}
+
+fn decode<V: DeserializeOwned>(bytes: &[u8]) -> Result<V, StoreError> {
+    let config = bincode::config::standard().with_limit::<MAX_VALUE_BYTES>();
+    bincode::serde::decode_from_slice::<V, _>(bytes, config)
+        .map(|(v, _)| v)
+        .map_err(|e| StoreError::Codec(e.to_string()))
+}
+
+impl Keyspace {
+    /// The keyspace's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The value at `key`, as applied (see [`Keyspace::durable`] for what is durable).
+    pub fn get<V: DeserializeOwned>(&self, key: &[u8]) -> Result<Option<V>, StoreError> {
+        self.engine.get(key)?.map(|b| decode(&b)).transpose()
+    }
+
+    /// Up to `limit` entries whose keys start with `prefix`, in key order, after `after`.
+    pub fn scan<V: DeserializeOwned>(
+        &self,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, V)>, StoreError> {
+        self.engine
+            .scan(prefix, after, limit)?
+            .into_iter()
+            .map(|(k, v)| decode(&v).map(|v| (k, v)))
+            .collect()
+    }
+
+    /// Applies `batch` atomically and returns once it is durable.
+    pub async fn commit(&self, batch: WriteBatch) -> Result<(), StoreError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let commit = &self.store.inner.commit;
+        commit.check()?;
+        self.engine.apply(&batch.ops)?;
+        let seq = commit.note_write();
+        commit.wait_durable(seq).await
+    }
+
+    /// Waits until every write applied to the store so far (this keyspace's included) is
+    /// durable: a reader that must show only durable data calls this first.
+    pub async fn durable(&self) -> Result<(), StoreError> {
+        self.store.sync().await
+    }
+}
+
+#[cfg(test)]
+mod tests;

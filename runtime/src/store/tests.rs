@@ -1,0 +1,148 @@
+use std::sync::Arc;
+
+use super::*;
+
+#[tokio::test]
+async fn a_keyspace_has_one_owner_at_a_time() {
+    let store = Store::temporary().unwrap();
+    let first = store.claim("kv/3", Duration::ZERO).await.unwrap();
+    assert_eq!(
+        store
+            .claim("kv/3", Duration::from_millis(20))
+            .await
+            .unwrap_err(),
+        StoreError::AlreadyOwned("kv/3".into())
+    );
+    // Another keyspace is free.
+    let _other = store.claim("kv/4", Duration::ZERO).await.unwrap();
+    // A successor waiting for the owner gets the keyspace as soon as it is released.
+    let waiting = {
+        let store = store.clone();
+        tokio::spawn(async move { store.claim("kv/3", Duration::from_secs(10)).await })
+    };
+    tokio::task::yield_now().await;
+    drop(first);
+    let second = waiting.await.unwrap().unwrap();
+    assert_eq!(second.name(), "kv/3");
+}
+
+#[tokio::test]
+async fn a_batch_is_atomic_and_durable_when_acknowledged() {
+    let store = Store::temporary().unwrap();
+    let ks = store.claim("orders/0", Duration::ZERO).await.unwrap();
+    let mut batch = WriteBatch::new();
+    batch.put(b"a", &1u64).unwrap().put(b"b", &"two").unwrap();
+    ks.commit(batch).await.unwrap();
+    assert_eq!(ks.get::<u64>(b"a").unwrap(), Some(1));
+    assert_eq!(ks.get::<String>(b"b").unwrap(), Some("two".into()));
+    let (flushes, writes) = store.commit_stats();
+    assert!(
+        flushes >= 1 && writes == 1,
+        "{flushes} flushes for {writes} writes"
+    );
+
+    let mut batch = WriteBatch::new();
+    batch.delete(b"a").put(b"c", &3u64).unwrap();
+    ks.commit(batch).await.unwrap();
+    assert_eq!(ks.get::<u64>(b"a").unwrap(), None);
+    let all: Vec<(Vec<u8>, u64)> = ks
+        .scan(b"", None, 10)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|(k, _)| k != b"b")
+        .collect();
+    assert_eq!(all, vec![(b"c".to_vec(), 3)]);
+}
+
+#[tokio::test]
+async fn scans_follow_key_order_and_page() {
+    use key::Key;
+    let store = Store::temporary().unwrap();
+    let ks = store.claim("users/0", Duration::ZERO).await.unwrap();
+    let mut batch = WriteBatch::new();
+    for n in [30u64, 2, 1000, 7] {
+        batch.put(&("user", n).to_key(), &n).unwrap();
+    }
+    batch.put(&("zzz", 1u64).to_key(), &0u64).unwrap();
+    ks.commit(batch).await.unwrap();
+    let prefix = ("user",).to_key();
+    let page: Vec<u64> = ks
+        .scan::<u64>(&prefix, None, 2)
+        .unwrap()
+        .into_iter()
+        .map(|(_, v)| v)
+        .collect();
+    assert_eq!(page, vec![2, 7]);
+    let after = ("user", 7u64).to_key();
+    let rest: Vec<u64> = ks
+        .scan::<u64>(&prefix, Some(&after), 10)
+        .unwrap()
+        .into_iter()
+        .map(|(_, v)| v)
+        .collect();
+    assert_eq!(rest, vec![30, 1000]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_writers_share_flushes() {
+    let store = Store::temporary().unwrap();
+    let mut tasks = Vec::new();
+    for w in 0..32u64 {
+        let ks = store
+            .claim(&format!("w/{w}"), Duration::ZERO)
+            .await
+            .unwrap();
+        tasks.push(tokio::spawn(async move {
+            for i in 0..50u64 {
+                let mut batch = WriteBatch::new();
+                batch.put(&i.to_be_bytes(), &(w, i)).unwrap();
+                ks.commit(batch).await.unwrap();
+            }
+            ks
+        }));
+    }
+    let mut keyspaces = Vec::new();
+    for t in tasks {
+        keyspaces.push(t.await.unwrap());
+    }
+    let (flushes, writes) = store.commit_stats();
+    assert_eq!(writes, 32 * 50);
+    assert!(
+        flushes < writes,
+        "{flushes} flushes for {writes} writes: no group commit"
+    );
+    for (w, ks) in keyspaces.iter().enumerate() {
+        assert_eq!(
+            ks.get::<(u64, u64)>(&49u64.to_be_bytes()).unwrap(),
+            Some((w as u64, 49))
+        );
+    }
+}
+
+/// An engine whose flush fails, to see that nothing is acknowledged after that.
+struct BrokenDisk(SledEngine);
+
+impl Engine for BrokenDisk {
+    fn keyspace(&self, name: &str) -> Result<Arc<dyn KeyspaceEngine>, StoreError> {
+        self.0.keyspace(name)
+    }
+    fn flush(&self) -> Result<(), StoreError> {
+        Err(StoreError::Engine("disk full".into()))
+    }
+    fn size_on_disk(&self) -> Result<u64, StoreError> {
+        Ok(0)
+    }
+}
+
+#[tokio::test]
+async fn a_failed_flush_acknowledges_nothing() {
+    let store = Store::with_engine(Arc::new(BrokenDisk(SledEngine::temporary().unwrap())));
+    let ks = store.claim("x/0", Duration::ZERO).await.unwrap();
+    let mut batch = WriteBatch::new();
+    batch.put(b"k", &1u8).unwrap();
+    assert!(matches!(
+        ks.commit(batch.clone()).await,
+        Err(StoreError::Failed(_))
+    ));
+    assert!(matches!(ks.commit(batch).await, Err(StoreError::Failed(_))));
+}
