@@ -5,6 +5,9 @@ use std::sync::Arc;
 
 use super::StoreError;
 
+/// Raw entries of a scan: (key, value) bytes in key order.
+pub type Entries = Vec<(Vec<u8>, Vec<u8>)>;
+
 /// One write of a batch.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Op {
@@ -36,7 +39,7 @@ pub trait KeyspaceEngine: Send + Sync + 'static {
         prefix: &[u8],
         after: Option<&[u8]>,
         limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError>;
+    ) -> Result<Entries, StoreError>;
 }
 
 fn engine_err(e: sled::Error) -> StoreError {
@@ -125,7 +128,7 @@ impl KeyspaceEngine for SledKeyspace {
         prefix: &[u8],
         after: Option<&[u8]>,
         limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+    ) -> Result<Entries, StoreError> {
         let mut out = Vec::new();
         let iter = match after {
             Some(after) => {
