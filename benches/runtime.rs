@@ -216,6 +216,7 @@ async fn sink_runtime(members: u32) -> Runtime {
             },
         )]),
         restart: RestartPolicy::default(),
+        store: None,
     };
     let runtime = Runtime::start(settings).await.unwrap();
     runtime.host(Sink).await.unwrap();

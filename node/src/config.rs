@@ -18,7 +18,9 @@ use serde::Deserialize;
 use toml::Spanned;
 use troupe_runtime::cluster::{DetectorSettings, ReconnectSettings};
 use troupe_runtime::supervisor::RestartPolicy;
-use troupe_runtime::{ClusterSettings, NodeId, NodeSpec, RuntimeSettings, ServiceSpec};
+use troupe_runtime::{
+    ClusterSettings, NodeId, NodeSpec, RuntimeSettings, ServiceSpec, StoreSettings,
+};
 
 mod services;
 
@@ -217,6 +219,8 @@ pub struct NodeConfig {
     pub cookie: Option<String>,
     /// The root of the nodes' data directories.
     pub data_dir: PathBuf,
+    /// sled's page cache per node, in bytes.
+    pub store_cache_bytes: u64,
     /// Failure detector timings.
     pub detector: DetectorSettings,
     /// Reconnect timings.
@@ -251,6 +255,9 @@ fn default_reconnect_min_ms() -> u64 {
 }
 fn default_reconnect_max_ms() -> u64 {
     1000
+}
+fn default_store_cache_mb() -> u64 {
+    64
 }
 fn default_body_limit() -> u64 {
     64 * 1024
@@ -290,6 +297,7 @@ struct RawCluster {
     down_after_ms: Option<Spanned<u64>>,
     reconnect_min_ms: Option<Spanned<u64>>,
     reconnect_max_ms: Option<Spanned<u64>>,
+    store_cache_mb: Option<Spanned<u64>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -608,11 +616,24 @@ impl NodeConfig {
         }
         let node_ids: Vec<NodeId> = nodes.iter().map(|n| n.id.clone()).collect();
         let services = services::check(&check, &raw.services, &node_ids)?;
+        let cache_mb = check.positive(
+            "cluster.store_cache_mb",
+            &raw.cluster.store_cache_mb,
+            default_store_cache_mb(),
+        )?;
+        if *cache_mb.get_ref() > 1024 * 1024 {
+            return check.err(
+                "cluster.store_cache_mb",
+                &cache_mb.span(),
+                "at most 1048576 (1 TiB)",
+            );
+        }
 
         Ok(Self {
             source,
             cookie,
             data_dir,
+            store_cache_bytes: *cache_mb.get_ref() * 1024 * 1024,
             detector: DetectorSettings {
                 heartbeat_interval: ms(*heartbeat.get_ref()),
                 suspect_after: ms(*suspect.get_ref()),
@@ -674,6 +695,10 @@ impl NodeConfig {
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
             restart: RestartPolicy::default(),
+            store: Some(StoreSettings {
+                path: self.node(id)?.data_dir.join("store"),
+                cache_bytes: self.store_cache_bytes,
+            }),
         })
     }
 

@@ -8,6 +8,7 @@ mod admin;
 pub mod error;
 pub mod extract;
 mod health;
+mod kv;
 mod metrics;
 pub mod middleware;
 
@@ -81,6 +82,7 @@ pub fn router(state: AppState, http: &HttpSettings) -> Router {
         .route("/admin/cluster", get(admin::cluster))
         .route("/admin/chaos/kill", post(admin::chaos_kill))
         .route("/admin/echo", post(admin::echo))
+        .route("/admin/kv/{key}", get(kv::get).put(kv::put))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,
             http.request_timeout,

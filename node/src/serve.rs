@@ -11,6 +11,7 @@ use tokio::net::TcpListener;
 use tokio::time::{Instant, timeout};
 use troupe_runtime::Runtime;
 use troupe_runtime::echo::Echo;
+use troupe_runtime::kv::Kv;
 
 use crate::config::NodeConfig;
 use crate::edge::{self, AppState};
@@ -66,6 +67,7 @@ pub async fn run(
     }
     let runtime = Runtime::start(settings).await?;
     runtime.host(Echo).await?;
+    runtime.host(Kv).await?;
     tracing::info!(
         node = %entry.id,
         %http_addr,

@@ -39,7 +39,7 @@
 //! ];
 //! let settings = ClusterSettings::new("n1", nodes, "a-secret-cookie-0123".to_string())?;
 //! let registry = std::sync::Arc::new(troupe_runtime::Registry::new(settings.self_id().clone()));
-//! let cluster = Cluster::start(settings, registry).await?;
+//! let cluster = Cluster::start(settings, registry, None).await?;
 //! let mut events = cluster.subscribe();
 //! while let Ok(event) = events.recv().await {
 //!     println!("{} is now {}", event.node, event.status);
@@ -115,7 +115,12 @@ pub struct PeerView {
     pub last_heard_ms: Option<u64>,
     /// Its incarnation, if it was heard from.
     pub incarnation: Option<u64>,
+    /// The size of its store on disk, as it last said.
+    pub store_bytes: Option<u64>,
 }
+
+/// Reports the size of this node's store on disk, for heartbeats.
+pub type StoreSize = Arc<dyn Fn() -> u64 + Send + Sync>;
 
 /// The cluster as this node sees it now.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -161,7 +166,11 @@ impl Cluster {
     /// Binds the cluster port, starts the failure detector and starts dialling the peers.
     /// Returns once the port is bound; joining the peers happens in the background. The
     /// heartbeats carry `registry`'s local directory and feed it the peers' directories.
-    pub async fn start(settings: ClusterSettings, registry: Arc<Registry>) -> Result<Self> {
+    pub async fn start(
+        settings: ClusterSettings,
+        registry: Arc<Registry>,
+        store_bytes: Option<StoreSize>,
+    ) -> Result<Self> {
         let (events, _) = broadcast::channel(1024);
         let (view_tx, view) = watch::channel(membership::initial_view(&settings));
         let me = settings.self_spec().clone();
@@ -172,6 +181,7 @@ impl Cluster {
             MembershipArgs {
                 settings: settings.clone(),
                 registry,
+                store_bytes,
                 events: events.clone(),
                 view: view_tx,
             },

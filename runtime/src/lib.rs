@@ -16,6 +16,7 @@
 //! - [`supervisor`]: restart strategies, backoff and intensity limits over ractor supervision.
 //! - [`runtime`]: [`Runtime`], one node's runtime behind one handle.
 //! - [`echo`], [`bench`]: the built-in diagnostic service and the throughput benchmark.
+//! - [`kv`]: the built-in sharded, persistent key-value service (the example to copy).
 //! - [`telemetry`]: W3C trace context carried through every hop.
 //! - [`backoff`], [`hash`]: exponential backoff with jitter; stable hashing.
 //! - [`error`]: [`RuntimeError`] and the [`ErrorKind`] the edge maps to a status.
@@ -26,6 +27,7 @@ pub mod cluster;
 pub mod echo;
 pub mod error;
 pub mod hash;
+pub mod kv;
 pub mod registry;
 pub mod router;
 pub mod runtime;
@@ -43,7 +45,7 @@ pub use cluster::{
 pub use error::{ErrorKind, RuntimeError};
 pub use registry::Registry;
 pub use router::Router;
-pub use runtime::{KilledMember, Runtime, RuntimeSettings};
+pub use runtime::{KilledMember, Runtime, RuntimeSettings, StoreSettings};
 pub use service::{CallError, CallOptions, Service, ServiceSpec};
 
 /// The result of runtime operations.

@@ -319,6 +319,11 @@ impl Registry {
         self.bump();
     }
 
+    /// Whether `node` is this node or a peer routed to now (up, with a known directory).
+    pub fn is_routable(&self, node: &NodeId) -> bool {
+        *node == self.me || self.read().peers.get(node).is_some_and(|p| p.routable)
+    }
+
     /// The routable members of `service`, local first, then by node and slot.
     pub(crate) fn members(&self, service: &str) -> ServiceMembers {
         let state = self.read();

@@ -128,6 +128,8 @@ struct Inner<S: Service> {
     registry: Arc<Registry>,
     transport: Transport,
     name: Arc<str>,
+    /// The node of each shard, for a sharded service.
+    shard_map: Vec<NodeId>,
     balance: Balance,
     prefer_local: bool,
     view: RwLock<Arc<View<S>>>,
@@ -168,12 +170,17 @@ pub struct Delivered {
 }
 
 impl<S: Service> Router<S> {
-    pub(crate) fn new(registry: Arc<Registry>, transport: Transport) -> Self {
+    pub(crate) fn new(
+        registry: Arc<Registry>,
+        transport: Transport,
+        shard_map: Vec<NodeId>,
+    ) -> Self {
         let spec = registry.spec(S::NAME).unwrap_or_default();
         let inner = Inner {
             registry,
             transport,
             name: Arc::from(S::NAME),
+            shard_map,
             balance: spec.balance,
             prefer_local: spec.prefer_local,
             view: RwLock::new(Arc::new(View::empty())),
@@ -536,6 +543,71 @@ impl<S: Service> Router<S> {
                         (e, sent)
                     })?;
                 decode(&bytes).map_err(|e| (e, true))
+            }
+        }
+    }
+
+    /// The shard that owns `key`, and its node (None if the service is not sharded).
+    pub fn shard_of(&self, key: &[u8]) -> Option<(u32, NodeId)> {
+        let map = &self.inner.shard_map;
+        if map.is_empty() {
+            return None;
+        }
+        let shard = crate::shard::shard_of(key, map.len() as u32);
+        Some((shard, map[shard as usize].clone()))
+    }
+
+    /// Sends a request to the shard that owns `key`, and waits for the reply.
+    ///
+    /// While the shard's node is down this fails at once with
+    /// [`CallError::ShardUnavailable`] (the caller may retry later: nothing moved, nothing is
+    /// lost). While the shard itself is restarting on a live node, the call waits for it, up to
+    /// its deadline.
+    pub async fn call_sharded(
+        &self,
+        key: &[u8],
+        request: S::Request,
+        options: CallOptions,
+    ) -> Result<S::Response, CallError>
+    where
+        S::Request: Clone,
+    {
+        let Some((shard, node)) = self.shard_of(key) else {
+            return Err(CallError::BadMessage(format!(
+                "service {} is not sharded",
+                S::NAME
+            )));
+        };
+        let deadline = options.deadline();
+        let unavailable = || CallError::ShardUnavailable {
+            service: S::NAME.to_string(),
+            shard,
+            node: node.to_string(),
+        };
+        loop {
+            if !self.inner.registry.is_routable(&node) {
+                return Err(unavailable());
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            let attempt = CallOptions {
+                timeout: Some(left),
+                node: Some(node.clone()),
+                member: Some(shard),
+                key: None,
+                idempotent: options.idempotent,
+            };
+            match self.call(request.clone(), attempt).await {
+                Err(CallError::NoMember(_) | CallError::Unreachable(_))
+                    if Instant::now() < deadline =>
+                {
+                    // The node is up but the shard is not registered (it is restarting) or the
+                    // link to it is being dialled: wait a little and look again.
+                    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                }
+                Err(CallError::NoMember(_) | CallError::Unreachable(_)) => {
+                    return Err(unavailable());
+                }
+                other => return other,
             }
         }
     }

@@ -19,12 +19,15 @@ use ractor::{Actor, ActorCell, ActorRef};
 use serde::{Deserialize, Serialize};
 use tokio::time::Duration;
 
+use crate::cluster::StoreSize;
 use crate::cluster::{Cluster, ClusterSettings, NodeId};
 use crate::registry::{LocalHandle, MemberSlot, Registry, ServiceSummary};
 use crate::router::Router;
 use crate::service::endpoint::TypedEndpoint;
 use crate::service::mailbox::Mailbox;
 use crate::service::{CallError, CallOptions, Member, MemberInfo, Service, ServiceSpec};
+use crate::shard;
+use crate::store::Store;
 use crate::supervisor::{
     ChildSpec, RestartPolicy, Strategy, Supervisor, SupervisorArgs, SupervisorEvent, SupervisorMsg,
     SupervisorObserver,
@@ -44,6 +47,17 @@ pub struct RuntimeSettings {
     pub services: HashMap<String, ServiceSpec>,
     /// The restart policy of every service's supervisor.
     pub restart: RestartPolicy,
+    /// This node's store, for stateful services (none: stateless only).
+    pub store: Option<StoreSettings>,
+}
+
+/// Where this node keeps its data.
+#[derive(Debug, Clone)]
+pub struct StoreSettings {
+    /// The store's directory (sled's).
+    pub path: std::path::PathBuf,
+    /// sled's page cache, in bytes (its default, 1 GiB, is too much for a node of many).
+    pub cache_bytes: u64,
 }
 
 /// A member killed on purpose (failure injection).
@@ -96,6 +110,9 @@ pub(crate) struct Core {
     routers: Mutex<HashMap<&'static str, Arc<dyn std::any::Any + Send + Sync>>>,
     restart: RestartPolicy,
     restarts: Arc<RestartLog>,
+    store: Option<Store>,
+    /// Every configured node, for shard placement.
+    nodes: Vec<NodeId>,
 }
 
 /// The runtime of this node. Cheap to clone.
@@ -131,7 +148,35 @@ impl Runtime {
             .map(|(id, addr)| (id.clone(), *addr))
             .collect();
         let cookie = settings.cluster.cookie().to_string();
-        let cluster = Cluster::start(settings.cluster, Arc::clone(&registry)).await?;
+        let nodes: Vec<NodeId> = settings
+            .cluster
+            .nodes()
+            .iter()
+            .map(|n| n.id.clone())
+            .collect();
+        let store = match settings.store {
+            Some(s) => {
+                let opened = tokio::task::spawn_blocking(move || {
+                    Store::open(&s.path, s.cache_bytes).map_err(|e| (s.path, e))
+                })
+                .await
+                .map_err(|e| RuntimeError::Startup(format!("store: {e}")))?;
+                match opened {
+                    Ok(store) => Some(store),
+                    Err((path, e)) => {
+                        return Err(RuntimeError::Startup(format!(
+                            "cannot open the store at {}: {e}",
+                            path.display()
+                        )));
+                    }
+                }
+            }
+            None => None,
+        };
+        let store_bytes: Option<StoreSize> = store
+            .clone()
+            .map(|s| -> StoreSize { Arc::new(move || s.size_on_disk()) });
+        let cluster = Cluster::start(settings.cluster, Arc::clone(&registry), store_bytes).await?;
         let transport = match Transport::start(
             TransportSettings::new(listen, peers),
             &cookie,
@@ -155,6 +200,8 @@ impl Runtime {
                 routers: Mutex::new(HashMap::new()),
                 restart: settings.restart,
                 restarts: Arc::new(RestartLog::default()),
+                store,
+                nodes,
             }),
         };
         registry.declare(
@@ -188,6 +235,20 @@ impl Runtime {
         &self.core.restarts
     }
 
+    /// This node's store, if it has one.
+    pub fn store(&self) -> Option<&Store> {
+        self.core.store.as_ref()
+    }
+
+    /// The node of every shard of `service` (empty if it is not sharded).
+    pub fn shard_map(&self, service: &str) -> Vec<NodeId> {
+        let spec = self.core.registry.spec(service).unwrap_or_default();
+        match spec.shards {
+            Some(n) => shard::placement(service, n, &hosts(&spec, &self.core.nodes)),
+            None => Vec::new(),
+        }
+    }
+
     /// Starts the members of `S` on this node if its spec says this node hosts it, under a
     /// supervisor of their own. Returns whether it is hosted here.
     pub async fn host<S: Service>(&self, service: S) -> Result<bool> {
@@ -201,13 +262,37 @@ impl Runtime {
             S::NAME,
             Arc::new(TypedEndpoint::<S>::new(Arc::clone(registry))),
         );
-        let children = (0..spec.members_per_node)
+        let slots: Vec<u32> = match spec.shards {
+            Some(n) => {
+                if self.core.store.is_none() {
+                    return Err(RuntimeError::InvalidConfig(format!(
+                        "service {} is sharded but this node has no store",
+                        S::NAME
+                    )));
+                }
+                let me = registry.node();
+                shard::placement(S::NAME, n, &hosts(&spec, &self.core.nodes))
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, node)| *node == me)
+                    .map(|(shard, _)| shard as u32)
+                    .collect()
+            }
+            None => (0..spec.members_per_node).collect(),
+        };
+        let sharded = spec.shards.is_some();
+        let children = slots
+            .iter()
             .map(|index| {
                 member_spec(
                     Arc::clone(&service),
                     Arc::clone(registry),
-                    index,
-                    spec.mailbox_capacity,
+                    MemberSlotSpec {
+                        index: *index,
+                        sharded,
+                        store: self.core.store.clone(),
+                        mailbox_capacity: spec.mailbox_capacity,
+                    },
                 )
             })
             .collect();
@@ -236,7 +321,8 @@ impl Runtime {
             .push((S::NAME.to_string(), supervisor));
         tracing::info!(
             service = S::NAME,
-            members = spec.members_per_node,
+            members = slots.len(),
+            sharded,
             "service started"
         );
         Ok(true)
@@ -244,17 +330,19 @@ impl Runtime {
 
     /// The router to the members of `S` on every node (one per service per node).
     pub fn router<S: Service>(&self) -> Router<S> {
-        let mut routers = self.core.routers.lock().unwrap_or_else(|p| p.into_inner());
-        let shared = routers.entry(S::NAME).or_insert_with(|| {
-            Arc::new(Router::<S>::new(
+        let new = || {
+            Router::<S>::new(
                 Arc::clone(&self.core.registry),
                 self.core.transport.clone(),
-            ))
-        });
+                self.shard_map(S::NAME),
+            )
+        };
+        let mut routers = self.core.routers.lock().unwrap_or_else(|p| p.into_inner());
+        let shared = routers.entry(S::NAME).or_insert_with(|| Arc::new(new()));
         match Arc::clone(shared).downcast::<Router<S>>() {
             Ok(router) => (*router).clone(),
             // Two service types with the same name: each gets its own router.
-            Err(_) => Router::new(Arc::clone(&self.core.registry), self.core.transport.clone()),
+            Err(_) => new(),
         }
     }
 
@@ -304,6 +392,45 @@ impl Runtime {
         }
     }
 
+    /// The (node, shard) pairs of `service` whose members are registered and routable now.
+    pub fn live_shards(&self, service: &str) -> Vec<(NodeId, u32)> {
+        self.core
+            .registry
+            .members(service)
+            .members
+            .into_iter()
+            .map(|m| (m.node, m.slot.index))
+            .collect()
+    }
+
+    /// Kills shard `shard` of `service` abruptly (its supervisor restarts it from its keyspace).
+    pub async fn kill_shard(
+        &self,
+        service: &str,
+        shard: u32,
+    ) -> Result<Vec<KilledMember>, CallError> {
+        let map = self.shard_map(service);
+        let Some(node) = map.get(shard as usize).cloned() else {
+            return Err(CallError::NoMember(format!("{service} shard {shard}")));
+        };
+        let member = self
+            .core
+            .registry
+            .members(service)
+            .members
+            .into_iter()
+            .find(|m| m.node == node && m.slot.index == shard);
+        let Some(member) = member else {
+            return Err(CallError::ShardUnavailable {
+                service: service.to_string(),
+                shard,
+                node: node.to_string(),
+            });
+        };
+        self.kill_member(service, Some(node), Some(member.slot.pid))
+            .await
+    }
+
     /// Stops every service (members first stop taking messages; each supervisor stops its
     /// members), closes the links and leaves the cluster, within `deadline`.
     pub async fn shutdown(&self, deadline: Duration) {
@@ -326,6 +453,14 @@ impl Runtime {
             }
         }
         self.core.transport.shutdown();
+        if let Some(store) = &self.core.store {
+            let left = deadline.saturating_sub(started.elapsed());
+            match tokio::time::timeout(left, store.sync()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::warn!(error = %e, "the store did not flush at shutdown"),
+                Err(_) => tracing::warn!("the store did not flush within the shutdown deadline"),
+            }
+        }
         let left = deadline.saturating_sub(started.elapsed());
         self.core
             .cluster
@@ -334,22 +469,43 @@ impl Runtime {
     }
 }
 
+/// The nodes that host a service.
+fn hosts(spec: &ServiceSpec, nodes: &[NodeId]) -> Vec<NodeId> {
+    spec.nodes.clone().unwrap_or_else(|| nodes.to_vec())
+}
+
+/// What one member slot of a service needs to start.
+struct MemberSlotSpec {
+    index: u32,
+    sharded: bool,
+    store: Option<Store>,
+    mailbox_capacity: usize,
+}
+
 fn member_spec<S: Service>(
     service: Arc<S>,
     registry: Arc<Registry>,
-    index: u32,
-    mailbox_capacity: usize,
+    slot_spec: MemberSlotSpec,
 ) -> ChildSpec {
+    let MemberSlotSpec {
+        index,
+        sharded,
+        store,
+        mailbox_capacity,
+    } = slot_spec;
     ChildSpec::new(
         format!("{}/{index}", S::NAME),
         move |supervisor: ActorCell| {
             let service = Arc::clone(&service);
             let registry = Arc::clone(&registry);
+            let store = store.clone();
             Box::pin(async move {
                 let info = MemberInfo {
                     service: S::NAME,
                     node: registry.node().clone(),
                     index,
+                    sharded,
+                    store,
                 };
                 let mailbox = Arc::new(Mailbox::new(mailbox_capacity));
                 let member = Member {

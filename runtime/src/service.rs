@@ -36,6 +36,7 @@ use tokio::time::{Duration, Instant};
 use crate::ErrorKind;
 use crate::cluster::NodeId;
 use crate::registry::balance::Balance;
+use crate::store::{Keyspace, Store};
 use crate::telemetry::TraceContext;
 
 pub(crate) use member::{Envelope, Member, MemberMsg};
@@ -70,15 +71,42 @@ pub trait Service: Send + Sync + 'static {
     ) -> impl Future<Output = Self::Response> + Send;
 }
 
-/// Which member this is.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Which member this is, and what it may use.
+#[derive(Debug, Clone)]
 pub struct MemberInfo {
     /// The service's name.
     pub service: &'static str,
     /// The node the member runs on.
     pub node: NodeId,
-    /// Its slot on that node, `0..members_per_node`; kept across restarts.
+    /// Its slot on that node, `0..members_per_node`, kept across restarts; for a sharded
+    /// service, its shard number.
     pub index: u32,
+    /// Whether `index` is a shard number.
+    pub sharded: bool,
+    /// The node's store, if it has one.
+    pub store: Option<Store>,
+}
+
+/// How long a restarted member waits for its predecessor to release its keyspace.
+const CLAIM_WAIT: Duration = Duration::from_secs(5);
+
+impl MemberInfo {
+    /// The name of this member's keyspace: `<service>/<shard or slot>`.
+    pub fn keyspace_name(&self) -> String {
+        format!("{}/{}", self.service, self.index)
+    }
+
+    /// Claims this member's own keyspace (see [`crate::store`]).
+    pub async fn keyspace(&self) -> Result<Keyspace, ServiceError> {
+        let store = self
+            .store
+            .as_ref()
+            .ok_or_else(|| ServiceError("this node has no store".into()))?;
+        store
+            .claim(&self.keyspace_name(), CLAIM_WAIT)
+            .await
+            .map_err(|e| ServiceError(e.to_string()))
+    }
 }
 
 /// What a handler knows about the request it handles.
@@ -110,6 +138,9 @@ pub struct ServiceSpec {
     pub prefer_local: bool,
     /// Messages a member may have queued before senders wait.
     pub mailbox_capacity: usize,
+    /// A stateful service's number of shards: members are shards, placed on the hosting nodes
+    /// by [`crate::shard`], and `members_per_node` does not apply.
+    pub shards: Option<u32>,
 }
 
 impl Default for ServiceSpec {
@@ -120,6 +151,7 @@ impl Default for ServiceSpec {
             balance: Balance::RoundRobin,
             prefer_local: false,
             mailbox_capacity: 4096,
+            shards: None,
         }
     }
 }
@@ -155,6 +187,16 @@ pub enum CallError {
     /// A message could not be encoded or decoded.
     #[error("bad message: {0}")]
     BadMessage(String),
+    /// The shard that owns the key lives on a node that is down (or was not heard from).
+    #[error("shard {shard} of {service} is on node {node}, which is unavailable")]
+    ShardUnavailable {
+        /// The service.
+        service: String,
+        /// The shard.
+        shard: u32,
+        /// Its node.
+        node: String,
+    },
 }
 
 impl CallError {
@@ -162,7 +204,11 @@ impl CallError {
     pub fn is_retryable(&self) -> bool {
         matches!(
             self,
-            Self::NoMember(_) | Self::Unreachable(_) | Self::MemberFailed | Self::Overloaded
+            Self::NoMember(_)
+                | Self::Unreachable(_)
+                | Self::MemberFailed
+                | Self::Overloaded
+                | Self::ShardUnavailable { .. }
         )
     }
 
@@ -174,7 +220,8 @@ impl CallError {
             | Self::Timeout
             | Self::Unreachable(_)
             | Self::MemberFailed
-            | Self::Overloaded => ErrorKind::Unavailable,
+            | Self::Overloaded
+            | Self::ShardUnavailable { .. } => ErrorKind::Unavailable,
         }
     }
 }

@@ -9,7 +9,12 @@
 //! mailbox_capacity = 4096       # queued messages per member before senders wait
 //! ```
 //!
-//! `echo` is built in: it runs on every node with the defaults unless configured otherwise.
+//! A sharded (stateful) service has `shards = N` (1..=4096) instead of `members_per_node`: its
+//! shards are spread over its nodes by rendezvous hashing, each owning a keyspace on its
+//! node's disk.
+//!
+//! `echo` and `kv` are built in: `echo` runs on every node with the defaults, and `kv` with
+//! 16 shards over every node, unless configured otherwise.
 
 use std::collections::BTreeMap;
 
@@ -20,10 +25,14 @@ use troupe_runtime::{NodeId, ServiceSpec};
 
 use super::{Checker, ConfigError};
 
+/// `kv`'s shards unless configured.
+pub(crate) const DEFAULT_KV_SHARDS: u32 = 16;
+
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawService {
     members_per_node: Option<Spanned<u32>>,
+    shards: Option<Spanned<u32>>,
     nodes: Option<Spanned<Vec<String>>>,
     balance: Option<Balance>,
     prefer_local: Option<bool>,
@@ -107,6 +116,26 @@ pub(super) fn check(
             }
             None => None,
         };
+        let shards = match &service.shards {
+            Some(n) if !(1..=4096).contains(n.get_ref()) => {
+                return check.err(
+                    &format!("services.{name}.shards"),
+                    &n.span(),
+                    "must be between 1 and 4096",
+                );
+            }
+            Some(n) => {
+                if let Some(m) = &service.members_per_node {
+                    return check.err(
+                        &format!("services.{name}.members_per_node"),
+                        &m.span(),
+                        "does not apply to a sharded service (its members are its shards)",
+                    );
+                }
+                Some(*n.get_ref())
+            }
+            None => None,
+        };
         specs.insert(
             name.clone(),
             ServiceSpec {
@@ -115,10 +144,23 @@ pub(super) fn check(
                 balance: service.balance.unwrap_or(defaults.balance),
                 prefer_local: service.prefer_local.unwrap_or(defaults.prefer_local),
                 mailbox_capacity,
+                shards,
             },
         );
     }
     specs.entry("echo".to_string()).or_default();
+    specs
+        .entry("kv".to_string())
+        .or_insert_with(|| ServiceSpec {
+            shards: Some(DEFAULT_KV_SHARDS),
+            ..ServiceSpec::default()
+        });
+    if specs.get("kv").is_some_and(|kv| kv.shards.is_none()) {
+        return Err(ConfigError::new(format!(
+            "{}: [services.kv]: kv is sharded: it needs `shards`",
+            check_source(check)
+        )));
+    }
     Ok(specs)
 }
 

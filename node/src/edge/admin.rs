@@ -33,13 +33,24 @@ struct NodeResponse {
     last_heard_ms: Option<u64>,
     /// Changes when the node's process restarts.
     incarnation: Option<String>,
+    /// Its store's size on disk, as it last said.
+    store_bytes: Option<u64>,
 }
 
 #[derive(Serialize)]
 struct ServiceResponse {
     name: String,
     members: Vec<NodeCount>,
-    shards: Vec<serde_json::Value>,
+    shards: Vec<ShardResponse>,
+}
+
+#[derive(Serialize)]
+struct ShardResponse {
+    shard: u32,
+    node: String,
+    /// `up` when its member is registered and its node up; else its node's status (or
+    /// `starting` while the shard restarts on a live node).
+    status: &'static str,
 }
 
 pub(crate) async fn cluster(State(state): State<AppState>) -> axum::Json<ClusterResponse> {
@@ -57,6 +68,7 @@ pub(crate) async fn cluster(State(state): State<AppState>) -> axum::Json<Cluster
                 http_addr: state.http_addr_of(n.id.as_str()).map(|a| a.to_string()),
                 last_heard_ms: n.last_heard_ms,
                 incarnation: n.incarnation.map(|i| format!("{i:016x}")),
+                store_bytes: n.store_bytes,
             })
             .collect(),
         services: state
@@ -64,12 +76,44 @@ pub(crate) async fn cluster(State(state): State<AppState>) -> axum::Json<Cluster
             .services()
             .into_iter()
             .map(|s| ServiceResponse {
+                shards: shards(&state, &s.name, &view),
                 name: s.name,
                 members: s.members,
-                shards: Vec::new(),
             })
             .collect(),
     })
+}
+
+fn shards(
+    state: &AppState,
+    service: &str,
+    view: &troupe_runtime::ClusterView,
+) -> Vec<ShardResponse> {
+    let runtime = state.runtime();
+    let map = runtime.shard_map(service);
+    if map.is_empty() {
+        return Vec::new();
+    }
+    let live = runtime.live_shards(service);
+    map.iter()
+        .enumerate()
+        .map(|(shard, node)| {
+            let node_status = view
+                .peer(node.as_str())
+                .map_or(NodeStatus::Down, |p| p.status);
+            let status = match node_status {
+                NodeStatus::Up if live.contains(&(node.clone(), shard as u32)) => "up",
+                NodeStatus::Up => "starting",
+                NodeStatus::Suspect => "suspect",
+                NodeStatus::Down => "down",
+            };
+            ShardResponse {
+                shard: shard as u32,
+                node: node.to_string(),
+                status,
+            }
+        })
+        .collect()
 }
 
 /// A configured node id from a request field, or a 400 naming the field.
@@ -111,19 +155,40 @@ pub(crate) async fn chaos_kill(
             request.service
         )));
     }
-    if request.shard.is_some() {
-        return Err(ApiError::InvalidRequest(format!(
-            "shard: service {} is not sharded",
-            request.service
-        )));
-    }
     let node = match &request.node {
         Some(id) => Some(node_field(&state, "node", id)?),
         None => None,
     };
-    let killed = runtime
-        .kill_member(&request.service, node.clone(), None)
-        .await?;
+    let killed = match request.shard {
+        Some(shard) => {
+            let map = runtime.shard_map(&request.service);
+            if map.is_empty() {
+                return Err(ApiError::InvalidRequest(format!(
+                    "shard: service {} is not sharded",
+                    request.service
+                )));
+            }
+            let Some(owner) = map.get(shard as usize) else {
+                return Err(ApiError::InvalidRequest(format!(
+                    "shard: service {} has shards 0 to {}",
+                    request.service,
+                    map.len() - 1
+                )));
+            };
+            if node.as_ref().is_some_and(|n| n != owner) {
+                return Err(ApiError::InvalidRequest(format!(
+                    "node: shard {shard} of {} lives on {owner}",
+                    request.service
+                )));
+            }
+            runtime.kill_shard(&request.service, shard).await?
+        }
+        None => {
+            runtime
+                .kill_member(&request.service, node.clone(), None)
+                .await?
+        }
+    };
     if killed.is_empty() {
         let place = node.map(|n| format!(" on {n}")).unwrap_or_default();
         return Err(ApiError::NotFound(format!(

@@ -3,6 +3,7 @@ use axum::http::{Request, header};
 use serde_json::Value;
 use tower::ServiceExt;
 use troupe_runtime::echo::Echo;
+use troupe_runtime::kv::Kv;
 
 use super::*;
 use crate::config::{ConfigArgs, ConfigSource, NodeConfig};
@@ -19,8 +20,22 @@ fn free_port() -> u16 {
 
 /// A real runtime for node n1 hosting echo: alone (a formed cluster) or with an n2 that never
 /// starts (a cluster that never forms).
-async fn app(formed: bool) -> Router {
-    let mut text = String::from("[http]\nbody_limit_bytes = 1024\n");
+/// A router over a real runtime, and the directory of its store (held so that it is removed
+/// when the test ends, not before).
+struct App(Router, #[allow(dead_code)] tempfile::TempDir);
+
+impl App {
+    fn router(&self) -> Router {
+        self.0.clone()
+    }
+}
+
+async fn app(formed: bool) -> App {
+    let dir = tempfile::tempdir().unwrap();
+    let mut text = format!(
+        "[cluster]\ndata_dir = \"{}\"\n[http]\nbody_limit_bytes = 1024\n",
+        dir.path().display()
+    );
     for id in if formed {
         &["n1"][..]
     } else {
@@ -38,12 +53,13 @@ async fn app(formed: bool) -> Router {
         .await
         .unwrap();
     runtime.host(Echo).await.unwrap();
+    runtime.host(Kv).await.unwrap();
     let addrs = config
         .nodes
         .iter()
         .map(|n| (n.id.to_string(), n.http_addr))
         .collect();
-    router(AppState::new(runtime, addrs), &config.http)
+    App(router(AppState::new(runtime, addrs), &config.http), dir)
 }
 
 async fn send(app: Router, request: Request<Body>) -> (StatusCode, axum::http::HeaderMap, Value) {
@@ -76,7 +92,7 @@ fn assert_error_shape(body: &Value, code: &str, headers: &axum::http::HeaderMap)
 
 #[tokio::test]
 async fn live_is_always_ok_and_carries_a_request_id() {
-    let (status, headers, body) = send(app(false).await, get("/health/live")).await;
+    let (status, headers, body) = send(app(false).await.router(), get("/health/live")).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["node"], "n1");
     let id = headers["x-request-id"].to_str().unwrap();
@@ -89,7 +105,7 @@ async fn a_client_request_id_is_echoed_and_a_bad_one_replaced() {
         .header("x-request-id", "abc-123")
         .body(Body::empty())
         .unwrap();
-    let (_, headers, body) = send(app(true).await, request).await;
+    let (_, headers, body) = send(app(true).await.router(), request).await;
     assert_eq!(headers["x-request-id"], "abc-123");
     assert_eq!(body["error"]["request_id"], "abc-123");
 
@@ -98,26 +114,26 @@ async fn a_client_request_id_is_echoed_and_a_bad_one_replaced() {
         .header("x-request-id", long.as_str())
         .body(Body::empty())
         .unwrap();
-    let (_, headers, _) = send(app(true).await, request).await;
+    let (_, headers, _) = send(app(true).await.router(), request).await;
     assert_ne!(headers["x-request-id"], long.as_str());
 }
 
 #[tokio::test]
 async fn ready_waits_for_the_cluster_to_form() {
-    let (status, headers, body) = send(app(false).await, get("/health/ready")).await;
+    let (status, headers, body) = send(app(false).await.router(), get("/health/ready")).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert_error_shape(&body, "unavailable", &headers);
     assert!(body["error"]["message"].as_str().unwrap().contains("n2"));
     assert_eq!(headers[header::RETRY_AFTER], "1");
 
-    let (status, _, body) = send(app(true).await, get("/health/ready")).await;
+    let (status, _, body) = send(app(true).await.router(), get("/health/ready")).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["status"], "ready");
 }
 
 #[tokio::test]
 async fn admin_cluster_has_the_documented_shape() {
-    let (status, _, body) = send(app(false).await, get("/admin/cluster")).await;
+    let (status, _, body) = send(app(false).await.router(), get("/admin/cluster")).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["node"], "n1");
     let nodes = body["nodes"].as_array().unwrap();
@@ -148,13 +164,13 @@ async fn admin_cluster_has_the_documented_shape() {
 
 #[tokio::test]
 async fn unknown_routes_and_methods_get_json_errors() {
-    let (status, headers, body) = send(app(true).await, get("/api/v1/nothing")).await;
+    let (status, headers, body) = send(app(true).await.router(), get("/api/v1/nothing")).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_error_shape(&body, "not_found", &headers);
     assert_eq!(body["error"]["message"], "no route GET /api/v1/nothing");
 
     let request = Request::delete("/health/live").body(Body::empty()).unwrap();
-    let (status, headers, body) = send(app(true).await, request).await;
+    let (status, headers, body) = send(app(true).await.router(), request).await;
     assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
     assert_error_shape(&body, "method_not_allowed", &headers);
 }
@@ -166,7 +182,7 @@ async fn an_oversized_body_gets_413_in_the_json_shape() {
         .header(header::CONTENT_TYPE, "application/json")
         .body(Body::from(vec![b' '; 4096]))
         .unwrap();
-    let (status, headers, body) = send(app(true).await, request).await;
+    let (status, headers, body) = send(app(true).await.router(), request).await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
     assert_error_shape(&body, "payload_too_large", &headers);
 }
@@ -180,8 +196,11 @@ fn post(path: &str, body: &str) -> Request<Body> {
 
 #[tokio::test]
 async fn echo_goes_through_the_runtime() {
-    let (status, _, body) =
-        send(app(true).await, post("/admin/echo", r#"{"payload": "hi"}"#)).await;
+    let (status, _, body) = send(
+        app(true).await.router(),
+        post("/admin/echo", r#"{"payload": "hi"}"#),
+    )
+    .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["payload"], "hi");
     assert_eq!(body["node"], "n1");
@@ -191,7 +210,7 @@ async fn echo_goes_through_the_runtime() {
 #[tokio::test]
 async fn a_call_past_its_deadline_is_a_503() {
     let request = post("/admin/echo", r#"{"delay_ms": 2000, "timeout_ms": 100}"#);
-    let (status, headers, body) = send(app(true).await, request).await;
+    let (status, headers, body) = send(app(true).await.router(), request).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
     assert_error_shape(&body, "unavailable", &headers);
     assert_eq!(headers[header::RETRY_AFTER], "1");
@@ -201,7 +220,7 @@ async fn a_call_past_its_deadline_is_a_503() {
 async fn chaos_kills_a_member_and_its_supervisor_brings_it_back() {
     let app = app(true).await;
     let (status, _, body) = send(
-        app.clone(),
+        app.router(),
         post("/admin/chaos/kill", r#"{"service": "echo"}"#),
     )
     .await;
@@ -212,7 +231,7 @@ async fn chaos_kills_a_member_and_its_supervisor_brings_it_back() {
     assert_eq!(killed[0]["node"], "n1");
     let started = tokio::time::Instant::now();
     loop {
-        let (_, _, body) = send(app.clone(), get("/admin/cluster")).await;
+        let (_, _, body) = send(app.router(), get("/admin/cluster")).await;
         let echo = body["services"]
             .as_array()
             .unwrap()
@@ -229,7 +248,7 @@ async fn chaos_kills_a_member_and_its_supervisor_brings_it_back() {
         );
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
-    let (_, _, metrics) = send_text(app, get("/metrics")).await;
+    let (_, _, metrics) = send_text(app.router(), get("/metrics")).await;
     assert!(
         metrics.contains("troupe_member_restart_seconds_count{service=\"echo\"} 1"),
         "{metrics}"
@@ -323,7 +342,7 @@ async fn bad_admin_requests_get_clear_4xx() {
         ),
     ];
     for (path, body, status, code, mentions) in cases {
-        let (got, headers, response) = send(app.clone(), post(path, body)).await;
+        let (got, headers, response) = send(app.router(), post(path, body)).await;
         assert_eq!(got, *status, "{path} {body}: {response}");
         assert_error_shape(&response, code, &headers);
         let message = response["error"]["message"].as_str().unwrap();
@@ -334,7 +353,7 @@ async fn bad_admin_requests_get_clear_4xx() {
     }
     // No content type.
     let request = Request::post("/admin/echo").body(Body::from("{}")).unwrap();
-    let (status, headers, body) = send(app, request).await;
+    let (status, headers, body) = send(app.router(), request).await;
     assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
     assert_error_shape(&body, "unsupported_media_type", &headers);
 }
@@ -342,11 +361,75 @@ async fn bad_admin_requests_get_clear_4xx() {
 #[tokio::test]
 async fn a_short_bench_reports_numbers() {
     let body = r#"{"target_node": "n1", "mode": "call", "payload_bytes": 16, "duration_ms": 200, "in_flight": 4}"#;
-    let (status, _, report) = send(app(true).await, post("/admin/bench", body)).await;
+    let (status, _, report) = send(app(true).await.router(), post("/admin/bench", body)).await;
     assert_eq!(status, StatusCode::OK, "{report}");
     assert!(report["messages"].as_u64().unwrap() > 0, "{report}");
     assert!(report["per_second"].as_f64().unwrap() > 0.0);
     let latency = &report["latency_us"];
     assert!(latency["p50"].as_u64().unwrap() <= latency["p99"].as_u64().unwrap());
     assert!(latency["p99"].as_u64().unwrap() <= latency["max"].as_u64().unwrap());
+}
+
+fn put(path: &str, body: &str) -> Request<Body> {
+    Request::put(path)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(body.to_string()))
+        .unwrap()
+}
+
+#[tokio::test]
+async fn kv_stores_versions_and_refuses_what_it_cannot_store() {
+    let app = app(true).await;
+    let (status, _, body) = send(app.router(), put("/admin/kv/color", r#"{"name": "blue"}"#)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body, serde_json::json!({"key": "color", "version": 1}));
+    let (_, _, body) = send(app.router(), put("/admin/kv/color", "[1, 2]")).await;
+    assert_eq!(body["version"], 2);
+    let (status, _, body) = send(app.router(), get("/admin/kv/color")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        body,
+        serde_json::json!({"key": "color", "value": [1, 2], "version": 2})
+    );
+
+    let (status, headers, body) = send(app.router(), get("/admin/kv/nothing-here")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_error_shape(&body, "not_found", &headers);
+
+    let long = format!("/admin/kv/{}", "k".repeat(257));
+    let (status, _, body) = send(app.router(), put(&long, "1")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().contains("key"));
+
+    let (status, _, body) = send(app.router(), put("/admin/kv/x", "{not json")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let request = Request::put("/admin/kv/x").body(Body::from("1")).unwrap();
+    let (status, _, _) = send(app.router(), request).await;
+    assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    // Over this app's 1 KiB body limit.
+    let big = format!("\"{}\"", "v".repeat(2000));
+    let (status, headers, body) = send(app.router(), put("/admin/kv/x", &big)).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_error_shape(&body, "payload_too_large", &headers);
+
+    let (_, _, cluster) = send(app.router(), get("/admin/cluster")).await;
+    let kv = cluster["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "kv")
+        .cloned()
+        .unwrap();
+    let shards = kv["shards"].as_array().unwrap();
+    assert_eq!(shards.len(), 16);
+    assert!(
+        shards
+            .iter()
+            .all(|s| s["node"] == "n1" && s["status"] == "up"),
+        "{kv}"
+    );
+    assert!(
+        cluster["nodes"][0]["store_bytes"].as_u64().is_some(),
+        "{cluster}"
+    );
 }

@@ -12,7 +12,9 @@ use tokio::time::{Duration, Instant};
 
 use super::detector::{Heard, PeerHealth};
 use super::pulse::{Beat, PULSE_GROUP, PULSE_SCOPE, Pulse, PulseMsg};
-use super::{ClusterEvent, ClusterSettings, ClusterView, NodeId, NodeSpec, NodeStatus, PeerView};
+use super::{
+    ClusterEvent, ClusterSettings, ClusterView, NodeId, NodeSpec, NodeStatus, PeerView, StoreSize,
+};
 use crate::registry::Registry;
 
 /// The detector's resolution: statuses are re-judged and dials scheduled this often.
@@ -27,6 +29,7 @@ pub(crate) struct Membership;
 pub(crate) struct MembershipArgs {
     pub(crate) settings: ClusterSettings,
     pub(crate) registry: Arc<Registry>,
+    pub(crate) store_bytes: Option<StoreSize>,
     pub(crate) events: broadcast::Sender<ClusterEvent>,
     pub(crate) view: watch::Sender<ClusterView>,
 }
@@ -76,6 +79,8 @@ enum Dial {
 
 struct Peer {
     spec: NodeSpec,
+    /// What its last heartbeat said of its store.
+    store_bytes: Option<u64>,
     health: PeerHealth,
     status: NodeStatus,
     dial: Dial,
@@ -86,6 +91,7 @@ struct Peer {
 pub(crate) struct State {
     settings: ClusterSettings,
     registry: Arc<Registry>,
+    store_bytes: Option<StoreSize>,
     incarnation: u64,
     seq: u64,
     server: Option<ActorRef<NodeServerMessage>>,
@@ -118,6 +124,7 @@ pub(crate) fn initial_view(settings: &ClusterSettings) -> ClusterView {
                 cluster_addr: n.cluster_addr,
                 last_heard_ms: None,
                 incarnation: None,
+                store_bytes: None,
             })
             .collect(),
         formed: settings.nodes().len() == 1,
@@ -143,6 +150,7 @@ impl State {
             incarnation: self.incarnation,
             seq: self.seq,
             directory: self.registry.local_directory(),
+            store_bytes: self.store_bytes.as_ref().map(|f| f()),
         }
         .encode();
         let members =
@@ -200,6 +208,7 @@ impl State {
                                 .unwrap_or(u64::MAX)
                         }),
                         incarnation: p.health.incarnation(),
+                        store_bytes: p.store_bytes,
                     },
                     None => PeerView {
                         id: me.clone(),
@@ -207,6 +216,7 @@ impl State {
                         cluster_addr: spec.cluster_addr,
                         last_heard_ms: Some(0),
                         incarnation: Some(self.incarnation),
+                        store_bytes: self.store_bytes.as_ref().map(|f| f()),
                     },
                 },
             )
@@ -382,6 +392,7 @@ impl Actor for Membership {
                     Dial::TheirJob
                 },
                 spec: spec.clone(),
+                store_bytes: None,
                 health: PeerHealth::default(),
                 status: NodeStatus::Down,
                 num_sessions: 0,
@@ -399,6 +410,7 @@ impl Actor for Membership {
         Ok(State {
             settings,
             registry: args.registry,
+            store_bytes: args.store_bytes,
             incarnation,
             seq: 0,
             server: None,
@@ -466,6 +478,7 @@ impl Actor for Membership {
                     tracing::info!(peer = %peer.spec.id, previous, incarnation = beat.incarnation, "peer restarted");
                 }
                 if heard != Heard::Ignored {
+                    peer.store_bytes = beat.store_bytes;
                     state
                         .registry
                         .apply_peer(&peer.spec.id, beat.incarnation, beat.directory);

@@ -30,6 +30,8 @@ pub(crate) struct Beat {
     pub(crate) seq: u64,
     /// The sender's members, so that every peer's registry follows them.
     pub(crate) directory: Directory,
+    /// The size of the sender's store on disk.
+    pub(crate) store_bytes: Option<u64>,
 }
 
 impl Beat {
@@ -117,6 +119,7 @@ mod tests {
             incarnation: u64::MAX,
             seq: 42,
             directory,
+            store_bytes: Some(1 << 40),
         };
         assert_eq!(Beat::decode(&beat.encode()), Some(beat.clone()));
         assert_eq!(Beat::decode(&[0xff; 12]), None);

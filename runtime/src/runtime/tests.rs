@@ -61,6 +61,7 @@ async fn runtime_with(spec: ServiceSpec) -> Runtime {
         link_addrs: HashMap::from([(me, link_addr)]),
         services: HashMap::from([(Gated::NAME.to_string(), spec)]),
         restart: RestartPolicy::default(),
+        store: None,
     })
     .await
     .unwrap()

@@ -1,0 +1,115 @@
+//! `PUT /admin/kv/{key}` and `GET /admin/kv/{key}` (`API.md`): the built-in `kv` service.
+//!
+//! A key is 1 to 256 bytes; a value is any JSON document up to 64 KiB. A `PUT` answers only once
+//! the value is durable on the disk of the node that owns the key's shard; a `GET` shows only
+//! durable values. While that node is down both answer 503 with `Retry-After`, at once.
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, header};
+use serde::Serialize;
+use serde_json::Value;
+use tokio::time::Duration;
+use troupe_runtime::CallOptions;
+use troupe_runtime::kv::{Kv, KvRequest, KvResponse, MAX_KEY_BYTES, MAX_VALUE_BYTES};
+
+use super::AppState;
+use super::error::ApiError;
+
+/// How long a kv request may take before it fails as unavailable.
+const KV_TIMEOUT: Duration = Duration::from_secs(5);
+
+#[derive(Serialize)]
+pub(crate) struct Stored {
+    key: String,
+    version: u64,
+}
+
+#[derive(Serialize)]
+pub(crate) struct Found {
+    key: String,
+    value: Value,
+    version: u64,
+}
+
+fn check_key(key: &str) -> Result<(), ApiError> {
+    if key.is_empty() || key.len() > MAX_KEY_BYTES {
+        return Err(ApiError::InvalidRequest(format!(
+            "key: 1 to {MAX_KEY_BYTES} bytes, got {}",
+            key.len()
+        )));
+    }
+    Ok(())
+}
+
+pub(crate) async fn put(
+    State(state): State<AppState>,
+    Path(key): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<axum::Json<Stored>, ApiError> {
+    check_key(&key)?;
+    let is_json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !is_json {
+        return Err(ApiError::UnsupportedMediaType(
+            "expected a body with Content-Type: application/json".into(),
+        ));
+    }
+    if body.len() > MAX_VALUE_BYTES {
+        return Err(ApiError::PayloadTooLarge(format!(
+            "a value is at most {MAX_VALUE_BYTES} bytes"
+        )));
+    }
+    let value: Value = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::InvalidRequest(format!("malformed JSON: {e}")))?;
+    let request = KvRequest::Put {
+        key: key.clone(),
+        value: serde_json::to_vec(&value).unwrap_or_default(),
+    };
+    let answer = state
+        .runtime()
+        .router::<Kv>()
+        .call_sharded(key.as_bytes(), request, CallOptions::timeout(KV_TIMEOUT))
+        .await?;
+    match answer {
+        KvResponse::Put { version } => Ok(axum::Json(Stored { key, version })),
+        KvResponse::Failed(e) => Err(ApiError::Unavailable(format!(
+            "the write was not stored: {e}"
+        ))),
+        KvResponse::Get(_) => Err(ApiError::Internal("kv answered a put with a get".into())),
+    }
+}
+
+pub(crate) async fn get(
+    State(state): State<AppState>,
+    Path(key): Path<String>,
+) -> Result<axum::Json<Found>, ApiError> {
+    check_key(&key)?;
+    let request = KvRequest::Get { key: key.clone() };
+    let answer = state
+        .runtime()
+        .router::<Kv>()
+        .call_sharded(
+            key.as_bytes(),
+            request,
+            CallOptions::timeout(KV_TIMEOUT).idempotent(),
+        )
+        .await?;
+    match answer {
+        KvResponse::Get(Some(found)) => {
+            let value = serde_json::from_slice(&found.value)
+                .map_err(|e| ApiError::Internal(format!("stored value is not JSON: {e}")))?;
+            Ok(axum::Json(Found {
+                key,
+                value,
+                version: found.version,
+            }))
+        }
+        KvResponse::Get(None) => Err(ApiError::NotFound(format!("key {key:?} does not exist"))),
+        KvResponse::Failed(e) => Err(ApiError::Unavailable(format!("the read failed: {e}"))),
+        KvResponse::Put { .. } => Err(ApiError::Internal("kv answered a get with a put".into())),
+    }
+}
