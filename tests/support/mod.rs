@@ -431,3 +431,62 @@ pub fn metric(text: &str, name_and_labels: &str) -> Option<f64> {
     text.lines()
         .find_map(|l| l.strip_prefix(name_and_labels)?.trim().parse().ok())
 }
+
+impl TestCluster {
+    /// PUT a JSON value to `/admin/kv/{key}` on node `id`: status and body.
+    pub async fn kv_put(&self, id: &str, key: &str, value: &Value) -> Option<(u16, Value)> {
+        let response = self
+            .client
+            .put(self.node(id).url(&format!("/admin/kv/{key}")))
+            .json(value)
+            .send()
+            .await
+            .ok()?;
+        let status = response.status().as_u16();
+        let body = response.json().await.unwrap_or(Value::Null);
+        Some((status, body))
+    }
+
+    /// Waits until node `id` answers ready.
+    pub async fn wait_ready(&self, id: &str, deadline: Duration) {
+        wait_until(&format!("{id} to be ready"), deadline, || async {
+            matches!(self.get(id, "/health/ready").await, Some((200, _)))
+        })
+        .await;
+    }
+
+    /// The node of each shard of `service`, as `observer` sees it.
+    pub async fn shard_map(&self, observer: &str, service: &str) -> Vec<String> {
+        let Some((_, body)) = self.get(observer, "/admin/cluster").await else {
+            return Vec::new();
+        };
+        body["services"]
+            .as_array()
+            .and_then(|s| s.iter().find(|s| s["name"] == service))
+            .and_then(|s| s["shards"].as_array())
+            .map(|shards| {
+                shards
+                    .iter()
+                    .map(|s| s["node"].as_str().unwrap_or_default().to_string())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+/// A small deterministic generator for test choices (seeded by the caller).
+pub struct Lcg(pub u64);
+
+impl Lcg {
+    pub fn next(&mut self) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        self.0 >> 33
+    }
+
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+}
