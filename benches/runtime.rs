@@ -105,11 +105,17 @@ fn main() {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    free_ports(1)[0]
+}
+
+/// `n` distinct free ports (held together while chosen, so that they differ).
+fn free_ports(n: usize) -> Vec<u16> {
+    let held: Vec<_> = (0..n)
+        .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    held.iter()
+        .map(|l| l.local_addr().unwrap().port())
+        .collect()
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -194,8 +200,9 @@ impl Actor for Bare {
 /// A one-node runtime hosting `Sink` with `members` members.
 async fn sink_runtime(members: u32) -> Runtime {
     let me = NodeId::try_new("b1").unwrap();
-    let cluster_addr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let link_addr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let ports = free_ports(2);
+    let cluster_addr = format!("127.0.0.1:{}", ports[0]).parse().unwrap();
+    let link_addr = format!("127.0.0.1:{}", ports[1]).parse().unwrap();
     let settings = RuntimeSettings {
         cluster: ClusterSettings::new(
             "b1",
@@ -283,13 +290,14 @@ async fn two_nodes() -> TwoNodes {
     let dir = tempfile::tempdir().unwrap();
     let mut text = String::from("[cluster]\ndata_dir = \"data\"\n[log]\nlevel = \"warn\"\n");
     let mut http = Vec::new();
-    for id in ["n1", "n2"] {
-        let port = free_port();
+    let ports = free_ports(6);
+    for (i, id) in ["n1", "n2"].iter().enumerate() {
+        let port = ports[3 * i + 1];
         http.push(port);
         text.push_str(&format!(
             "[[node]]\nid = \"{id}\"\ncluster_addr = \"127.0.0.1:{}\"\nhttp_addr = \"127.0.0.1:{port}\"\nlink_addr = \"127.0.0.1:{}\"\n",
-            free_port(),
-            free_port()
+            ports[3 * i],
+            ports[3 * i + 2]
         ));
     }
     let config = dir.path().join("cluster.toml");

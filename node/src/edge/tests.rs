@@ -10,12 +10,14 @@ use crate::config::{ConfigArgs, ConfigSource, NodeConfig};
 
 const COOKIE: &str = "edge-test-cookie-0123456789";
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// `n` distinct free ports (held together while chosen, so that they differ).
+fn free_ports(n: usize) -> Vec<u16> {
+    let held: Vec<_> = (0..n)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    held.iter()
+        .map(|l| l.local_addr().unwrap().port())
+        .collect()
 }
 
 /// A real runtime for node n1 hosting echo: alone (a formed cluster) or with an n2 that never
@@ -36,16 +38,18 @@ async fn app(formed: bool) -> App {
         "[cluster]\ndata_dir = \"{}\"\n[http]\nbody_limit_bytes = 1024\n",
         dir.path().display()
     );
-    for id in if formed {
+    let ids = if formed {
         &["n1"][..]
     } else {
         &["n1", "n2"][..]
-    } {
+    };
+    let ports = free_ports(3 * ids.len());
+    for (i, id) in ids.iter().enumerate() {
         text.push_str(&format!(
             "[[node]]\nid = \"{id}\"\ncluster_addr = \"127.0.0.1:{}\"\nhttp_addr = \"127.0.0.1:{}\"\nlink_addr = \"127.0.0.1:{}\"\n",
-            free_port(),
-            free_port(),
-            free_port()
+            ports[3 * i],
+            ports[3 * i + 1],
+            ports[3 * i + 2]
         ));
     }
     let config = NodeConfig::parse(ConfigSource::Embedded, &text, &ConfigArgs::default()).unwrap();

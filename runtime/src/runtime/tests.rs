@@ -10,12 +10,14 @@ use super::*;
 use crate::cluster::NodeSpec;
 use crate::service::{MemberInfo, RequestContext, ServiceError};
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// Two distinct free ports (held together while chosen, so that they differ).
+fn free_ports() -> (u16, u16) {
+    let a = TcpListener::bind("127.0.0.1:0").unwrap();
+    let b = TcpListener::bind("127.0.0.1:0").unwrap();
+    (
+        a.local_addr().unwrap().port(),
+        b.local_addr().unwrap().port(),
+    )
 }
 
 /// A service whose members handle a request only when the test opens the gate, and record
@@ -46,8 +48,9 @@ impl Service for Gated {
 
 async fn runtime_with(spec: ServiceSpec) -> Runtime {
     let me = NodeId::try_new("t1").unwrap();
-    let cluster_addr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let link_addr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let (cluster_port, link_port) = free_ports();
+    let cluster_addr = format!("127.0.0.1:{cluster_port}").parse().unwrap();
+    let link_addr = format!("127.0.0.1:{link_port}").parse().unwrap();
     Runtime::start(RuntimeSettings {
         cluster: ClusterSettings::new(
             "t1",
