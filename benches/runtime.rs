@@ -5,6 +5,7 @@
 //! cargo bench --bench runtime -- local       # local sends through the registry and balancer
 //! cargo bench --bench runtime -- remote      # two node processes on 127.0.0.1
 //! cargo bench --bench runtime -- memory      # bytes per idle member, a node's RSS at rest
+//! cargo bench --bench runtime -- store       # durable commits, routed shard puts, disk use
 //! ```
 //!
 //! - local: one-way sends to a service member through `Router::cast` (registry, balancer,
@@ -14,8 +15,11 @@
 //!   (16-byte payloads). The baseline is two bare `ractor_cluster` processes (this binary run
 //!   as peers), measured the same way: one-way casts for a while then a barrier call, and
 //!   sequential calls.
-//! - memory: resident memory added by 10,000 idle members vs 10,000 bare actors, and the
-//!   resident memory of an idle node vs an idle bare `ractor_cluster` node.
+//! - memory: heap taken by 10,000 idle members vs 10,000 bare actors, and the resident memory
+//!   of an idle node vs an idle bare `ractor_cluster` node.
+//! - store: durable commits per second through the store's group commit, one writer and 64,
+//!   beside a bare sled insert+flush loop on the same disk; durable kv puts routed from one
+//!   node to shards on another; disk and memory after 1,000,000 small writes.
 //!
 //! The machine is noisy (2 shared cores): each figure is the median of several runs, and
 //! only the ratio to the baseline of the same run is meant to be compared across machines.
@@ -101,6 +105,9 @@ fn main() {
     }
     if wanted("memory") {
         rt.block_on(memory());
+    }
+    if wanted("store") {
+        rt.block_on(store());
     }
 }
 
@@ -487,4 +494,187 @@ async fn memory() {
         node_rss
     );
     drop(nodes);
+}
+
+/// Latency percentiles (us) of a sorted sample.
+fn percentile(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    sorted[((sorted.len() as f64 * q) as usize).min(sorted.len() - 1)]
+}
+
+async fn store() {
+    use troupe_runtime::store::{Store, WriteBatch};
+    const RUN: Duration = Duration::from_secs(3);
+    let dir = tempfile::tempdir().unwrap();
+
+    // Bare sled: insert then flush, one writer, on the same disk.
+    let bare_rate = {
+        let path = dir.path().join("bare");
+        tokio::task::spawn_blocking(move || {
+            let db = sled::Config::new()
+                .path(path)
+                .cache_capacity(64 << 20)
+                .flush_every_ms(None)
+                .open()
+                .unwrap();
+            let started = Instant::now();
+            let mut n = 0u64;
+            let mut lat = Vec::new();
+            while started.elapsed() < RUN {
+                let t = Instant::now();
+                db.insert(n.to_be_bytes(), &[7u8; 32][..]).unwrap();
+                db.flush().unwrap();
+                lat.push(t.elapsed().as_micros() as f64);
+                n += 1;
+            }
+            lat.sort_by(f64::total_cmp);
+            (
+                n as f64 / started.elapsed().as_secs_f64(),
+                percentile(&lat, 0.5),
+                percentile(&lat, 0.99),
+            )
+        })
+        .await
+        .unwrap()
+    };
+
+    let store = tokio::task::spawn_blocking({
+        let path = dir.path().join("troupe");
+        move || Store::open(&path, 64 << 20).unwrap()
+    })
+    .await
+    .unwrap();
+    let mut results = Vec::new();
+    for writers in [1usize, 64] {
+        let started = Instant::now();
+        let tasks: Vec<_> = (0..writers)
+            .map(|w| {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    let ks = store
+                        .claim(&format!("bench/{writers}/{w}"), Duration::ZERO)
+                        .await
+                        .unwrap();
+                    let mut lat = Vec::new();
+                    let mut n = 0u64;
+                    while started.elapsed() < RUN {
+                        let t = Instant::now();
+                        let mut batch = WriteBatch::new();
+                        batch.put(&n.to_be_bytes(), &[7u8; 32]).unwrap();
+                        ks.commit(batch).await.unwrap();
+                        lat.push(t.elapsed().as_micros() as f64);
+                        n += 1;
+                    }
+                    lat
+                })
+            })
+            .collect();
+        let mut lat = Vec::new();
+        for t in tasks {
+            lat.extend(t.await.unwrap());
+        }
+        let rate = lat.len() as f64 / started.elapsed().as_secs_f64();
+        lat.sort_by(f64::total_cmp);
+        results.push((writers, rate, percentile(&lat, 0.5), percentile(&lat, 0.99)));
+    }
+    let (flushes, writes) = store.commit_stats();
+    println!(
+        "store, durable commits of one 32-byte value, {} s each:",
+        RUN.as_secs()
+    );
+    println!(
+        "  bare sled insert+flush, 1 writer   {:>8.0} commits/s   p50 {:>5.0} us  p99 {:>6.0} us",
+        bare_rate.0, bare_rate.1, bare_rate.2
+    );
+    for (writers, rate, p50, p99) in results {
+        println!(
+            "  troupe Keyspace::commit, {writers:>2} writer{} {:>8.0} commits/s   p50 {:>5.0} us  p99 {:>6.0} us",
+            if writers == 1 { " " } else { "s" },
+            rate,
+            p50,
+            p99
+        );
+    }
+    println!(
+        "  group commit: {writes} writes in {flushes} flushes ({:.1} writes per flush)   (targets: 64 writers >= 20,000/s; 1 writer p50 <= 300 us)",
+        writes as f64 / flushes.max(1) as f64
+    );
+
+    // Disk and memory after 1,000,000 small writes (in batches of 100, 64 writers at once).
+    let before_rss = rss_kib(std::process::id());
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..64u64)
+        .map(|w| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let ks = store
+                    .claim(&format!("million/{w}"), Duration::ZERO)
+                    .await
+                    .unwrap();
+                for b in 0..(1_000_000 / 64 / 100 + 1) {
+                    let mut batch = WriteBatch::new();
+                    for i in 0..100u64 {
+                        let key = (b * 100 + i).to_be_bytes();
+                        batch.put(&key, &[w as u8; 32]).unwrap();
+                    }
+                    ks.commit(batch).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let took = started.elapsed();
+    store.sync().await.unwrap();
+    let disk = tokio::task::spawn_blocking({
+        let path = dir.path().join("troupe");
+        move || dir_size(&path)
+    })
+    .await
+    .unwrap();
+    println!(
+        "  1,000,000 writes of 8-byte keys and 32-byte values: {:.1} s, {} MiB on disk, process resident {} MiB (+{} MiB)",
+        took.as_secs_f64(),
+        disk >> 20,
+        rss_kib(std::process::id()) >> 10,
+        rss_kib(std::process::id()).saturating_sub(before_rss) >> 10
+    );
+    drop(store);
+
+    // Durable kv puts from n1 to the shards on n2, 64 in flight.
+    let nodes = two_nodes().await;
+    let client = reqwest::Client::new();
+    let report: Value = client
+        .post(format!("http://127.0.0.1:{}/admin/bench", nodes.http[0]))
+        .json(&json!({"target_node": "n2", "mode": "call", "service": "kv", "payload_bytes": 32, "duration_ms": 3000, "in_flight": 64}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    println!(
+        "  kv puts routed n1 -> shards on n2, 64 in flight: {:.0} durable puts/s, p50 {} us, p99 {} us",
+        report["per_second"].as_f64().unwrap_or_default(),
+        report["latency_us"]["p50"],
+        report["latency_us"]["p99"]
+    );
+}
+
+fn dir_size(path: &std::path::Path) -> u64 {
+    std::fs::read_dir(path)
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|e| match e.metadata() {
+                    Ok(m) if m.is_dir() => dir_size(&e.path()),
+                    Ok(m) => m.len(),
+                    Err(_) => 0,
+                })
+                .sum()
+        })
+        .unwrap_or(0)
 }

@@ -31,6 +31,9 @@ pub(crate) struct BenchArgs {
     /// Concurrent senders
     #[arg(long, default_value_t = 64)]
     pub(crate) in_flight: usize,
+    /// echo, or kv (durable puts to the target's kv shards; call mode)
+    #[arg(long, default_value = "echo", value_parser = ["echo", "kv"])]
+    pub(crate) service: String,
     /// Print the raw JSON report
     #[arg(long)]
     pub(crate) json: bool,
@@ -49,6 +52,7 @@ pub(crate) async fn run(config: &NodeConfig, args: &BenchArgs) -> ExitCode {
         "payload_bytes": args.payload_bytes,
         "duration_ms": args.duration_ms,
         "in_flight": args.in_flight,
+        "service": args.service,
     });
     let client = match client(Duration::from_millis(args.duration_ms) + Duration::from_secs(90)) {
         Ok(c) => c,
@@ -89,7 +93,8 @@ fn render(request: &Value, report: &Value) -> String {
     let n = |v: &Value| v.as_f64().unwrap_or_default();
     let l = &report["latency_us"];
     format!(
-        "echo {} on {}: {} messages of {} bytes in {:.2} s with {} in flight\n  {:.0} msg/s\n  latency us: p50 {} p90 {} p99 {} max {}\n",
+        "{} {} on {}: {} messages of {} bytes in {:.2} s with {} in flight\n  {:.0} msg/s\n  latency us: p50 {} p90 {} p99 {} max {}\n",
+        request["service"].as_str().unwrap_or("echo"),
         request["mode"].as_str().unwrap_or_default(),
         request["target_node"].as_str().unwrap_or_default(),
         report["messages"],

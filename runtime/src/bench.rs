@@ -15,6 +15,7 @@ use tokio::time::{Duration, Instant};
 
 use crate::cluster::NodeId;
 use crate::echo::{Echo, EchoRequest};
+use crate::kv::{Kv, KvRequest, KvResponse};
 use crate::runtime::Runtime;
 use crate::service::{CallError, CallOptions};
 
@@ -41,6 +42,20 @@ pub struct BenchSpec {
     pub duration: Duration,
     /// Concurrent senders.
     pub in_flight: usize,
+    /// What is driven.
+    pub service: BenchService,
+}
+
+/// The service a benchmark drives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BenchService {
+    /// The echo members of the target node.
+    #[default]
+    Echo,
+    /// Durable puts to the kv shards that live on the target node (call mode only): each
+    /// message is a write acknowledged once it is on disk.
+    Kv,
 }
 
 /// Latency percentiles, in microseconds.
@@ -77,6 +92,9 @@ fn histogram() -> Histogram<u64> {
 
 /// Runs the benchmark.
 pub async fn run(runtime: &Runtime, spec: BenchSpec) -> Result<BenchReport, CallError> {
+    if spec.service == BenchService::Kv {
+        return run_kv(runtime, spec).await;
+    }
     let echo = runtime.router::<Echo>();
     let members: Vec<u32> = echo
         .members()
@@ -131,6 +149,71 @@ pub async fn run(runtime: &Runtime, spec: BenchSpec) -> Result<BenchReport, Call
             Ok::<_, CallError>((count, latencies))
         }));
     }
+    collect(tasks, started).await
+}
+
+/// Durable puts to keys whose shards live on the target node.
+async fn run_kv(runtime: &Runtime, spec: BenchSpec) -> Result<BenchReport, CallError> {
+    let kv = runtime.router::<Kv>();
+    let keys: Vec<String> = (0..100_000)
+        .map(|i| format!("bench-{i}"))
+        .filter(|k| {
+            kv.shard_of(k.as_bytes())
+                .is_some_and(|(_, node)| node == spec.target)
+        })
+        .take(4096)
+        .collect();
+    if keys.is_empty() {
+        return Err(CallError::NoMember(format!("kv shards on {}", spec.target)));
+    }
+    let value = vec![b'7'; spec.payload_bytes.max(1)];
+    let started = Instant::now();
+    let stop_at = started + spec.duration;
+    let mut tasks = Vec::new();
+    for t in 0..spec.in_flight.max(1) {
+        let kv = kv.clone();
+        let keys = keys.clone();
+        let value = value.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = histogram();
+            let mut count = 0u64;
+            let mut i = t;
+            while Instant::now() < stop_at {
+                let key = &keys[i % keys.len()];
+                i += 7;
+                let sent = Instant::now();
+                let request = KvRequest::Put {
+                    key: key.clone(),
+                    value: value.clone(),
+                };
+                match kv
+                    .call_sharded(
+                        key.as_bytes(),
+                        request,
+                        CallOptions::timeout(Duration::from_secs(10)),
+                    )
+                    .await?
+                {
+                    KvResponse::Put { .. } => {}
+                    other => {
+                        return Err(CallError::BadMessage(format!(
+                            "unexpected answer {other:?}"
+                        )));
+                    }
+                }
+                let _ = latencies.record((sent.elapsed().as_micros() as u64).max(1));
+                count += 1;
+            }
+            Ok::<_, CallError>((count, latencies))
+        }));
+    }
+    collect(tasks, started).await
+}
+
+/// One sender task: messages sent and their latencies.
+type Sender = tokio::task::JoinHandle<Result<(u64, Histogram<u64>), CallError>>;
+
+async fn collect(tasks: Vec<Sender>, started: Instant) -> Result<BenchReport, CallError> {
     let mut messages = 0;
     let mut latencies = histogram();
     for task in tasks {

@@ -7,7 +7,7 @@
 use axum::extract::State;
 use serde::{Deserialize, Serialize};
 use tokio::time::{Duration, Instant};
-use troupe_runtime::bench::{self, BenchMode, BenchReport, BenchSpec};
+use troupe_runtime::bench::{self, BenchMode, BenchReport, BenchService, BenchSpec};
 use troupe_runtime::echo::{Echo, EchoRequest};
 use troupe_runtime::registry::NodeCount;
 use troupe_runtime::{CallOptions, KilledMember, NodeId, NodeStatus};
@@ -212,6 +212,9 @@ pub(crate) struct BenchRequest {
     payload_bytes: usize,
     duration_ms: u64,
     in_flight: usize,
+    /// `echo` (default) or `kv`: durable puts to the target's kv shards.
+    #[serde(default)]
+    service: BenchService,
 }
 
 /// How long `/admin/bench` may take beyond the run itself (its barrier, slow starts).
@@ -242,12 +245,18 @@ pub(crate) async fn bench(
             "in_flight: between 1 and {MAX_BENCH_IN_FLIGHT}"
         )));
     }
+    if request.service == BenchService::Kv && request.mode != BenchMode::Call {
+        return Err(ApiError::InvalidRequest(
+            "mode: kv is benchmarked with calls (durable puts)".into(),
+        ));
+    }
     let spec = BenchSpec {
         target,
         mode: request.mode,
         payload_bytes: request.payload_bytes,
         duration: Duration::from_millis(request.duration_ms),
         in_flight: request.in_flight,
+        service: request.service,
     };
     let report = bench::run(state.runtime(), spec).await?;
     Ok(axum::Json(report))
