@@ -39,6 +39,15 @@ impl Backoff {
         }
     }
 
+    /// A backoff from `min` to `max` with 20% jitter, usable in constants.
+    pub const fn constant_bounds(min: Duration, max: Duration) -> Self {
+        Self {
+            min,
+            max,
+            jitter: 0.2,
+        }
+    }
+
     /// The delay before attempt number `attempt` (0 for the first retry). `unit` is a random
     /// draw in `0.0..1.0`: 0.5 gives the undisturbed delay. The result never exceeds `max`.
     pub fn delay(&self, attempt: u32, unit: f64) -> Duration {

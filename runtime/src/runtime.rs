@@ -60,6 +60,18 @@ pub struct StoreSettings {
     pub cache_bytes: u64,
 }
 
+/// How a service's root supervisor treats its members' supervisor giving up: restart it a few
+/// times with a growing pause, then let the service stop on this node.
+const ESCALATION_POLICY: RestartPolicy = RestartPolicy {
+    max_restarts: 5,
+    within: Duration::from_secs(60),
+    stable_after: Duration::from_secs(30),
+    backoff: crate::backoff::Backoff::constant_bounds(
+        Duration::from_millis(100),
+        Duration::from_secs(10),
+    ),
+};
+
 /// A member killed on purpose (failure injection).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KilledMember {
@@ -281,7 +293,7 @@ impl Runtime {
             None => (0..spec.members_per_node).collect(),
         };
         let sharded = spec.shards.is_some();
-        let children = slots
+        let children: Vec<ChildSpec> = slots
             .iter()
             .map(|index| {
                 member_spec(
@@ -296,20 +308,39 @@ impl Runtime {
                 )
             })
             .collect();
-        let observer = Arc::new(Observer {
+        let observer: Arc<dyn SupervisorObserver> = Arc::new(Observer {
             registry: Arc::clone(registry),
             service: S::NAME,
             restarts: Arc::clone(&self.core.restarts),
         });
+        // The members' supervisor has a parent of its own: when the members restart too often
+        // and it gives up (escalates), the parent starts it again, with its own backoff and
+        // limit; only if that fails too does the service stop on this node.
+        let policy = self.core.restart;
+        let members_supervisor =
+            ChildSpec::new(format!("{}.members", S::NAME), move |parent: ActorCell| {
+                let args = SupervisorArgs {
+                    name: S::NAME.to_string(),
+                    strategy: Strategy::OneForOne,
+                    policy,
+                    children: children.clone(),
+                    observer: Some(Arc::clone(&observer)),
+                };
+                Box::pin(async move {
+                    let (supervisor, _) =
+                        Actor::spawn_linked(None, Supervisor, args, parent).await?;
+                    Ok(supervisor.get_cell())
+                })
+            });
         let (supervisor, _) = Actor::spawn(
             None,
             Supervisor,
             SupervisorArgs {
-                name: S::NAME.to_string(),
+                name: format!("{}.root", S::NAME),
                 strategy: Strategy::OneForOne,
-                policy: self.core.restart,
-                children,
-                observer: Some(observer),
+                policy: ESCALATION_POLICY,
+                children: vec![members_supervisor],
+                observer: None,
             },
         )
         .await

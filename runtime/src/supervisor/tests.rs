@@ -333,3 +333,69 @@ async fn exceeding_the_intensity_escalates_to_the_parent() {
         assert!(waited < 500, "the supervisor did not fail");
     }
 }
+
+#[tokio::test]
+async fn an_escalation_is_handled_by_the_parent_supervisor() {
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let observer: Arc<dyn SupervisorObserver> = Arc::new(Recorder(Mutex::new(tx)));
+    let inner_policy = RestartPolicy {
+        max_restarts: 1,
+        stable_after: Duration::ZERO,
+        ..RestartPolicy::default()
+    };
+    let inner = ChildSpec::new("inner", move |parent| {
+        let args = SupervisorArgs {
+            name: "inner".into(),
+            strategy: Strategy::OneForOne,
+            policy: inner_policy,
+            children: vec![crasher("c0", 0)],
+            observer: Some(Arc::clone(&observer)),
+        };
+        Box::pin(async move {
+            let (sup, _) = Actor::spawn_linked(None, Supervisor, args, parent).await?;
+            Ok(sup.get_cell())
+        })
+    });
+    let (outer, _) = Actor::spawn(
+        None,
+        Supervisor,
+        SupervisorArgs {
+            name: "outer".into(),
+            strategy: Strategy::OneForOne,
+            policy: RestartPolicy::default(),
+            children: vec![inner],
+            observer: None,
+        },
+    )
+    .await
+    .unwrap();
+    let first = match rx.recv().await.unwrap() {
+        Seen::Started(_, cell) => cell,
+        other => panic!("unexpected {other:?}"),
+    };
+    // One restart is allowed; the second death makes the inner supervisor give up...
+    first.kill();
+    let (_, second) = next_start(&mut rx).await;
+    second.kill();
+    // ...and the outer one starts it again, with a fresh child.
+    let mut escalated = false;
+    let third = loop {
+        match tokio::time::timeout(Duration::from_secs(10), rx.recv())
+            .await
+            .unwrap()
+            .unwrap()
+        {
+            Seen::Event(SupervisorEvent::Escalated { .. }) => escalated = true,
+            Seen::Started(_, cell) => break cell,
+            _ => {}
+        }
+    };
+    assert!(escalated, "the inner supervisor escalated");
+    assert_eq!(ping(&third).await, 0, "the restarted subtree serves");
+    let children = ractor::call_t!(outer, SupervisorMsg::Children, 1000).unwrap();
+    assert_eq!(
+        children[0].restarts, 1,
+        "the outer supervisor restarted the inner one once"
+    );
+    outer.stop_and_wait(None, None).await.unwrap();
+}
