@@ -27,15 +27,29 @@ pub fn troupe_bin() -> PathBuf {
 /// A cookie for test clusters.
 pub const COOKIE: &str = "test-cookie-0123456789abcdef";
 
-/// `n` distinct free ports on 127.0.0.1 (held together while chosen, so they differ).
+/// `n` distinct free ports on 127.0.0.1.
+///
+/// Ports come from a range below the kernel's ephemeral range, handed out once per test
+/// process: a node that a test kills and restarts keeps its ports, and no other test of the
+/// same process (nor the kernel, for outgoing connections) can take them in between.
 pub fn free_ports(n: usize) -> Vec<u16> {
-    let listeners: Vec<_> = (0..n)
-        .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port"))
-        .collect();
-    listeners
-        .iter()
-        .map(|l| l.local_addr().expect("local addr").port())
-        .collect()
+    use std::sync::atomic::{AtomicU16, Ordering};
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let _ = NEXT.compare_exchange(
+        0,
+        20_000 + (std::process::id() % 40) as u16 * 250,
+        Ordering::SeqCst,
+        Ordering::SeqCst,
+    );
+    let mut ports = Vec::with_capacity(n);
+    while ports.len() < n {
+        let port = NEXT.fetch_add(1, Ordering::SeqCst);
+        assert!(port < 32_000, "test ports exhausted");
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            ports.push(port);
+        }
+    }
+    ports
 }
 
 /// One configured node of a test cluster.
