@@ -6,9 +6,8 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::cli::EXIT_UNAVAILABLE;
 use crate::config::NodeConfig;
-use crate::status::{base_url, client};
+use crate::status::{base_url, client, fetch_json};
 
 /// What to run, from the command line.
 #[derive(clap::Args, Debug, Clone)]
@@ -59,24 +58,9 @@ pub(crate) async fn run(config: &NodeConfig, args: &BenchArgs) -> ExitCode {
         Err(code) => return code,
     };
     let url = format!("{base}/admin/bench");
-    let report: Value = match client.post(&url).json(&body).send().await {
-        Ok(r) if r.status().is_success() => match r.json().await {
-            Ok(v) => v,
-            Err(e) => {
-                eprintln!("troupe: {url} answered with something that is not JSON: {e}");
-                return ExitCode::FAILURE;
-            }
-        },
-        Ok(r) => {
-            let status = r.status();
-            let text = r.text().await.unwrap_or_default();
-            eprintln!("troupe: {url} answered {status}: {text}");
-            return ExitCode::FAILURE;
-        }
-        Err(e) => {
-            eprintln!("troupe: cannot reach {url}: {e}");
-            return ExitCode::from(EXIT_UNAVAILABLE);
-        }
+    let report = match fetch_json(&url, client.post(&url).json(&body)).await {
+        Ok(v) => v,
+        Err(code) => return code,
     };
     if args.json {
         println!(

@@ -34,30 +34,39 @@ pub(crate) fn client(timeout: Duration) -> Result<reqwest::Client, ExitCode> {
         })
 }
 
+/// Sends `request` to `url` and reads a JSON answer; on failure, says why on stderr and gives
+/// the exit code: 69 if the node cannot be reached, 1 otherwise.
+pub(crate) async fn fetch_json(
+    url: &str,
+    request: reqwest::RequestBuilder,
+) -> Result<Value, ExitCode> {
+    match request.send().await {
+        Ok(r) if r.status().is_success() => r.json().await.map_err(|e| {
+            eprintln!("troupe: {url} answered with something that is not JSON: {e}");
+            ExitCode::FAILURE
+        }),
+        Ok(r) => {
+            let status = r.status();
+            let text = r.text().await.unwrap_or_default();
+            eprintln!("troupe: {url} answered {status}: {text}");
+            Err(ExitCode::FAILURE)
+        }
+        Err(e) => {
+            eprintln!("troupe: cannot reach {url}: {e}");
+            Err(ExitCode::from(EXIT_UNAVAILABLE))
+        }
+    }
+}
+
 pub(crate) async fn run(config: &NodeConfig, node: Option<&str>, json: bool) -> ExitCode {
     let url = format!("{}/admin/cluster", base_url(config, node));
     let client = match client(Duration::from_secs(5)) {
         Ok(c) => c,
         Err(code) => return code,
     };
-    let body: Value = match client.get(&url).send().await {
-        Ok(r) if r.status().is_success() => match r.json().await {
-            Ok(v) => v,
-            Err(e) => {
-                eprintln!("troupe: {url} answered with something that is not JSON: {e}");
-                return ExitCode::FAILURE;
-            }
-        },
-        Ok(r) => {
-            let status = r.status();
-            let text = r.text().await.unwrap_or_default();
-            eprintln!("troupe: {url} answered {status}: {text}");
-            return ExitCode::FAILURE;
-        }
-        Err(e) => {
-            eprintln!("troupe: cannot reach {url}: {e}");
-            return ExitCode::from(EXIT_UNAVAILABLE);
-        }
+    let body = match fetch_json(&url, client.get(&url)).await {
+        Ok(v) => v,
+        Err(code) => return code,
     };
     if json {
         println!(

@@ -227,10 +227,7 @@ impl TestCluster {
 
     /// GET `path` on node `id`: status and JSON body.
     pub async fn get(&self, id: &str, path: &str) -> Option<(u16, Value)> {
-        let response = self.client.get(self.node(id).url(path)).send().await.ok()?;
-        let status = response.status().as_u16();
-        let body = response.json().await.unwrap_or(Value::Null);
-        Some((status, body))
+        send_json(self.client.get(self.node(id).url(path))).await
     }
 
     /// Node statuses as `observer` sees them, or None if it does not answer.
@@ -360,16 +357,7 @@ impl TestCluster {
     /// POST a JSON body to node `id`: status and JSON body (None if the node did not answer
     /// within the client timeout).
     pub async fn post(&self, id: &str, path: &str, body: &Value) -> Option<(u16, Value)> {
-        let response = self
-            .client
-            .post(self.node(id).url(path))
-            .json(body)
-            .send()
-            .await
-            .ok()?;
-        let status = response.status().as_u16();
-        let body = response.json().await.unwrap_or(Value::Null);
-        Some((status, body))
+        send_json(self.client.post(self.node(id).url(path)).json(body)).await
     }
 
     /// Live members of `service` per node, as `observer` sees them.
@@ -449,16 +437,8 @@ pub fn metric(text: &str, name_and_labels: &str) -> Option<f64> {
 impl TestCluster {
     /// PUT a JSON value to `/admin/kv/{key}` on node `id`: status and body.
     pub async fn kv_put(&self, id: &str, key: &str, value: &Value) -> Option<(u16, Value)> {
-        let response = self
-            .client
-            .put(self.node(id).url(&format!("/admin/kv/{key}")))
-            .json(value)
-            .send()
-            .await
-            .ok()?;
-        let status = response.status().as_u16();
-        let body = response.json().await.unwrap_or(Value::Null);
-        Some((status, body))
+        let url = self.node(id).url(&format!("/admin/kv/{key}"));
+        send_json(self.client.put(url).json(value)).await
     }
 
     /// Waits until node `id` answers ready.
@@ -486,6 +466,15 @@ impl TestCluster {
             })
             .unwrap_or_default()
     }
+}
+
+/// Sends a request: status and JSON body (`Null` if the body is not JSON), or None if the node
+/// did not answer.
+pub async fn send_json(request: reqwest::RequestBuilder) -> Option<(u16, Value)> {
+    let response = request.send().await.ok()?;
+    let status = response.status().as_u16();
+    let body = response.json().await.unwrap_or(Value::Null);
+    Some((status, body))
 }
 
 /// A small deterministic generator for test choices (seeded by the caller).
