@@ -18,7 +18,9 @@
 use std::collections::HashMap;
 use std::marker::PhantomData;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
+
+use arc_swap::ArcSwap;
 
 use tokio::sync::oneshot;
 use tokio::time::{Instant, timeout_at};
@@ -132,7 +134,9 @@ struct Inner<S: Service> {
     shard_map: Vec<NodeId>,
     balance: Balance,
     prefer_local: bool,
-    view: RwLock<Arc<View<S>>>,
+    /// The cached view: read on every send without a lock (an atomic load), replaced when the
+    /// registry's epoch moves.
+    view: ArcSwap<View<S>>,
     counter: AtomicU64,
     /// In-flight counts per member identity, kept across view rebuilds.
     outstanding: Mutex<HashMap<u64, Arc<AtomicUsize>>>,
@@ -183,7 +187,7 @@ impl<S: Service> Router<S> {
             shard_map,
             balance: spec.balance,
             prefer_local: spec.prefer_local,
-            view: RwLock::new(Arc::new(View::empty())),
+            view: ArcSwap::from_pointee(View::empty()),
             counter: AtomicU64::new(rand::random::<u64>() >> 1),
             outstanding: Mutex::new(HashMap::new()),
             _service: PhantomData,
@@ -195,14 +199,12 @@ impl<S: Service> Router<S> {
 
     fn view(&self) -> Arc<View<S>> {
         let epoch = self.inner.registry.epoch();
-        {
-            let view = self.inner.view.read().unwrap_or_else(|p| p.into_inner());
-            if view.epoch == epoch {
-                return Arc::clone(&view);
-            }
+        let view = self.inner.view.load_full();
+        if view.epoch == epoch {
+            return view;
         }
         let fresh = Arc::new(self.build_view());
-        *self.inner.view.write().unwrap_or_else(|p| p.into_inner()) = Arc::clone(&fresh);
+        self.inner.view.store(Arc::clone(&fresh));
         fresh
     }
 
@@ -336,23 +338,23 @@ impl<S: Service> Router<S> {
     ) -> Result<(), CallError> {
         let trace = telemetry::current();
         let mut request = Some(request);
-        // The common case, a local member with room, is served under the view's read lock:
-        // no clone of the view, no clock, no await.
+        // The common case, a local member with room, is served from a borrowed view: no clone
+        // of it, no clock, no await.
         let (view, mut next_pick) = {
             let epoch = self.inner.registry.epoch();
-            let guard = self.inner.view.read().unwrap_or_else(|p| p.into_inner());
+            let guard = self.inner.view.load();
             if guard.epoch == epoch {
                 let pick = self.pick(&guard, &options, &[]);
                 if let Some(handle) = pick.and_then(|i| guard.targets[i].local.as_ref())
                     && let Some(req) = request.take()
                 {
-                    match try_send_local(handle, MemberMsg::Cast(req, trace)) {
+                    match try_send_local(handle, MemberMsg::Cast(req, trace.map(Box::new))) {
                         Ok(()) => return Ok(()),
                         Err((_, Some(back))) => request = request_of(Some(back)),
                         Err((e, None)) => return Err(e),
                     }
                 }
-                (Arc::clone(&guard), pick)
+                (arc_swap::Guard::into_inner(guard), pick)
             } else {
                 drop(guard);
                 (self.view(), None)
@@ -374,7 +376,9 @@ impl<S: Service> Router<S> {
                     let Some(req) = request.take() else {
                         return Err(self.no_member());
                     };
-                    match send_local(handle, MemberMsg::Cast(req, trace), patience).await {
+                    match send_local(handle, MemberMsg::Cast(req, trace.map(Box::new)), patience)
+                        .await
+                    {
                         Ok(()) => return Ok(()),
                         Err((e, back)) => {
                             request = request_of(back);
@@ -506,9 +510,13 @@ impl<S: Service> Router<S> {
                     deadline: Some(deadline),
                     trace,
                 };
-                send_local(handle, MemberMsg::One(envelope), Patience::Until(deadline))
-                    .await
-                    .map_err(|(e, _)| (e, false))?;
+                send_local(
+                    handle,
+                    MemberMsg::One(Box::new(envelope)),
+                    Patience::Until(deadline),
+                )
+                .await
+                .map_err(|(e, _)| (e, false))?;
                 match timeout_at(deadline, rx).await {
                     Ok(Ok(result)) => result.map_err(|e| (e, true)),
                     Ok(Err(_)) => Err((CallError::MemberFailed, true)),

@@ -51,10 +51,12 @@ pub struct RoundRobin;
 
 impl Balancer for RoundRobin {
     fn pick(&self, candidates: &[Candidate], input: &PickInput) -> Option<usize> {
-        if candidates.is_empty() {
-            return None;
+        match candidates.len() {
+            0 => None,
+            // No division for the common single-member case.
+            1 => Some(0),
+            n => Some((input.counter % n as u64) as usize),
         }
-        Some((input.counter % candidates.len() as u64) as usize)
     }
 }
 

@@ -15,22 +15,36 @@ use tokio::time::{Instant, timeout_at};
 /// The member gives back room at least this often when nobody waits.
 pub(crate) const RELEASE_EVERY: usize = 64;
 
+/// A value alone on its cache line.
+#[derive(Debug, Default)]
+#[repr(align(128))]
+struct Padded<T>(T);
+
+impl<T> std::ops::Deref for Padded<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
 /// Queued messages of one member, against its capacity.
 #[derive(Debug)]
 pub(crate) struct Mailbox {
-    queued: AtomicUsize,
+    /// Written by every sender: on a line of its own, so that the member reading `waiting`
+    /// after each message does not miss its cache every time a sender reserves.
+    queued: Padded<AtomicUsize>,
     capacity: usize,
     /// Senders waiting for room.
-    waiting: AtomicUsize,
+    waiting: Padded<AtomicUsize>,
     room: Notify,
 }
 
 impl Mailbox {
     pub(crate) fn new(capacity: usize) -> Self {
         Self {
-            queued: AtomicUsize::new(0),
+            queued: Padded(AtomicUsize::new(0)),
             capacity: capacity.max(1),
-            waiting: AtomicUsize::new(0),
+            waiting: Padded(AtomicUsize::new(0)),
             room: Notify::new(),
         }
     }

@@ -22,9 +22,11 @@ pub(crate) struct Envelope<S: Service> {
 /// What a member's mailbox holds. Each request was counted into the member's [`Mailbox`] by
 /// its sender; the member gives the room back once it is handled.
 pub(crate) enum MemberMsg<S: Service> {
-    /// A one-way request from this node: the smallest message, for the most frequent case.
-    Cast(S::Request, Option<TraceContext>),
-    One(Envelope<S>),
+    /// A one-way request from this node: the smallest message, for the most frequent case
+    /// (ractor moves every message several times: the enum is kept about this size).
+    Cast(S::Request, Option<Box<TraceContext>>),
+    /// A call, or a request with a deadline: boxed, so that it does not make every message big.
+    One(Box<Envelope<S>>),
     /// Several requests that arrived together from one peer, in order.
     Batch(Vec<Envelope<S>>),
 }
@@ -102,13 +104,13 @@ impl<S: Service> Member<S> {
                     request,
                     reply: None,
                     deadline: None,
-                    trace,
+                    trace: trace.map(|t| *t),
                 };
                 self.process(&mut state.inner, envelope).await;
                 self.handled(state, 1);
             }
             MemberMsg::One(envelope) => {
-                self.process(&mut state.inner, envelope).await;
+                self.process(&mut state.inner, *envelope).await;
                 self.handled(state, 1);
             }
             MemberMsg::Batch(envelopes) => {
@@ -150,10 +152,24 @@ impl<S: Service> Actor for Member<S> {
         message: Self::Msg,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        // The work of a message is a large future (the service's handler inside ours); ractor
-        // moves the handler's future through several layers of its own per message. On the
-        // heap it is moved as a pointer instead: one allocation instead of copying it around.
-        Box::pin(self.deliver(message, state)).await;
+        match message {
+            // The most frequent message, a local one-way request without trace context, runs
+            // the service's handler directly: this future stays about the size of the
+            // handler's own.
+            MemberMsg::Cast(request, None) => {
+                let cx = RequestContext {
+                    member: &self.info,
+                    trace: None,
+                    deadline: None,
+                };
+                let _ = self.service.handle(&mut state.inner, request, &cx).await;
+                self.handled(state, 1);
+            }
+            // The others carry more (reply channels, deadlines, batches) and make a larger
+            // future, which ractor would move through several layers of its own per message:
+            // on the heap it is moved as a pointer instead.
+            other => Box::pin(self.deliver(other, state)).await,
+        }
         Ok(())
     }
 }
