@@ -146,3 +146,27 @@ async fn a_failed_flush_acknowledges_nothing() {
     ));
     assert!(matches!(ks.commit(batch).await, Err(StoreError::Failed(_))));
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_size_on_disk_follows_the_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), 1 << 20).unwrap();
+    let ks = store.claim("big/0", Duration::ZERO).await.unwrap();
+    let mut batch = WriteBatch::new();
+    for i in 0..1000u32 {
+        batch.put(&i.to_be_bytes(), &vec![7u8; 512]).unwrap();
+    }
+    ks.commit(batch).await.unwrap();
+    // The committer refreshes the size once it has been idle for a second.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let mut waited = 0;
+    while store.size_on_disk() < 500_000 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        waited += 1;
+        assert!(
+            waited < 100,
+            "size on disk stayed at {}",
+            store.size_on_disk()
+        );
+    }
+}
