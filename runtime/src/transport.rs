@@ -150,6 +150,8 @@ pub(crate) struct Core {
     pub(crate) settings: TransportSettings,
     pub(crate) registry: Arc<Registry>,
     links: HashMap<NodeId, Arc<LinkSlot>>,
+    /// Peers being dialled now.
+    dialing: std::sync::Mutex<std::collections::HashSet<NodeId>>,
     next_serial: AtomicU64,
     pub(crate) stats: Stats,
 }
@@ -240,6 +242,7 @@ impl Transport {
             settings,
             registry,
             links,
+            dialing: std::sync::Mutex::default(),
             next_serial: AtomicU64::new(1),
             stats: Stats::default(),
         });
@@ -356,10 +359,28 @@ async fn dial(core: Arc<Core>, peer: NodeId, cluster: Cluster) {
     let Some(addr) = core.settings.peers.get(&peer).copied() else {
         return;
     };
+    // One dialler per peer: a second one would replace the first one's link, failing the
+    // calls waiting on it.
+    if !core
+        .dialing
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(peer.clone())
+    {
+        return;
+    }
+    dial_until_linked(&core, &peer, addr, &cluster).await;
+    core.dialing
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .remove(&peer);
+}
+
+async fn dial_until_linked(core: &Arc<Core>, peer: &NodeId, addr: SocketAddr, cluster: &Cluster) {
     let backoff = Backoff::new(Duration::from_millis(20), Duration::from_secs(1), 0.2);
     let mut attempt = 0;
     loop {
-        if core.link(&peer).is_some() {
+        if core.link(peer).is_some() {
             return;
         }
         let up = cluster
@@ -371,7 +392,7 @@ async fn dial(core: Arc<Core>, peer: NodeId, cluster: Cluster) {
         }
         let result = timeout(core.settings.handshake_timeout, async {
             let mut stream = TcpStream::connect(addr).await?;
-            handshake::dial(&mut stream, &core.me, &peer, &core.cookie)
+            handshake::dial(&mut stream, &core.me, peer, &core.cookie)
                 .await
                 .map_err(std::io::Error::other)?;
             Ok::<_, std::io::Error>(stream)
@@ -379,7 +400,7 @@ async fn dial(core: Arc<Core>, peer: NodeId, cluster: Cluster) {
         .await;
         match result {
             Ok(Ok(stream)) => {
-                core.install(peer, stream);
+                core.install(peer.clone(), stream);
                 return;
             }
             Ok(Err(e)) => {
