@@ -497,19 +497,10 @@ impl NodeConfig {
             );
         }
         let cookie = match &c.cookie {
-            Some(cookie)
-                if cookie.get_ref().chars().count() < troupe_runtime::cluster::MIN_COOKIE_LEN =>
-            {
-                return check.err(
-                    "cluster.cookie",
-                    &cookie.span(),
-                    format!(
-                        "must be at least {} characters",
-                        troupe_runtime::cluster::MIN_COOKIE_LEN
-                    ),
-                );
-            }
-            Some(cookie) => Some(cookie.get_ref().clone()),
+            Some(cookie) => match troupe_runtime::cluster::check_cookie(cookie.get_ref()) {
+                Ok(()) => Some(cookie.get_ref().clone()),
+                Err(why) => return check.err("cluster.cookie", &cookie.span(), why),
+            },
             None => None,
         };
         let data_dir = match &args.data_dir {

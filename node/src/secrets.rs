@@ -38,11 +38,8 @@ pub enum SecretSource {
 /// The cluster cookie, and where it came from.
 pub fn cluster_cookie(config: &NodeConfig) -> Result<(String, SecretSource), ConfigError> {
     if let Ok(cookie) = std::env::var(COOKIE_ENV) {
-        if cookie.chars().count() < troupe_runtime::cluster::MIN_COOKIE_LEN {
-            return Err(ConfigError::new(format!(
-                "{COOKIE_ENV} must be at least {} characters",
-                troupe_runtime::cluster::MIN_COOKIE_LEN
-            )));
+        if let Err(why) = troupe_runtime::cluster::check_cookie(&cookie) {
+            return Err(ConfigError::new(format!("{COOKIE_ENV} {why}")));
         }
         return Ok((cookie, SecretSource::Env(COOKIE_ENV)));
     }
@@ -106,10 +103,10 @@ fn read_secret(path: &Path) -> std::io::Result<String> {
         ));
     }
     let secret = fs::read_to_string(path)?.trim().to_string();
-    if secret.chars().count() < troupe_runtime::cluster::MIN_COOKIE_LEN {
+    if let Err(why) = troupe_runtime::cluster::check_cookie(&secret) {
         return Err(std::io::Error::new(
             ErrorKind::InvalidData,
-            "the stored secret is too short",
+            format!("the stored secret {why}"),
         ));
     }
     Ok(secret)

@@ -63,6 +63,7 @@ use tokio::time::Duration;
 
 pub use self::settings::{
     ClusterSettings, DetectorSettings, MIN_COOKIE_LEN, NodeId, NodeSpec, ReconnectSettings,
+    check_cookie,
 };
 use crate::registry::Registry;
 use crate::{Result, RuntimeError};
@@ -232,11 +233,6 @@ impl Cluster {
     /// The cluster as this node sees it now.
     pub fn view(&self) -> ClusterView {
         self.inner.view.borrow().clone()
-    }
-
-    /// A receiver of the latest view, to await changes.
-    pub fn watch(&self) -> watch::Receiver<ClusterView> {
-        self.inner.view.clone()
     }
 
     /// Whether every configured node has been seen up since this node started.

@@ -61,28 +61,21 @@ pub(super) fn check(
             )));
         }
         let defaults = ServiceSpec::default();
-        let members_per_node = match &service.members_per_node {
-            Some(n) if !(1..=1024).contains(n.get_ref()) => {
-                return check.err(
-                    &format!("services.{name}.members_per_node"),
-                    &n.span(),
-                    "must be between 1 and 1024",
-                );
-            }
-            Some(n) => *n.get_ref(),
-            None => defaults.members_per_node,
-        };
-        let mailbox_capacity = match &service.mailbox_capacity {
-            Some(n) if !(1..=1_000_000).contains(n.get_ref()) => {
-                return check.err(
-                    &format!("services.{name}.mailbox_capacity"),
-                    &n.span(),
-                    "must be between 1 and 1000000",
-                );
-            }
-            Some(n) => *n.get_ref(),
-            None => defaults.mailbox_capacity,
-        };
+        let key = |field: &str| format!("services.{name}.{field}");
+        let members_per_node = bounded(
+            check,
+            &key("members_per_node"),
+            &service.members_per_node,
+            1024,
+        )?
+        .unwrap_or(defaults.members_per_node);
+        let mailbox_capacity = bounded(
+            check,
+            &key("mailbox_capacity"),
+            &service.mailbox_capacity,
+            1_000_000,
+        )?
+        .unwrap_or(defaults.mailbox_capacity);
         let hosts = match &service.nodes {
             Some(list) => {
                 let mut ids = Vec::new();
@@ -116,26 +109,14 @@ pub(super) fn check(
             }
             None => None,
         };
-        let shards = match &service.shards {
-            Some(n) if !(1..=4096).contains(n.get_ref()) => {
-                return check.err(
-                    &format!("services.{name}.shards"),
-                    &n.span(),
-                    "must be between 1 and 4096",
-                );
-            }
-            Some(n) => {
-                if let Some(m) = &service.members_per_node {
-                    return check.err(
-                        &format!("services.{name}.members_per_node"),
-                        &m.span(),
-                        "does not apply to a sharded service (its members are its shards)",
-                    );
-                }
-                Some(*n.get_ref())
-            }
-            None => None,
-        };
+        let shards = bounded(check, &key("shards"), &service.shards, 4096)?;
+        if let (Some(_), Some(m)) = (shards, &service.members_per_node) {
+            return check.err(
+                &key("members_per_node"),
+                &m.span(),
+                "does not apply to a sharded service (its members are its shards)",
+            );
+        }
         specs.insert(
             name.clone(),
             ServiceSpec {
@@ -162,6 +143,25 @@ pub(super) fn check(
         )));
     }
     Ok(specs)
+}
+
+/// The value of an optional setting that must be between 1 and `max`.
+fn bounded<T>(
+    check: &Checker<'_>,
+    key: &str,
+    value: &Option<Spanned<T>>,
+    max: T,
+) -> Result<Option<T>, ConfigError>
+where
+    T: Copy + PartialOrd + From<u8> + std::fmt::Display,
+{
+    match value {
+        Some(v) if !(T::from(1)..=max).contains(v.get_ref()) => {
+            check.err(key, &v.span(), format!("must be between 1 and {max}"))
+        }
+        Some(v) => Ok(Some(*v.get_ref())),
+        None => Ok(None),
+    }
 }
 
 fn check_source(check: &Checker<'_>) -> String {

@@ -140,6 +140,17 @@ impl fmt::Debug for ClusterSettings {
 /// The shortest cookie we accept: the cookie is the only thing keeping strangers out.
 pub const MIN_COOKIE_LEN: usize = 16;
 
+/// Checks a cluster cookie: at least [`MIN_COOKIE_LEN`] printable characters. The error says
+/// what is wrong, without the cookie.
+pub fn check_cookie(cookie: &str) -> std::result::Result<(), String> {
+    if cookie.chars().count() < MIN_COOKIE_LEN || cookie.chars().any(char::is_control) {
+        return Err(format!(
+            "must be at least {MIN_COOKIE_LEN} printable characters"
+        ));
+    }
+    Ok(())
+}
+
 impl ClusterSettings {
     /// Settings with the default detector and reconnect timings.
     pub fn new(self_id: &str, nodes: Vec<NodeSpec>, cookie: String) -> Result<Self> {
@@ -186,10 +197,8 @@ impl ClusterSettings {
                 "node {self_id:?} is not among the configured nodes"
             ));
         };
-        if cookie.chars().count() < MIN_COOKIE_LEN || cookie.chars().any(char::is_control) {
-            return invalid(format!(
-                "the cluster cookie must be at least {MIN_COOKIE_LEN} printable characters"
-            ));
+        if let Err(why) = check_cookie(&cookie) {
+            return invalid(format!("the cluster cookie {why}"));
         }
         if detector.heartbeat_interval.is_zero()
             || detector.suspect_after <= detector.heartbeat_interval

@@ -157,8 +157,7 @@ async fn the_size_on_disk_follows_the_writes() {
         batch.put(&i.to_be_bytes(), &vec![7u8; 512]).unwrap();
     }
     ks.commit(batch).await.unwrap();
-    // The committer refreshes the size once it has been idle for a second.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // The committer refreshes the size once it has been idle for a second (paused clock).
     let mut waited = 0;
     while store.size_on_disk() < 500_000 {
         tokio::time::sleep(Duration::from_millis(100)).await;
