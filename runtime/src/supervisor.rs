@@ -501,7 +501,11 @@ impl Actor for Supervisor {
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         let (cell, reason) = match event {
-            SupervisionEvent::ActorTerminated(cell, _, reason) => {
+            SupervisionEvent::ActorTerminated(cell, last_state, reason) => {
+                // ractor hands a stopped (or killed) child's state to its supervisor. Drop it
+                // before restarting: it may hold what the successor needs (a keyspace claim),
+                // and the restart below waits for the successor's start.
+                drop(last_state);
                 (cell, reason.unwrap_or_else(|| "stopped".into()))
             }
             SupervisionEvent::ActorFailed(cell, error) => (cell, format!("failed: {error}")),
