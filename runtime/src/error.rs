@@ -8,8 +8,11 @@ pub enum ErrorKind {
     InvalidConfig,
     /// Something the runtime needs could not be started (a port taken, an actor refused to spawn).
     Startup,
-    /// The target is not reachable now; the caller may retry later.
+    /// The target is not reachable now and nothing was done; the caller may retry later.
     Unavailable,
+    /// The request reached its target, which may have applied it, but no answer came: the
+    /// caller cannot know, and may repeat only an idempotent request.
+    OutcomeUnknown,
     /// A bug or a broken invariant inside the runtime.
     Internal,
 }

@@ -1,10 +1,13 @@
 //! `kv`: the built-in key-value service, and the smallest sharded, persistent service: the
 //! example to copy when writing your own.
 //!
-//! Each shard is one actor that owns one keyspace (`kv/<shard>`). A `Put` stores the value with
-//! the key's next version and answers only once the write is durable; a `Get` answers only with
-//! durable data. A shard keeps no state in memory beyond its keyspace handle, so a restart (a
-//! crash, a kill) loses nothing: the next request reads from disk.
+//! Each shard is one actor that owns one keyspace (`kv/<shard>`). A `Put` applies the value with
+//! the key's next version and answers only once the write is durable; a `Get` answers only once
+//! what it read is durable. Neither makes the shard wait for the disk: the shard goes on with
+//! its next request while the group commit runs, and the answers leave when it is done
+//! ([`RequestContext::reply_when_durable`]). A shard keeps no state in memory beyond its
+//! keyspace handle, so a restart (a crash, a kill) loses nothing: the next request reads from
+//! disk.
 //!
 //! ```no_run
 //! # async fn demo(runtime: &troupe_runtime::Runtime) -> Result<(), troupe_runtime::CallError> {
@@ -87,7 +90,7 @@ impl Service for Kv {
         &self,
         keyspace: &mut Keyspace,
         request: KvRequest,
-        _cx: &RequestContext<'_>,
+        cx: &RequestContext<'_>,
     ) -> KvResponse {
         match request {
             KvRequest::Put { key, value } => {
@@ -102,16 +105,18 @@ impl Service for Kv {
                 if let Err(e) = batch.put(key.as_bytes(), &Versioned { version, value }) {
                     return KvResponse::Failed(e.to_string());
                 }
-                match keyspace.commit(batch).await {
-                    Ok(()) => KvResponse::Put { version },
+                match keyspace.apply(batch) {
+                    Ok(durable) => {
+                        cx.reply_when_durable(durable);
+                        KvResponse::Put { version }
+                    }
                     Err(e) => KvResponse::Failed(e.to_string()),
                 }
             }
             KvRequest::Get { key } => {
-                // Whatever this shard shows must be durable: wait for the writes applied so far.
-                if let Err(e) = keyspace.durable().await {
-                    return KvResponse::Failed(e.to_string());
-                }
+                // Whatever this shard shows must be durable: the answer waits for the writes
+                // applied so far.
+                cx.reply_when_durable(keyspace.seen());
                 match keyspace.get::<Versioned>(key.as_bytes()) {
                     Ok(found) => KvResponse::Get(found),
                     Err(e) => KvResponse::Failed(e.to_string()),

@@ -29,7 +29,8 @@ use crate::cluster::NodeId;
 use crate::registry::balance::{Balance, Balancer, Candidate, PickInput};
 use crate::registry::{LocalHandle, MemberSlot, Registry};
 use crate::service::{
-    CallError, CallOptions, Envelope, MemberMsg, ReplyTo, Service, decode, encode,
+    CallError, CallOptions, Envelope, MemberMsg, ReplyTo, Service, Target as WireTarget, decode,
+    encode,
 };
 use crate::telemetry::{self, TraceContext};
 use crate::transport::{LinkSlot, Transport};
@@ -402,7 +403,7 @@ impl<S: Service> Router<S> {
                         Some(link) => {
                             link.cast(
                                 Arc::clone(&self.inner.name),
-                                Some(target.slot.pid),
+                                self.wire_target(target, &options),
                                 payload,
                                 trace,
                                 patience,
@@ -458,11 +459,21 @@ impl<S: Service> Router<S> {
                 return Err(self.no_member());
             };
             let target = &view.targets[i];
-            target.outstanding.fetch_add(1, Ordering::Relaxed);
-            let result = self
-                .call_once(target, request.clone(), &mut encoded, trace, deadline)
-                .await;
-            target.outstanding.fetch_sub(1, Ordering::Relaxed);
+            let result = {
+                // Counted while in flight, and given back even when the caller drops this
+                // future (an HTTP client gone): a guard, not a second statement.
+                let _in_flight = InFlight::new(&target.outstanding);
+                let wire_target = self.wire_target(target, &options);
+                self.call_once(
+                    target,
+                    wire_target,
+                    request.clone(),
+                    &mut encoded,
+                    trace,
+                    deadline,
+                )
+                .await
+            };
             match result {
                 Ok(response) => {
                     return Ok((
@@ -473,10 +484,11 @@ impl<S: Service> Router<S> {
                         },
                     ));
                 }
-                Err((e, sent))
-                    if e.is_retryable()
-                        && Instant::now() < deadline
-                        && (options.idempotent || !sent) =>
+                // Another member may take a request that was not applied; one that may have
+                // been applied is sent again only if it is idempotent.
+                Err(e)
+                    if (e.not_applied() || (options.idempotent && e.is_retryable()))
+                        && Instant::now() < deadline =>
                 {
                     tracing::debug!(service = S::NAME, node = %target.node, error = %e, "call failed; retrying on another member");
                     excluded.push(i);
@@ -486,21 +498,33 @@ impl<S: Service> Router<S> {
                         tokio::time::sleep(std::time::Duration::from_millis(5)).await;
                     }
                 }
-                Err((e, _)) => return Err(e),
+                Err(e) => return Err(e),
             }
         }
     }
 
-    /// One attempt. An error says whether the request may have reached the member (only then
-    /// can a retry of a non-idempotent request duplicate it).
+    /// How a remote member is named on the wire: a sharded service's member, or one the caller
+    /// named, by its slot (only it may take the request); a member a balancer picked by its
+    /// actor id (another may stand in if it is gone).
+    fn wire_target(&self, target: &Target<S>, options: &CallOptions) -> WireTarget {
+        if !self.inner.shard_map.is_empty() || options.member.is_some() {
+            WireTarget::Slot(target.slot.index)
+        } else {
+            WireTarget::Pick(target.slot.pid)
+        }
+    }
+
+    /// One attempt. The error says whether the request may have been applied
+    /// ([`CallError::not_applied`]).
     async fn call_once(
         &self,
         target: &Target<S>,
+        wire_target: WireTarget,
         request: S::Request,
         encoded: &mut Option<Vec<u8>>,
         trace: Option<TraceContext>,
         deadline: Instant,
-    ) -> Result<S::Response, (CallError, bool)> {
+    ) -> Result<S::Response, CallError> {
         match &target.local {
             Some(handle) => {
                 let (tx, rx) = oneshot::channel();
@@ -516,18 +540,18 @@ impl<S: Service> Router<S> {
                     Patience::Until(deadline),
                 )
                 .await
-                .map_err(|(e, _)| (e, false))?;
+                .map_err(|(e, _)| e)?;
                 match timeout_at(deadline, rx).await {
-                    Ok(Ok(result)) => result.map_err(|e| (e, true)),
-                    Ok(Err(_)) => Err((CallError::MemberFailed, true)),
-                    Err(_) => Err((CallError::Timeout, true)),
+                    Ok(Ok(result)) => result,
+                    Ok(Err(_)) => Err(CallError::MemberFailed),
+                    Err(_) => Err(CallError::Timeout),
                 }
             }
             None => {
                 let payload = match encoded {
                     Some(p) => p.clone(),
                     None => {
-                        let p = encode(&request).map_err(|e| (e, false))?;
+                        let p = encode(&request)?;
                         *encoded = Some(p.clone());
                         p
                     }
@@ -536,21 +560,17 @@ impl<S: Service> Router<S> {
                     .link
                     .as_ref()
                     .and_then(|slot| slot.get())
-                    .ok_or_else(|| (CallError::Unreachable(target.node.to_string()), false))?;
+                    .ok_or_else(|| CallError::Unreachable(target.node.to_string()))?;
                 let bytes = link
                     .call(
                         Arc::clone(&self.inner.name),
-                        Some(target.slot.pid),
+                        wire_target,
                         payload,
                         trace,
                         deadline,
                     )
-                    .await
-                    .map_err(|e| {
-                        let sent = !matches!(e, CallError::Overloaded);
-                        (e, sent)
-                    })?;
-                decode(&bytes).map_err(|e| (e, true))
+                    .await?;
+                decode(&bytes)
             }
         }
     }
@@ -567,10 +587,12 @@ impl<S: Service> Router<S> {
 
     /// Sends a request to the shard that owns `key`, and waits for the reply.
     ///
-    /// While the shard's node is down this fails at once with
-    /// [`CallError::ShardUnavailable`] (the caller may retry later: nothing moved, nothing is
-    /// lost). While the shard itself is restarting on a live node, the call waits for it, up to
-    /// its deadline.
+    /// The request reaches that shard or nothing: never another shard. While the shard's node
+    /// is down this fails at once with [`CallError::ShardUnavailable`] (the caller may retry
+    /// later: nothing moved, nothing is lost). While the shard itself is restarting on a live
+    /// node, the call waits for it, up to its deadline. A failure after the request reached
+    /// the shard ([`crate::ErrorKind::OutcomeUnknown`]) is returned as it is, and is retried
+    /// only for an idempotent request.
     pub async fn call_sharded(
         &self,
         key: &[u8],
@@ -605,19 +627,32 @@ impl<S: Service> Router<S> {
                 idempotent: options.idempotent,
             };
             match self.call(request.clone(), attempt).await {
-                Err(CallError::NoMember(_) | CallError::Unreachable(_))
+                // The node is up but the shard is not running (it is restarting, or died with
+                // the request queued) or the link to it is being dialled: nothing was applied,
+                // so wait a little and look again.
+                Err(CallError::NoMember(_) | CallError::Unreachable(_) | CallError::Dropped)
                     if Instant::now() < deadline =>
                 {
-                    // The node is up but the shard is not registered (it is restarting) or the
-                    // link to it is being dialled: wait a little and look again.
                     tokio::time::sleep(std::time::Duration::from_millis(5)).await;
                 }
-                Err(CallError::NoMember(_) | CallError::Unreachable(_)) => {
+                Err(CallError::NoMember(_) | CallError::Unreachable(_) | CallError::Dropped) => {
                     return Err(unavailable());
                 }
                 other => return other,
             }
         }
+    }
+
+    /// Calls counted in flight over all members, for tests.
+    #[cfg(test)]
+    pub(crate) fn num_outstanding(&self) -> usize {
+        self.inner
+            .outstanding
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .map(|c| c.load(Ordering::Relaxed))
+            .sum()
     }
 
     /// The members this router can reach now: (node, slot) pairs.
@@ -627,6 +662,22 @@ impl<S: Service> Router<S> {
             .iter()
             .map(|t| (t.node.clone(), t.slot.index))
             .collect()
+    }
+}
+
+/// One call in flight to a member, counted for the least-outstanding balancer until dropped.
+struct InFlight<'a>(&'a AtomicUsize);
+
+impl<'a> InFlight<'a> {
+    fn new(count: &'a AtomicUsize) -> Self {
+        count.fetch_add(1, Ordering::Relaxed);
+        Self(count)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

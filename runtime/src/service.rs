@@ -118,6 +118,33 @@ pub struct RequestContext<'a> {
     pub trace: Option<TraceContext>,
     /// When the caller stops waiting, if it waits.
     pub deadline: Option<Instant>,
+    /// What the reply waits for (see [`RequestContext::reply_when_durable`]). A std mutex:
+    /// set once by the handler, taken once by the member, never contended.
+    pub(crate) reply_after: std::sync::Mutex<Option<crate::store::Durable>>,
+}
+
+impl<'a> RequestContext<'a> {
+    /// Holds this request's reply until `durable` is reached, while the member goes on with
+    /// its next message: a handler that applied a write with [`Keyspace::apply`] (or read with
+    /// [`Keyspace::seen`]) answers only once what it wrote (or saw) is on disk, without making
+    /// every other request wait for the disk. If the flush fails, the caller is told the
+    /// outcome is unknown ([`CallError::NotDurable`]). The last call wins.
+    pub fn reply_when_durable(&self, durable: crate::store::Durable) {
+        *self.reply_after.lock().unwrap_or_else(|p| p.into_inner()) = Some(durable);
+    }
+
+    pub(crate) fn new(
+        member: &'a MemberInfo,
+        trace: Option<TraceContext>,
+        deadline: Option<Instant>,
+    ) -> RequestContext<'a> {
+        RequestContext {
+            member,
+            trace,
+            deadline,
+            reply_after: std::sync::Mutex::new(None),
+        }
+    }
 }
 
 /// A service failed to start a member.
@@ -164,26 +191,47 @@ impl ServiceSpec {
 }
 
 /// How a request to a service can fail.
+///
+/// Every failure says what the caller may assume about the request: either it was **not
+/// applied** (never sent, refused, or dropped before a member took it: trying again is safe,
+/// [`CallError::not_applied`]), or its **outcome is unknown** (it reached a member that may have
+/// applied it before the answer was lost: only an idempotent request may be sent again,
+/// [`ErrorKind::OutcomeUnknown`]).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, serde::Deserialize)]
 pub enum CallError {
-    /// No live member of the service can be reached.
+    /// No live member of the service can be reached (or the one named is not running).
     #[error("no live member of service {0}")]
     NoMember(String),
     /// The service is not known to this node.
     #[error("unknown service {0}")]
     UnknownService(String),
-    /// The deadline passed before a reply came.
-    #[error("the deadline passed before the reply")]
+    /// The deadline passed after the request was handed to a member or a link, before a
+    /// reply: the request may have been applied.
+    #[error("the deadline passed before an answer came")]
     Timeout,
-    /// The node of the chosen member cannot be reached.
+    /// The deadline passed before a member took the request: nothing was done.
+    #[error("the deadline passed before the request was handled; nothing was done")]
+    Expired,
+    /// The node of the chosen member cannot be reached; the request was not sent.
     #[error("node {0} is unreachable")]
     Unreachable(String),
-    /// The member died, or dropped the request, before replying.
-    #[error("the member failed before replying")]
+    /// The link to the member's node dropped after the request was sent: it may have been
+    /// applied.
+    #[error("the connection to node {0} dropped before an answer came")]
+    Lost(String),
+    /// The member died while handling the request: it may have been applied.
+    #[error("the member failed while handling the request")]
     MemberFailed,
+    /// The member stopped before it took the request: nothing was done.
+    #[error("the member stopped before handling the request; nothing was done")]
+    Dropped,
     /// The member's mailbox or the link to its node stayed full until the deadline.
     #[error("overloaded")]
     Overloaded,
+    /// The write was applied but the store failed before it was durable: it may or may not
+    /// be there after a restart.
+    #[error("the store failed before the write was durable: {0}")]
+    NotDurable(String),
     /// A message could not be encoded or decoded.
     #[error("bad message: {0}")]
     BadMessage(String),
@@ -200,26 +248,36 @@ pub enum CallError {
 }
 
 impl CallError {
-    /// Whether trying again (another member, or later) may succeed.
-    pub fn is_retryable(&self) -> bool {
+    /// Whether the request certainly was not applied and trying again now or later may
+    /// succeed: safe to retry whatever the request does.
+    pub fn not_applied(&self) -> bool {
         matches!(
             self,
             Self::NoMember(_)
                 | Self::Unreachable(_)
-                | Self::MemberFailed
+                | Self::Dropped
                 | Self::Overloaded
                 | Self::ShardUnavailable { .. }
         )
+    }
+
+    /// Whether trying again (another member, or later) may succeed: always for a failure that
+    /// applied nothing, and for an idempotent request also after an unknown outcome.
+    pub fn is_retryable(&self) -> bool {
+        self.not_applied() || matches!(self, Self::Lost(_) | Self::MemberFailed)
     }
 
     /// The kind, for the edge.
     pub fn kind(&self) -> ErrorKind {
         match self {
             Self::UnknownService(_) | Self::BadMessage(_) => ErrorKind::Internal,
+            Self::Timeout | Self::Lost(_) | Self::MemberFailed | Self::NotDurable(_) => {
+                ErrorKind::OutcomeUnknown
+            }
             Self::NoMember(_)
-            | Self::Timeout
+            | Self::Expired
             | Self::Unreachable(_)
-            | Self::MemberFailed
+            | Self::Dropped
             | Self::Overloaded
             | Self::ShardUnavailable { .. } => ErrorKind::Unavailable,
         }
@@ -277,18 +335,31 @@ impl CallOptions {
 
 /// The type-erased face of a hosted service, for the transport: decode and deliver.
 pub(crate) trait Endpoint: Send + Sync + 'static {
-    /// Delivers requests that arrived together from a peer, in order, each to member `pid` (or
-    /// to another live local member if that one is gone). Waits for mailbox room, which pushes
-    /// back on the link.
+    /// Delivers requests that arrived together from a peer, in order, each to its
+    /// [`Target`]. Waits for mailbox room, which pushes back on the link.
     fn deliver_batch(
         &self,
         batch: Vec<RemoteDelivery>,
     ) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send + '_>>;
 }
 
+/// Which member of a service a request from a peer is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum Target {
+    /// Any live member.
+    Any,
+    /// The member with this actor id, picked by a balancer: if it is gone, any other live
+    /// member (members of a stateless service are interchangeable).
+    Pick(u64),
+    /// The member in this slot and no other, whatever its actor id (it may have restarted):
+    /// for a sharded service the slot is the shard, whose data no other member has. If no
+    /// member runs in the slot, nothing is delivered and the caller is told so.
+    Slot(u32),
+}
+
 /// One request from a peer.
 pub(crate) struct RemoteDelivery {
-    pub(crate) pid: Option<u64>,
+    pub(crate) target: Target,
     pub(crate) payload: bytes::Bytes,
     pub(crate) deadline: Option<Instant>,
     pub(crate) trace: Option<TraceContext>,

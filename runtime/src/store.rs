@@ -290,6 +290,43 @@ impl Keyspace {
     pub async fn durable(&self) -> Result<(), StoreError> {
         self.store.sync().await
     }
+
+    /// Applies `batch` atomically and returns at once, with the [`Durable`] to wait on before
+    /// anything that depends on it (a reply) leaves: an actor that must not wait for the disk
+    /// between two messages hands it to [`crate::service::RequestContext::reply_when_durable`].
+    pub fn apply(&self, batch: WriteBatch) -> Result<Durable, StoreError> {
+        let commit = &self.store.inner.commit;
+        commit.check()?;
+        if !batch.is_empty() {
+            self.engine.apply(&batch.ops)?;
+        }
+        Ok(Durable {
+            seq: commit.note_write(),
+            store: self.store.clone(),
+        })
+    }
+
+    /// What a reader waits on before it shows what it read: every write applied so far.
+    pub fn seen(&self) -> Durable {
+        Durable {
+            seq: self.store.inner.commit.written(),
+            store: self.store.clone(),
+        }
+    }
+}
+
+/// A point in the store's sequence of applied writes, durable once a flush covers it.
+#[derive(Debug)]
+pub struct Durable {
+    seq: u64,
+    store: Store,
+}
+
+impl Durable {
+    /// Waits until every write up to this point is durable; fails if a flush failed first.
+    pub async fn wait(self) -> Result<(), StoreError> {
+        self.store.inner.commit.wait_durable(self.seq).await
+    }
 }
 
 #[cfg(test)]

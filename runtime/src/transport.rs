@@ -13,8 +13,9 @@
 //!
 //! # Guarantees
 //!
-//! - Every call ends in exactly one of: a reply, [`CallError::Timeout`] at its deadline, or
-//!   [`CallError::Unreachable`] (the link is down or drops while waiting).
+//! - Every call ends in exactly one of: a reply, [`CallError::Timeout`] at its deadline,
+//!   [`CallError::Unreachable`] (the link is down: nothing was sent), or [`CallError::Lost`]
+//!   (the link dropped after the request was queued: it may have been applied).
 //! - Envelopes from one sender to one member arrive in the order sent: one FIFO queue per link,
 //!   one TCP stream, one reader delivering in order.
 //! - Queues are bounded: a full link queue makes senders wait until their deadline, then
@@ -85,6 +86,7 @@ pub struct Stats {
     pub(crate) late_replies: AtomicU64,
     pub(crate) unknown_service: AtomicU64,
     pub(crate) refused_handshakes: AtomicU64,
+    pub(crate) expired: AtomicU64,
 }
 
 /// A copy of the counters.
@@ -106,6 +108,8 @@ pub struct StatsSnapshot {
     pub unknown_service: u64,
     /// Incoming links that failed authentication.
     pub refused_handshakes: u64,
+    /// Requests from peers that arrived after their deadline and were not handled.
+    pub expired: u64,
 }
 
 impl Stats {
@@ -121,6 +125,7 @@ impl Stats {
             late_replies: get(&self.late_replies),
             unknown_service: get(&self.unknown_service),
             refused_handshakes: get(&self.refused_handshakes),
+            expired: get(&self.expired),
         }
     }
 }

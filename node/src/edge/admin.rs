@@ -313,7 +313,8 @@ pub(crate) async fn echo(
         .runtime()
         .router::<Echo>()
         .call_traced(request, options)
-        .await?;
+        .await
+        .map_err(ApiError::from_idempotent)?;
     Ok(axum::Json(EchoAnswer {
         payload: String::from_utf8_lossy(&response.payload).into_owned(),
         node: response.node.to_string(),

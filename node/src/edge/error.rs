@@ -44,9 +44,13 @@ pub enum ApiError {
     /// 415: the body is not JSON.
     #[error("{0}")]
     UnsupportedMediaType(String),
-    /// 503: not available now; the client may retry after `Retry-After`.
+    /// 503: not available now, and nothing was done; the client may retry after `Retry-After`.
     #[error("{0}")]
     Unavailable(String),
+    /// 504: the request reached the service but no answer came in time: it may or may not
+    /// have been applied. The client should look before it repeats a write.
+    #[error("{0}")]
+    OutcomeUnknown(String),
     /// 500: a bug. The message is logged, never sent.
     #[error("{0}")]
     Internal(String),
@@ -74,6 +78,7 @@ impl ApiError {
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::OutcomeUnknown(_) => StatusCode::GATEWAY_TIMEOUT,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -113,18 +118,35 @@ pub(crate) fn code_for(status: StatusCode) -> &'static str {
         StatusCode::UNPROCESSABLE_ENTITY => "unprocessable",
         StatusCode::TOO_MANY_REQUESTS => "rate_limited",
         StatusCode::SERVICE_UNAVAILABLE => "unavailable",
+        StatusCode::GATEWAY_TIMEOUT => "outcome_unknown",
         s if s.is_client_error() => "invalid_request",
         _ => "internal",
     }
 }
 
 impl From<troupe_runtime::CallError> for ApiError {
-    /// Failures to reach a service are temporary (503, retry); a message that does not encode or
-    /// decode is a bug (500).
+    /// A failure that applied nothing is temporary (503, retry); one after the request reached
+    /// the service may have applied it (504, outcome unknown); a message that does not encode
+    /// or decode is a bug (500).
     fn from(e: troupe_runtime::CallError) -> Self {
         match e.kind() {
             troupe_runtime::ErrorKind::Unavailable => Self::Unavailable(e.to_string()),
+            troupe_runtime::ErrorKind::OutcomeUnknown => Self::OutcomeUnknown(format!(
+                "{e}: the request may or may not have been applied; read before repeating it"
+            )),
             _ => Self::Internal(e.to_string()),
+        }
+    }
+}
+
+impl ApiError {
+    /// The error for a failed call that changes nothing (a read, an echo): when no answer
+    /// came, repeating it is safe, so the client is told to retry (503) rather than that the
+    /// outcome is unknown.
+    pub fn from_idempotent(e: troupe_runtime::CallError) -> Self {
+        match e.kind() {
+            troupe_runtime::ErrorKind::OutcomeUnknown => Self::Unavailable(e.to_string()),
+            _ => e.into(),
         }
     }
 }
@@ -146,6 +168,7 @@ impl IntoResponse for ApiError {
                     | Self::PayloadTooLarge(m)
                     | Self::UnsupportedMediaType(m)
                     | Self::Unavailable(m)
+                    | Self::OutcomeUnknown(m)
                     | Self::Internal(m) => m.as_str(),
                 }
             }

@@ -2,7 +2,9 @@
 //!
 //! A key is 1 to 256 bytes; a value is any JSON document up to 64 KiB. A `PUT` answers only once
 //! the value is durable on the disk of the node that owns the key's shard; a `GET` shows only
-//! durable values. While that node is down both answer 503 with `Retry-After`, at once.
+//! durable values. While that node is down both answer 503 with `Retry-After`, at once. A `PUT`
+//! that reached the shard but got no answer in time (the node froze, the connection dropped)
+//! answers 504 `outcome_unknown`: the value may or may not have been stored.
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -97,7 +99,8 @@ pub(crate) async fn get(
             request,
             CallOptions::timeout(KV_TIMEOUT).idempotent(),
         )
-        .await?;
+        .await
+        .map_err(ApiError::from_idempotent)?;
     match answer {
         KvResponse::Get(Some(found)) => {
             let value = serde_json::from_slice(&found.value)

@@ -25,6 +25,8 @@ fn free_ports() -> (u16, u16) {
 struct Gated {
     gate: Arc<Semaphore>,
     seen: Arc<std::sync::Mutex<Vec<u64>>>,
+    /// Requests whose handling has started (they may be waiting at the gate).
+    entered: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl Service for Gated {
@@ -38,6 +40,8 @@ impl Service for Gated {
     }
 
     async fn handle(&self, _: &mut (), request: u64, _cx: &RequestContext<'_>) -> u64 {
+        self.entered
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         if let Ok(permit) = self.gate.acquire().await {
             permit.forget();
         }
@@ -84,6 +88,7 @@ async fn a_full_mailbox_makes_senders_wait_then_fail_as_overloaded() {
         .host(Gated {
             gate: Arc::clone(&gate),
             seen: Arc::clone(&seen),
+            entered: Arc::default(),
         })
         .await
         .unwrap();
@@ -131,10 +136,12 @@ async fn a_call_to_a_member_that_dies_fails_at_once_and_a_slow_one_times_out() {
     })
     .await;
     let gate = Arc::new(Semaphore::new(0));
+    let entered = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     runtime
         .host(Gated {
             gate: Arc::clone(&gate),
             seen: Arc::default(),
+            entered: Arc::clone(&entered),
         })
         .await
         .unwrap();
@@ -148,8 +155,9 @@ async fn a_call_to_a_member_that_dies_fails_at_once_and_a_slow_one_times_out() {
     );
     assert!(started.elapsed() >= Duration::from_millis(100));
 
-    // The member is stuck on request 1; request 2 waits behind it. Kill the member: the
-    // caller hears at once, long before its 30 s deadline.
+    // The member is stuck on request 1; request 2 waits behind it. Kill the member: request 2
+    // was never handled, so the router sends it again to the restarted member, which answers
+    // once the gate opens, long before the 30 s deadline.
     let pending = {
         let router = router.clone();
         tokio::spawn(async move {
@@ -174,10 +182,79 @@ async fn a_call_to_a_member_that_dies_fails_at_once_and_a_slow_one_times_out() {
     }
     let killed = runtime.kill_member(Gated::NAME, None, None).await.unwrap();
     assert_eq!(killed.len(), 1);
+    gate.add_permits(1);
+    let result = tokio::time::timeout(Duration::from_secs(5), pending)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(result, Ok(2));
+
+    // A member killed while it handles a call: the caller hears at once that the outcome is
+    // unknown, and the call is not sent again (it is not idempotent).
+    let before = entered.load(std::sync::atomic::Ordering::SeqCst);
+    let pending = {
+        let router = router.clone();
+        tokio::spawn(async move {
+            router
+                .call(3, CallOptions::timeout(Duration::from_secs(30)))
+                .await
+        })
+    };
+    let waited = tokio::time::Instant::now();
+    while entered.load(std::sync::atomic::Ordering::SeqCst) == before {
+        assert!(
+            waited.elapsed() < Duration::from_secs(5),
+            "request 3 never started"
+        );
+        tokio::task::yield_now().await;
+    }
+    let killed = runtime.kill_member(Gated::NAME, None, None).await.unwrap();
+    assert_eq!(killed.len(), 1);
     let result = tokio::time::timeout(Duration::from_secs(5), pending)
         .await
         .unwrap()
         .unwrap();
     assert_eq!(result, Err(CallError::MemberFailed));
+    assert_eq!(
+        entered.load(std::sync::atomic::Ordering::SeqCst),
+        before + 1,
+        "request 3 was handled again"
+    );
+    runtime.shutdown(Duration::from_secs(5)).await;
+}
+
+#[tokio::test]
+async fn an_abandoned_call_gives_back_its_in_flight_count() {
+    let runtime = runtime_with(ServiceSpec {
+        members_per_node: 2,
+        balance: crate::registry::balance::Balance::LeastOutstanding,
+        ..ServiceSpec::default()
+    })
+    .await;
+    let gate = Arc::new(Semaphore::new(0));
+    runtime
+        .host(Gated {
+            gate: Arc::clone(&gate),
+            seen: Arc::default(),
+            entered: Arc::default(),
+        })
+        .await
+        .unwrap();
+    let router = runtime.router::<Gated>();
+    // Three callers give up (an HTTP client gone) while their calls wait on a stuck member.
+    for request in 0..3 {
+        let abandoned = tokio::time::timeout(
+            Duration::from_millis(20),
+            router.call(request, CallOptions::timeout(Duration::from_secs(30))),
+        )
+        .await;
+        assert!(abandoned.is_err(), "the call should still be waiting");
+    }
+    assert_eq!(
+        router.num_outstanding(),
+        0,
+        "abandoned calls still count as in flight: the balancer would shun their members"
+    );
+    gate.add_permits(100);
     runtime.shutdown(Duration::from_secs(5)).await;
 }

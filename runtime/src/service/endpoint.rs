@@ -9,7 +9,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::time::{Duration, Instant};
 
-use super::{CallError, Endpoint, Envelope, MemberMsg, RemoteDelivery, ReplyTo, Service, decode};
+use super::{
+    CallError, Endpoint, Envelope, MemberMsg, RemoteDelivery, ReplyTo, Service, Target, decode,
+};
 use crate::registry::{LocalHandle, Registry};
 
 /// How long a batch from a peer waits for mailbox room when none of its calls has a nearer
@@ -31,23 +33,30 @@ impl<S: Service> TypedEndpoint<S> {
         }
     }
 
-    /// Member `pid` if it is alive here, else another live local member.
-    fn member(&self, pid: Option<u64>) -> Option<Arc<LocalHandle<S>>> {
+    /// The live local member `target` names (see [`Target`]): a slot is served by its own
+    /// member or not at all.
+    fn member(&self, target: Target) -> Option<Arc<LocalHandle<S>>> {
         let handles = self.registry.local_handles(S::NAME);
-        let chosen = pid
-            .and_then(|pid| handles.iter().find(|(slot, _)| slot.pid == pid))
-            .or_else(|| {
-                if handles.is_empty() {
-                    return None;
-                }
-                let n = self.counter.fetch_add(1, Ordering::Relaxed) as usize;
-                handles.get(n % handles.len())
-            })?;
+        let any = || {
+            if handles.is_empty() {
+                return None;
+            }
+            let n = self.counter.fetch_add(1, Ordering::Relaxed) as usize;
+            handles.get(n % handles.len())
+        };
+        let chosen = match target {
+            Target::Any => any(),
+            Target::Pick(pid) => handles
+                .iter()
+                .find(|(slot, _)| slot.pid == pid)
+                .or_else(any),
+            Target::Slot(index) => handles.iter().find(|(slot, _)| slot.index == index),
+        }?;
         Arc::clone(&chosen.1).downcast::<LocalHandle<S>>().ok()
     }
 
-    async fn deliver_run(&self, run: Vec<RemoteDelivery>, pid: Option<u64>) {
-        let Some(handle) = self.member(pid) else {
+    async fn deliver_run(&self, run: Vec<RemoteDelivery>, target: Target) {
+        let Some(handle) = self.member(target) else {
             for d in run {
                 if let Some(reply) = d.reply {
                     reply.send(Err(CallError::NoMember(S::NAME.into())));
@@ -98,9 +107,14 @@ impl<S: Service> TypedEndpoint<S> {
                 }
                 continue;
             }
-            // A member that died in the meantime drops the batch: its calls fail as
-            // MemberFailed (retryable) through their reply channels.
-            let _ = handle.actor.send_message(MemberMsg::Batch(chunk));
+            // A member that died in the meantime gives the batch back, or drops it unhandled:
+            // either way its calls fail as not applied (`Dropped`) through their reply
+            // channels.
+            if let Err(ractor::MessagingErr::SendErr(MemberMsg::Batch(back))) =
+                handle.actor.send_message(MemberMsg::Batch(chunk))
+            {
+                handle.mailbox.release(back.len());
+            }
         }
     }
 }
@@ -113,21 +127,21 @@ impl<S: Service> Endpoint for TypedEndpoint<S> {
         Box::pin(async move {
             // One mailbox message per member, each keeping the order its requests came in:
             // order is promised per sender and member, not across members.
-            let mut runs: Vec<(Option<u64>, Vec<RemoteDelivery>)> = Vec::new();
-            let mut index: HashMap<Option<u64>, usize> = HashMap::new();
+            let mut runs: Vec<(Target, Vec<RemoteDelivery>)> = Vec::new();
+            let mut index: HashMap<Target, usize> = HashMap::new();
             for d in batch {
-                let slot = match index.get(&d.pid) {
+                let slot = match index.get(&d.target) {
                     Some(i) => *i,
                     None => {
-                        index.insert(d.pid, runs.len());
-                        runs.push((d.pid, Vec::new()));
+                        index.insert(d.target, runs.len());
+                        runs.push((d.target, Vec::new()));
                         runs.len() - 1
                     }
                 };
                 runs[slot].1.push(d);
             }
-            for (pid, run) in runs {
-                self.deliver_run(run, pid).await;
+            for (target, run) in runs {
+                self.deliver_run(run, target).await;
             }
         })
     }

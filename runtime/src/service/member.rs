@@ -50,7 +50,7 @@ impl<S: Service> Member<S> {
     async fn process(&self, state: &mut S::State, envelope: Envelope<S>) {
         let Envelope {
             request,
-            reply,
+            mut reply,
             deadline,
             trace,
         } = envelope;
@@ -59,15 +59,14 @@ impl<S: Service> Member<S> {
         {
             // Nobody waits for this answer any more: skip the work.
             if let Some(reply) = reply {
-                reply.send(Err(CallError::Timeout));
+                reply.send(Err(CallError::Expired));
             }
             return;
         }
-        let cx = RequestContext {
-            member: &self.info,
-            trace,
-            deadline,
-        };
+        if let Some(reply) = &mut reply {
+            reply.start();
+        }
+        let cx = RequestContext::new(&self.info, trace, deadline);
         let response = match trace {
             // Boxed: the traced path is rarer, and keeping its larger future out of this one
             // keeps every message's future small (it is moved several times per message).
@@ -80,8 +79,24 @@ impl<S: Service> Member<S> {
             }
             None => self.service.handle(state, request, &cx).await,
         };
-        if let Some(reply) = reply {
-            reply.send(Ok(response));
+        let after = cx
+            .reply_after
+            .into_inner()
+            .unwrap_or_else(|p| p.into_inner());
+        match (reply, after) {
+            (Some(reply), None) => reply.send(Ok(response)),
+            // The reply leaves once what the handler wrote or read is durable; the member
+            // goes on meanwhile. The task is the member's no longer: a kill of the member
+            // from now on does not cut this answer off.
+            (Some(reply), Some(durable)) => {
+                tokio::spawn(async move {
+                    match durable.wait().await {
+                        Ok(()) => reply.send(Ok(response)),
+                        Err(e) => reply.send(Err(CallError::NotDurable(e.to_string()))),
+                    }
+                });
+            }
+            (None, _) => {}
         }
     }
 }
@@ -157,11 +172,7 @@ impl<S: Service> Actor for Member<S> {
             // the service's handler directly: this future stays about the size of the
             // handler's own.
             MemberMsg::Cast(request, None) => {
-                let cx = RequestContext {
-                    member: &self.info,
-                    trace: None,
-                    deadline: None,
-                };
+                let cx = RequestContext::new(&self.info, None, None);
                 let _ = self.service.handle(&mut state.inner, request, &cx).await;
                 self.handled(state, 1);
             }

@@ -13,11 +13,13 @@ pub(crate) trait ReplySink: Send + 'static {
     fn send(self: Box<Self>, result: Result<Vec<u8>, CallError>);
 }
 
-/// The reply channel of one call. If it is dropped without a reply (the member panicked, or
-/// the request was skipped), the caller gets [`CallError::MemberFailed`] at once instead of
-/// waiting for its deadline.
+/// The reply channel of one call. If it is dropped without a reply, the caller hears at once
+/// instead of waiting for its deadline: [`CallError::Dropped`] (nothing was done) if no member
+/// had started handling the request (it was queued in a mailbox that died), else
+/// [`CallError::MemberFailed`] (it may have been applied).
 pub struct ReplyTo<Resp: Serialize + Send + 'static> {
     inner: Option<Inner<Resp>>,
+    started: bool,
 }
 
 enum Inner<Resp> {
@@ -40,13 +42,21 @@ impl<Resp: Serialize + Send + 'static> ReplyTo<Resp> {
     pub(crate) fn local(tx: oneshot::Sender<Result<Resp, CallError>>) -> Self {
         Self {
             inner: Some(Inner::Local(tx)),
+            started: false,
         }
     }
 
     pub(crate) fn remote(sink: Box<dyn ReplySink>) -> Self {
         Self {
             inner: Some(Inner::Remote(sink)),
+            started: false,
         }
+    }
+
+    /// Marks the request as taken by a member: from now on a drop without a reply means its
+    /// outcome is unknown.
+    pub(crate) fn start(&mut self) {
+        self.started = true;
     }
 
     /// Sends the result to the caller (who may have stopped waiting).
@@ -63,11 +73,16 @@ impl<Resp: Serialize + Send + 'static> ReplyTo<Resp> {
 
 impl<Resp: Serialize + Send + 'static> Drop for ReplyTo<Resp> {
     fn drop(&mut self) {
+        let error = if self.started {
+            CallError::MemberFailed
+        } else {
+            CallError::Dropped
+        };
         match self.inner.take() {
             Some(Inner::Local(tx)) => {
-                let _ = tx.send(Err(CallError::MemberFailed));
+                let _ = tx.send(Err(error));
             }
-            Some(Inner::Remote(sink)) => sink.send(Err(CallError::MemberFailed)),
+            Some(Inner::Remote(sink)) => sink.send(Err(error)),
             None => {}
         }
     }

@@ -17,11 +17,11 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::{Instant, timeout_at};
 
-use super::wire::{Incoming, Outgoing, Reader};
+use super::wire::{Incoming, Now, Outgoing, Reader};
 use super::{Core, Stats};
 use crate::cluster::NodeId;
 use crate::router::Patience;
-use crate::service::{CallError, RemoteDelivery, ReplySink};
+use crate::service::{CallError, RemoteDelivery, ReplySink, Target};
 use crate::telemetry::TraceContext;
 
 /// A frame is written once this much is batched.
@@ -125,8 +125,10 @@ impl Link {
             let mut pending = self.inner.pending.lock().unwrap_or_else(|p| p.into_inner());
             pending.drain().map(|(_, w)| w).collect()
         };
+        // Their requests were queued or sent: they may have been applied.
+        let lost = CallError::Lost(self.inner.peer.to_string());
         for waiter in waiters {
-            let _ = waiter.send(Err(self.unreachable()));
+            let _ = waiter.send(Err(lost.clone()));
         }
     }
 
@@ -151,14 +153,14 @@ impl Link {
     pub(crate) async fn cast(
         &self,
         service: Arc<str>,
-        pid: Option<u64>,
+        target: Target,
         payload: Vec<u8>,
         trace: Option<TraceContext>,
         patience: Patience,
     ) -> Result<(), CallError> {
         let envelope = Outgoing::Request {
             correlation: None,
-            pid,
+            target,
             service,
             deadline: None,
             trace,
@@ -171,7 +173,7 @@ impl Link {
     pub(crate) async fn call(
         &self,
         service: Arc<str>,
-        pid: Option<u64>,
+        target: Target,
         payload: Vec<u8>,
         trace: Option<TraceContext>,
         deadline: Instant,
@@ -179,7 +181,7 @@ impl Link {
         let correlation = self.inner.next_correlation.fetch_add(1, Ordering::Relaxed);
         self.inner.in_flight.fetch_add(1, Ordering::Relaxed);
         let result = self
-            .call_inner(correlation, service, pid, payload, trace, deadline)
+            .call_inner(correlation, service, target, payload, trace, deadline)
             .await;
         self.inner.in_flight.fetch_sub(1, Ordering::Relaxed);
         result
@@ -189,7 +191,7 @@ impl Link {
         &self,
         correlation: u64,
         service: Arc<str>,
-        pid: Option<u64>,
+        target: Target,
         payload: Vec<u8>,
         trace: Option<TraceContext>,
         deadline: Instant,
@@ -207,7 +209,7 @@ impl Link {
         }
         let envelope = Outgoing::Request {
             correlation: Some(correlation),
-            pid,
+            target,
             service,
             deadline: Some(deadline),
             trace,
@@ -219,7 +221,7 @@ impl Link {
         }
         match timeout_at(deadline, rx).await {
             Ok(Ok(result)) => result,
-            Ok(Err(_)) => Err(self.unreachable()),
+            Ok(Err(_)) => Err(CallError::Lost(self.inner.peer.to_string())),
             Err(_) => {
                 self.forget(correlation);
                 Err(CallError::Timeout)
@@ -298,7 +300,7 @@ async fn write_loop(
         if link.inner.in_flight.load(Ordering::Relaxed) > 1 {
             tokio::task::yield_now().await;
         }
-        let now = Instant::now();
+        let now = Now::read();
         buf.clear();
         buf.extend_from_slice(&[0; 4]);
         let mut num_envelopes = u64::from(first.encode(&mut buf, now));
@@ -394,7 +396,7 @@ async fn read_loop(
 /// ones for the same service as one batch, in order.
 async fn dispatch(link: &Link, frame: Bytes, core: &Arc<Core>) {
     core.stats.frames_received.fetch_add(1, Ordering::Relaxed);
-    let now = Instant::now();
+    let now = Now::read();
     let mut reader = Reader::new(&frame);
     let mut batch: Vec<RemoteDelivery> = Vec::with_capacity((frame.len() / 32).clamp(1, 4096));
     let mut batch_service: Option<String> = None;
@@ -420,12 +422,25 @@ async fn dispatch(link: &Link, frame: Bytes, core: &Arc<Core>) {
             }
             Incoming::Request {
                 correlation,
-                pid,
+                target,
                 service,
                 deadline,
                 trace,
                 payload,
             } => {
+                let deadline = match deadline.map(|d| now.mono_of(d)) {
+                    None => None,
+                    Some(Some(deadline)) => Some(deadline),
+                    Some(None) => {
+                        // Its caller gave up before it arrived (it sat in buffers, or in this
+                        // process while frozen): never handle it.
+                        core.stats.expired.fetch_add(1, Ordering::Relaxed);
+                        if let Some(correlation) = correlation {
+                            link.reply(correlation, Err(CallError::Expired));
+                        }
+                        continue;
+                    }
+                };
                 if batch_service.as_deref() != Some(service) {
                     if let Some(name) = batch_service.take() {
                         deliver(core, &name, std::mem::take(&mut batch)).await;
@@ -433,9 +448,9 @@ async fn dispatch(link: &Link, frame: Bytes, core: &Arc<Core>) {
                     batch_service = Some(service.to_string());
                 }
                 batch.push(RemoteDelivery {
-                    pid,
+                    target,
                     payload: frame.slice_ref(payload),
-                    deadline: deadline.map(|d| now + d),
+                    deadline,
                     trace,
                     reply: correlation.map(|correlation| {
                         Box::new(LinkReply {

@@ -7,18 +7,24 @@
 //! cast     := target service deadline trace payload
 //! call     := corr:u64 target service deadline trace payload
 //! reply    := corr:u64 status:u8 payload    (status 0: payload is the response; else an error)
-//! target   := 0 | 1 pid:u64                 (any member, or that member)
+//! target   := 0 | 1 pid:u64 | 2 slot:u32    (any member; that member or, if gone, another;
+//!                                            exactly the member in that slot: see `Target`)
 //! service  := len:u8 utf8
-//! deadline := us:u32                        (time left when sent; 0: none)
+//! deadline := unix_us:u64                   (wall-clock deadline; 0: none)
 //! trace    := 0 | 1 trace_id:[16] span_id:[8] flags:u8
 //! payload  := len:u32 bytes
 //! ```
+//!
+//! Deadlines are absolute wall-clock times, so that time a request spends in buffers, in a
+//! frozen process or in a queue on either side is counted: a request that arrives after its
+//! caller gave up is answered [`CallError::Expired`] and never handled. This assumes the nodes'
+//! clocks agree to well within a deadline (NTP), as they do on one machine.
 
 use std::sync::Arc;
 
 use tokio::time::{Duration, Instant};
 
-use crate::service::CallError;
+use crate::service::{CallError, Target};
 use crate::telemetry::TraceContext;
 
 const CAST: u8 = 1;
@@ -33,9 +39,10 @@ const OK: u8 = 0;
 pub(crate) enum Incoming<'a> {
     Request {
         correlation: Option<u64>,
-        pid: Option<u64>,
+        target: Target,
         service: &'a str,
-        deadline: Option<Duration>,
+        /// Wall-clock microseconds since the Unix epoch.
+        deadline: Option<u64>,
         trace: Option<TraceContext>,
         payload: &'a [u8],
     },
@@ -50,7 +57,7 @@ pub(crate) enum Incoming<'a> {
 pub(crate) enum Outgoing {
     Request {
         correlation: Option<u64>,
-        pid: Option<u64>,
+        target: Target,
         service: Arc<str>,
         deadline: Option<Instant>,
         trace: Option<TraceContext>,
@@ -60,6 +67,40 @@ pub(crate) enum Outgoing {
         correlation: u64,
         result: Result<Vec<u8>, CallError>,
     },
+}
+
+/// The time now on both clocks: the monotonic one deadlines are kept in, and the wall clock
+/// they travel in. Read once per frame.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Now {
+    pub(crate) mono: Instant,
+    /// Microseconds since the Unix epoch.
+    pub(crate) wall_us: u64,
+}
+
+impl Now {
+    pub(crate) fn read() -> Self {
+        let wall_us = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
+        Self {
+            mono: Instant::now(),
+            wall_us,
+        }
+    }
+
+    /// `deadline` on the wall clock.
+    pub(crate) fn wall_of(self, deadline: Instant) -> u64 {
+        let left = deadline.saturating_duration_since(self.mono);
+        self.wall_us
+            .saturating_add(u64::try_from(left.as_micros()).unwrap_or(u64::MAX))
+    }
+
+    /// A wall-clock deadline on the monotonic clock, or `None` if it has passed.
+    pub(crate) fn mono_of(self, deadline_us: u64) -> Option<Instant> {
+        let left = deadline_us.checked_sub(self.wall_us).filter(|l| *l > 0)?;
+        Some(self.mono + Duration::from_micros(left))
+    }
 }
 
 /// Why bytes from a peer were refused.
@@ -75,28 +116,29 @@ pub(crate) enum WireError {
     BadStatus(u8),
     #[error("malformed error payload")]
     BadError,
+    #[error("unknown target kind {0}")]
+    BadTarget(u8),
 }
 
 impl Outgoing {
     /// Appends this envelope to `buf`. A request whose deadline has passed is not written:
     /// returns `false`.
-    pub(crate) fn encode(&self, buf: &mut Vec<u8>, now: Instant) -> bool {
+    pub(crate) fn encode(&self, buf: &mut Vec<u8>, now: Now) -> bool {
         match self {
             Self::Request {
                 correlation,
-                pid,
+                target,
                 service,
                 deadline,
                 trace,
                 payload,
             } => {
-                let left_us = match deadline {
+                let deadline_us = match deadline {
                     Some(d) => {
-                        let left = d.saturating_duration_since(now);
-                        if left.is_zero() {
+                        if *d <= now.mono {
                             return false;
                         }
-                        u32::try_from(left.as_micros()).unwrap_or(u32::MAX).max(1)
+                        now.wall_of(*d).max(1)
                     }
                     None => 0,
                 };
@@ -107,18 +149,22 @@ impl Outgoing {
                     }
                     None => buf.push(CAST),
                 }
-                match pid {
-                    Some(pid) => {
+                match target {
+                    Target::Any => buf.push(0),
+                    Target::Pick(pid) => {
                         buf.push(1);
                         buf.extend_from_slice(&pid.to_le_bytes());
                     }
-                    None => buf.push(0),
+                    Target::Slot(slot) => {
+                        buf.push(2);
+                        buf.extend_from_slice(&slot.to_le_bytes());
+                    }
                 }
                 let name = service.as_bytes();
                 let len = name.len().min(255);
                 buf.push(len as u8);
                 buf.extend_from_slice(&name[..len]);
-                buf.extend_from_slice(&left_us.to_le_bytes());
+                buf.extend_from_slice(&deadline_us.to_le_bytes());
                 match trace {
                     Some(t) => {
                         buf.push(1);
@@ -214,16 +260,18 @@ impl<'a> Reader<'a> {
                 } else {
                     None
                 };
-                let pid = match self.u8()? {
-                    0 => None,
-                    _ => Some(self.u64()?),
+                let target = match self.u8()? {
+                    0 => Target::Any,
+                    1 => Target::Pick(self.u64()?),
+                    2 => Target::Slot(self.u32()?),
+                    other => return Err(WireError::BadTarget(other)),
                 };
                 let len = self.u8()? as usize;
                 let service =
                     std::str::from_utf8(self.take(len)?).map_err(|_| WireError::BadServiceName)?;
-                let deadline = match self.u32()? {
+                let deadline = match self.u64()? {
                     0 => None,
-                    us => Some(Duration::from_micros(u64::from(us))),
+                    us => Some(us),
                 };
                 let trace = match self.u8()? {
                     0 => None,
@@ -243,7 +291,7 @@ impl<'a> Reader<'a> {
                 let payload = self.payload()?;
                 Ok(Incoming::Request {
                     correlation,
-                    pid,
+                    target,
                     service,
                     deadline,
                     trace,

@@ -1,6 +1,6 @@
 use super::*;
 
-fn frame(envelopes: &[Outgoing], now: Instant) -> Vec<u8> {
+fn frame(envelopes: &[Outgoing], now: Now) -> Vec<u8> {
     let mut buf = Vec::new();
     for e in envelopes {
         e.encode(&mut buf, now);
@@ -19,13 +19,13 @@ fn decode_all(bytes: &[u8]) -> Result<Vec<Incoming<'_>>, WireError> {
 
 #[test]
 fn envelopes_round_trip() {
-    let now = Instant::now();
+    let now = Now::read();
     let trace = TraceContext::new_root();
     let bytes = frame(
         &[
             Outgoing::Request {
                 correlation: None,
-                pid: Some(7),
+                target: Target::Pick(7),
                 service: "echo".into(),
                 deadline: None,
                 trace: None,
@@ -33,9 +33,9 @@ fn envelopes_round_trip() {
             },
             Outgoing::Request {
                 correlation: Some(u64::MAX),
-                pid: None,
+                target: Target::Slot(3),
                 service: "kv".into(),
-                deadline: Some(now + Duration::from_millis(250)),
+                deadline: Some(now.mono + Duration::from_millis(250)),
                 trace: Some(trace),
                 payload: vec![],
             },
@@ -56,7 +56,7 @@ fn envelopes_round_trip() {
         vec![
             Incoming::Request {
                 correlation: None,
-                pid: Some(7),
+                target: Target::Pick(7),
                 service: "echo",
                 deadline: None,
                 trace: None,
@@ -64,9 +64,9 @@ fn envelopes_round_trip() {
             },
             Incoming::Request {
                 correlation: Some(u64::MAX),
-                pid: None,
+                target: Target::Slot(3),
                 service: "kv",
-                deadline: Some(Duration::from_millis(250)),
+                deadline: Some(now.wall_us + 250_000),
                 trace: Some(trace),
                 payload: &[],
             },
@@ -84,12 +84,12 @@ fn envelopes_round_trip() {
 
 #[test]
 fn an_expired_request_is_not_written() {
-    let now = Instant::now();
+    let now = Now::read();
     let expired = Outgoing::Request {
         correlation: Some(1),
-        pid: None,
+        target: Target::Any,
         service: "echo".into(),
-        deadline: Some(now),
+        deadline: Some(now.mono),
         trace: None,
         payload: vec![1],
     };
@@ -100,13 +100,13 @@ fn an_expired_request_is_not_written() {
 
 #[test]
 fn every_truncation_is_refused_without_panicking() {
-    let now = Instant::now();
+    let now = Now::read();
     let bytes = frame(
         &[Outgoing::Request {
             correlation: Some(3),
-            pid: Some(1),
+            target: Target::Pick(1),
             service: "echo".into(),
-            deadline: Some(now + Duration::from_secs(1)),
+            deadline: Some(now.mono + Duration::from_secs(1)),
             trace: Some(TraceContext::new_root()),
             payload: vec![5; 64],
         }],
@@ -127,13 +127,17 @@ fn garbage_is_refused_and_huge_lengths_do_not_allocate() {
     // A cast claiming a 4 GiB payload in a 20-byte frame.
     let mut bytes = vec![CAST, 0, 4];
     bytes.extend_from_slice(b"echo");
-    bytes.extend_from_slice(&0u32.to_le_bytes());
+    bytes.extend_from_slice(&0u64.to_le_bytes());
     bytes.push(0);
     bytes.extend_from_slice(&u32::MAX.to_le_bytes());
     assert_eq!(decode_all(&bytes), Err(WireError::Truncated));
     // A service name that is not UTF-8.
-    let bytes = [CAST, 0, 2, 0xff, 0xfe, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+    let bytes = [
+        CAST, 0, 2, 0xff, 0xfe, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    ];
     assert_eq!(decode_all(&bytes), Err(WireError::BadServiceName));
+    // A target of an unknown kind.
+    assert_eq!(decode_all(&[CAST, 9]), Err(WireError::BadTarget(9)));
     // A reply with an unknown status, and one whose error does not decode.
     let mut bytes = vec![REPLY];
     bytes.extend_from_slice(&1u64.to_le_bytes());
@@ -158,4 +162,20 @@ fn garbage_is_refused_and_huge_lengths_do_not_allocate() {
             .collect();
         let _ = decode_all(&bytes);
     }
+}
+
+#[test]
+fn deadlines_travel_on_the_wall_clock() {
+    let now = Now::read();
+    let deadline = now.mono + Duration::from_millis(1500);
+    let wall = now.wall_of(deadline);
+    assert_eq!(wall, now.wall_us + 1_500_000);
+    // Read back on a node whose clocks read the same: the same instant.
+    assert_eq!(now.mono_of(wall), Some(deadline));
+    // Read back 2 s later on the wall clock (the request sat in a frozen process): expired.
+    let later = Now {
+        mono: now.mono,
+        wall_us: now.wall_us + 2_000_000,
+    };
+    assert_eq!(later.mono_of(wall), None);
 }
