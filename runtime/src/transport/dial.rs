@@ -1,0 +1,151 @@
+//! Dialling from state: the reconciler that keeps each peer's link in line with the failure
+//! detector's view, and the per-peer dialler (see the parent module's docs).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use tokio::net::TcpStream;
+use tokio::sync::broadcast;
+use tokio::time::{Duration, Instant, timeout};
+
+use super::handshake::{self, Keys};
+use super::{Core, RECONCILE_EVERY};
+use crate::backoff::Backoff;
+use crate::cluster::{Cluster, ClusterEvent, NodeId, NodeStatus};
+
+/// Keeps the links in line with the failure detector's view: see the module docs.
+pub(super) async fn reconcile(
+    core: Arc<Core>,
+    mut events: broadcast::Receiver<ClusterEvent>,
+    cluster: Cluster,
+) {
+    loop {
+        if core.stopped.load(Ordering::Acquire) {
+            return;
+        }
+        reconcile_once(&core, &cluster);
+        tokio::select! {
+            _ = tokio::time::sleep(RECONCILE_EVERY) => {}
+            _ = core.wake.notified() => {}
+            event = events.recv() => match event {
+                Ok(event) => {
+                    if event.status == NodeStatus::Up
+                        && let Some(slot) = core.links.get(&event.node)
+                    {
+                        // Heard from anew: a dialler waiting out its backoff tries now.
+                        slot.kick.notify_one();
+                    }
+                }
+                // Missed events do not matter: the view is read again at once.
+                Err(broadcast::error::RecvError::Lagged(_)) => {}
+                Err(broadcast::error::RecvError::Closed) => {
+                    // Membership stopped: nothing more to follow.
+                    return;
+                }
+            },
+        }
+    }
+}
+
+/// One look at the view: dial, close, and note peers up without a link.
+fn reconcile_once(core: &Arc<Core>, cluster: &Cluster) {
+    let view = cluster.view();
+    let now = Instant::now();
+    let mut missing = core.missing_since.lock().unwrap_or_else(|p| p.into_inner());
+    for peer in view.nodes.iter().filter(|p| p.id != core.me) {
+        let link = core.link(&peer.id);
+        match peer.status {
+            NodeStatus::Up if link.is_none() => {
+                missing.entry(peer.id.clone()).or_insert(now);
+                if core.me < peer.id {
+                    tokio::spawn(dial(Arc::clone(core), peer.id.clone(), cluster.clone()));
+                }
+            }
+            NodeStatus::Down => {
+                missing.remove(&peer.id);
+                if let Some(link) = link {
+                    link.close("peer is down");
+                    core.forget_link(&link);
+                }
+            }
+            _ => {
+                missing.remove(&peer.id);
+            }
+        }
+    }
+}
+
+/// Dials `peer` until a link is up or the peer is no longer up; at most one dialler per peer.
+async fn dial(core: Arc<Core>, peer: NodeId, cluster: Cluster) {
+    let Some(addr) = core.settings.peers.get(&peer).copied() else {
+        return;
+    };
+    // One dialler per peer: a second one would replace the first one's link, failing the
+    // calls waiting on it.
+    if !core
+        .dialing
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(peer.clone())
+    {
+        return;
+    }
+    dial_until_linked(&core, &peer, addr, &cluster).await;
+    core.dialing
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .remove(&peer);
+}
+
+async fn dial_until_linked(core: &Arc<Core>, peer: &NodeId, addr: SocketAddr, cluster: &Cluster) {
+    let Some(slot) = core.links.get(peer) else {
+        return;
+    };
+    let backoff = Backoff::new(Duration::from_millis(20), Duration::from_secs(1), 0.2);
+    let mut attempt = 0;
+    loop {
+        if core.stopped.load(Ordering::Acquire) || core.link(peer).is_some() {
+            return;
+        }
+        let up = cluster
+            .view()
+            .peer(peer.as_str())
+            .is_some_and(|p| p.status == NodeStatus::Up);
+        if !up {
+            return;
+        }
+        match connect(core, peer, addr).await {
+            Ok((stream, keys)) => {
+                core.install(peer.clone(), stream, keys);
+                return;
+            }
+            Err(e) => {
+                tracing::debug!(peer = %peer, %addr, attempt, error = %e, "link dial failed");
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(backoff.delay_random(attempt)) => attempt += 1,
+            _ = slot.kick.notified() => attempt = 0,
+        }
+    }
+}
+
+/// One dial: a TCP connection within the connect timeout, then the handshake within its own.
+async fn connect(
+    core: &Core,
+    peer: &NodeId,
+    addr: SocketAddr,
+) -> std::io::Result<(TcpStream, Keys)> {
+    let mut stream = timeout(core.settings.connect_timeout, TcpStream::connect(addr))
+        .await
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"))??;
+    let keys = timeout(
+        core.settings.handshake_timeout,
+        handshake::dial(&mut stream, &core.me, peer, &core.psk),
+    )
+    .await
+    .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "handshake timed out"))?
+    .map_err(std::io::Error::other)?;
+    Ok((stream, keys))
+}
