@@ -32,9 +32,11 @@
 //! whenever a link closes, and every [`RECONCILE_EVERY`] besides (so a lagged event stream or a
 //! missed event costs at most that): a peer that is up and has no link is dialled by the node
 //! responsible for it (with backoff, a short connect timeout, and at once again when the peer
-//! is heard from anew); a peer marked down has its link closed, failing its calls at once. A
-//! peer up without a link for longer than [`TransportSettings::link_grace`] makes this node
-//! not ready ([`Transport::not_ready_reasons`]).
+//! is heard from anew); a peer that goes down has its link closed, failing its calls at once
+//! (a link that a peer still marked down dials in is kept: a restarted peer dials before its
+//! heartbeats arrive). A peer up without a link for longer than
+//! [`TransportSettings::link_grace`] makes this node not ready
+//! ([`Transport::not_ready_reasons`]).
 
 mod dial;
 pub(crate) mod handshake;

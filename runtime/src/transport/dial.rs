@@ -1,6 +1,7 @@
 //! Dialling from state: the reconciler that keeps each peer's link in line with the failure
 //! detector's view, and the per-peer dialler (see the parent module's docs).
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -20,23 +21,29 @@ pub(super) async fn reconcile(
     mut events: broadcast::Receiver<ClusterEvent>,
     cluster: Cluster,
 ) {
+    // Each peer's status at the last look: a link is closed when its peer goes down, not
+    // when it merely is down (a peer that restarts dials before this node sees it up again).
+    let mut last_seen: HashMap<NodeId, NodeStatus> = HashMap::new();
     loop {
         if core.stopped.load(Ordering::Acquire) {
             return;
         }
-        reconcile_once(&core, &cluster);
+        reconcile_once(&core, &cluster, &mut last_seen);
         tokio::select! {
             _ = tokio::time::sleep(RECONCILE_EVERY) => {}
             _ = core.wake.notified() => {}
             event = events.recv() => match event {
-                Ok(event) => {
-                    if event.status == NodeStatus::Up
-                        && let Some(slot) = core.links.get(&event.node)
-                    {
-                        // Heard from anew: a dialler waiting out its backoff tries now.
-                        slot.kick.notify_one();
+                Ok(event) => match event.status {
+                    NodeStatus::Up => {
+                        if let Some(slot) = core.links.get(&event.node) {
+                            // Heard from anew: a dialler waiting out its backoff tries now.
+                            slot.kick.notify_one();
+                        }
                     }
-                }
+                    // Gone down and perhaps up again before the next look: close now.
+                    NodeStatus::Down => close(&core, &event.node),
+                    NodeStatus::Suspect => {}
+                },
                 // Missed events do not matter: the view is read again at once.
                 Err(broadcast::error::RecvError::Lagged(_)) => {}
                 Err(broadcast::error::RecvError::Closed) => {
@@ -48,12 +55,26 @@ pub(super) async fn reconcile(
     }
 }
 
+fn close(core: &Core, peer: &NodeId) {
+    if let Some(link) = core.link(peer) {
+        link.close("peer is down");
+        core.forget_link(&link);
+    }
+}
+
 /// One look at the view: dial, close, and note peers up without a link.
-fn reconcile_once(core: &Arc<Core>, cluster: &Cluster) {
+fn reconcile_once(
+    core: &Arc<Core>,
+    cluster: &Cluster,
+    last_seen: &mut HashMap<NodeId, NodeStatus>,
+) {
     let view = cluster.view();
     let now = Instant::now();
     let mut missing = core.missing_since.lock().unwrap_or_else(|p| p.into_inner());
     for peer in view.nodes.iter().filter(|p| p.id != core.me) {
+        let before = last_seen.insert(peer.id.clone(), peer.status);
+        let went_down = peer.status == NodeStatus::Down
+            && matches!(before, Some(NodeStatus::Up | NodeStatus::Suspect));
         let link = core.link(&peer.id);
         match peer.status {
             NodeStatus::Up if link.is_none() => {
@@ -64,9 +85,8 @@ fn reconcile_once(core: &Arc<Core>, cluster: &Cluster) {
             }
             NodeStatus::Down => {
                 missing.remove(&peer.id);
-                if let Some(link) = link {
-                    link.close("peer is down");
-                    core.forget_link(&link);
+                if went_down && link.is_some() {
+                    close(core, &peer.id);
                 }
             }
             _ => {
