@@ -84,8 +84,9 @@ pub struct TransportSettings {
     /// How long one frame may take to write before the link is closed (a peer that does not
     /// read).
     pub write_timeout: Duration,
-    /// Bytes of requests from the peer a link holds until their replies are written; past it
-    /// the link stops reading. At least the largest frame, so one frame always fits.
+    /// Bytes of requests from the peer a link holds until their replies are written (each
+    /// call counts its payload and 1 KiB); past it the link stops reading. A call larger than
+    /// the whole budget waits for all of it.
     pub reply_budget_bytes: usize,
     /// How long a peer may be up without a link before this node says it is not ready.
     pub link_grace: Duration,

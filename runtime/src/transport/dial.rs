@@ -169,3 +169,56 @@ async fn connect(
     .map_err(std::io::Error::other)?;
     Ok((stream, keys))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+    use crate::registry::Registry;
+    use crate::transport::TransportSettings;
+    use crate::transport::handshake::Psk;
+
+    #[tokio::test]
+    async fn a_dial_into_a_black_hole_gives_up_at_the_connect_timeout() {
+        // A listener whose accept queue is full drops new connection attempts: on loopback,
+        // the nearest thing to a peer behind a partition.
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let listener = socket.listen(1).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut held = Vec::new();
+        let start = Instant::now();
+        loop {
+            match timeout(Duration::from_millis(200), TcpStream::connect(addr)).await {
+                Ok(Ok(stream)) => held.push(stream),
+                Ok(Err(e)) => panic!("connect failed: {e}"),
+                Err(_) => break,
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(5),
+                "the queue never filled"
+            );
+        }
+        let peer = NodeId::try_new("n2").unwrap();
+        let mut settings = TransportSettings::new(addr, HashMap::from([(peer.clone(), addr)]));
+        settings.connect_timeout = Duration::from_millis(300);
+        let me = NodeId::try_new("n1").unwrap();
+        let core = Core::new(
+            me.clone(),
+            Psk::for_test("cookie"),
+            settings,
+            Arc::new(Registry::new(me)),
+        );
+        let started = Instant::now();
+        let result = connect(&core, &peer, addr).await;
+        let took = started.elapsed();
+        assert!(result.is_err());
+        // The handshake's own 3 s are not spent waiting for a connection that never comes:
+        // the next try can start as soon as the partition heals.
+        assert!(
+            took >= Duration::from_millis(300) && took < Duration::from_secs(2),
+            "gave up after {took:?}"
+        );
+    }
+}
