@@ -1,5 +1,5 @@
 //! One authenticated connection to a peer: a writer task that batches, a reader task that
-//! dispatches ([`read`]), and the table of calls waiting for replies.
+//! dispatches ([`io`]), and the table of calls waiting for replies.
 //!
 //! The writer waits for the first envelope, then takes whatever else is already queued (up to
 //! [`MAX_BATCH_BYTES`]) and writes it all as one frame, sealed ([`super::seal`]): an idle link
@@ -116,7 +116,9 @@ impl Link {
                 serial,
                 requests,
                 replies,
-                reply_budget: Arc::new(Semaphore::new(core.settings.reply_budget_bytes)),
+                reply_budget: Arc::new(Semaphore::new(
+                    core.settings.reply_budget_bytes.min(Semaphore::MAX_PERMITS),
+                )),
                 pending: Mutex::new(HashMap::new()),
                 next_correlation: AtomicU64::new(1),
                 in_flight: AtomicUsize::new(0),
@@ -315,7 +317,7 @@ impl Link {
         u32::try_from(cost).unwrap_or(u32::MAX)
     }
 
-    /// A share of the reply budget for a call of `payload_len` bytes, if one is free now.
+    /// A share of `cost` bytes of the reply budget, if it is free now.
     fn try_reply_share(&self, cost: u32) -> Option<OwnedSemaphorePermit> {
         Arc::clone(&self.inner.reply_budget)
             .try_acquire_many_owned(cost)
