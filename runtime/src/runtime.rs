@@ -242,6 +242,12 @@ impl Runtime {
         self.core.transport.stats()
     }
 
+    /// Why this node is not ready, as far as the runtime knows (empty: nothing against it):
+    /// for now, peers that are up but have had no link for a while.
+    pub fn not_ready_reasons(&self) -> Vec<String> {
+        self.core.transport.not_ready_reasons()
+    }
+
     /// Restart times of supervised members.
     pub fn restarts(&self) -> &RestartLog {
         &self.core.restarts

@@ -7,9 +7,10 @@
 //! one-way messages/s and 9.4k sequential calls/s between two processes, where a plain loopback
 //! socket carries 21M small framed messages/s. So service traffic has links of its own: one TCP
 //! connection per pair of nodes (dialled by the node whose id sorts first, as for membership),
-//! authenticated with the cluster cookie ([`handshake`]), each with a writer task that batches
-//! whatever is queued into one frame and a reader task that hands consecutive requests for one
-//! service to it as one batch ([`link`], [`wire`]).
+//! authenticated with the cluster cookie by a Noise handshake ([`handshake`]) and sealed after it
+//! ([`seal`]), each with a writer task that batches whatever is queued into one frame and a
+//! reader task that hands consecutive requests for one service to it as one batch ([`link`],
+//! [`wire`]).
 //!
 //! # Guarantees
 //!
@@ -22,30 +23,48 @@
 //!   [`CallError::Overloaded`]; a full member mailbox makes the reader wait, which fills the TCP
 //!   window and then the sender's queue.
 //! - Bytes from a peer are never trusted: frame and field lengths are checked before anything
-//!   is allocated; a malformed envelope is counted, logged with the peer's id and dropped.
+//!   is allocated; a malformed envelope is counted, logged with the peer's id and dropped; a
+//!   chunk that fails authentication closes the link.
+//! - A peer cannot make this node hold more than a bounded amount for it: see [`link`].
 //!
-//! Links follow the failure detector: a peer marked up is dialled (with backoff until it
-//! answers), a peer marked down has its link closed, failing its calls at once.
+//! # Links follow state, not events
+//!
+//! A reconciler compares the failure detector's view with the links, on every membership event,
+//! whenever a link closes, and every [`RECONCILE_EVERY`] besides (so a lagged event stream or a
+//! missed event costs at most that): a peer that is up and has no link is dialled by the node
+//! responsible for it (with backoff, a short connect timeout, and at once again when the peer
+//! is heard from anew); a peer that goes down has its link closed, failing its calls at once
+//! (a link that a peer still marked down dials in is kept: a restarted peer dials before its
+//! heartbeats arrive). A peer up without a link for longer than
+//! [`TransportSettings::link_grace`] makes this node not ready
+//! ([`Transport::not_ready_reasons`]).
 
+mod dial;
 pub(crate) mod handshake;
 pub(crate) mod link;
+#[cfg(feature = "testsuite")]
+pub mod probe;
+pub(crate) mod seal;
 pub(crate) mod wire;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 
 use serde::Serialize;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::broadcast;
-use tokio::time::{Duration, timeout};
+use tokio::sync::Notify;
+use tokio::time::{Duration, Instant, timeout};
 
-use crate::backoff::Backoff;
-use crate::cluster::{Cluster, ClusterEvent, NodeId, NodeStatus};
+use crate::cluster::{Cluster, NodeId};
 use crate::registry::Registry;
 use crate::{Result, RuntimeError};
+use handshake::{Keys, Psk};
 pub(crate) use link::Link;
+
+/// How often the reconciler looks at the links even when nothing woke it.
+pub const RECONCILE_EVERY: Duration = Duration::from_millis(100);
 
 /// How the transport runs.
 #[derive(Debug, Clone)]
@@ -58,12 +77,25 @@ pub struct TransportSettings {
     pub queue_capacity: usize,
     /// The largest frame accepted from a peer.
     pub max_frame_bytes: usize,
-    /// How long a link handshake may take.
+    /// How long a link handshake may take (after the connection is made).
     pub handshake_timeout: Duration,
+    /// How long making the TCP connection of a dial may take: short, so that a dial started
+    /// into a partition gives way to a new one soon after the partition heals.
+    pub connect_timeout: Duration,
+    /// How long one frame may take to write before the link is closed (a peer that does not
+    /// read).
+    pub write_timeout: Duration,
+    /// Bytes of requests from the peer a link holds until their replies are written (each
+    /// call counts its payload and 1 KiB); past it the link stops reading. A call larger than
+    /// the whole budget waits for all of it.
+    pub reply_budget_bytes: usize,
+    /// How long a peer may be up without a link before this node says it is not ready.
+    pub link_grace: Duration,
 }
 
 impl TransportSettings {
-    /// Settings with the defaults: 8192 queued envelopes per link, 16 MiB frames, 3 s handshakes.
+    /// Settings with the defaults: 8192 queued envelopes per link, 16 MiB frames and reply
+    /// budget, 3 s handshakes, 500 ms connects, 10 s writes, 2 s of grace for a missing link.
     pub fn new(listen: SocketAddr, peers: HashMap<NodeId, SocketAddr>) -> Self {
         Self {
             listen,
@@ -71,6 +103,10 @@ impl TransportSettings {
             queue_capacity: 8192,
             max_frame_bytes: 16 * 1024 * 1024,
             handshake_timeout: Duration::from_secs(3),
+            connect_timeout: Duration::from_millis(500),
+            write_timeout: Duration::from_secs(10),
+            reply_budget_bytes: 16 * 1024 * 1024,
+            link_grace: Duration::from_secs(2),
         }
     }
 }
@@ -135,6 +171,8 @@ impl Stats {
 #[derive(Default)]
 pub(crate) struct LinkSlot {
     current: RwLock<Option<Link>>,
+    /// Wakes this peer's dialler from its backoff: the peer was heard from anew.
+    kick: Notify,
 }
 
 impl LinkSlot {
@@ -151,32 +189,83 @@ impl LinkSlot {
 
 pub(crate) struct Core {
     me: NodeId,
-    cookie: Vec<u8>,
+    /// The link key, derived from the cookie once.
+    psk: Psk,
     pub(crate) settings: TransportSettings,
     pub(crate) registry: Arc<Registry>,
     links: HashMap<NodeId, Arc<LinkSlot>>,
     /// Peers being dialled now.
-    dialing: std::sync::Mutex<std::collections::HashSet<NodeId>>,
+    dialing: Mutex<HashSet<NodeId>>,
+    /// Since when each peer has been up without a link, as the reconciler last saw it.
+    missing_since: Mutex<HashMap<NodeId, Instant>>,
+    /// Wakes the reconciler: a link closed.
+    wake: Notify,
+    /// Set by [`Transport::shutdown`]: nothing is dialled any more.
+    stopped: AtomicBool,
     next_serial: AtomicU64,
     pub(crate) stats: Stats,
 }
 
 impl Core {
-    fn install(self: &Arc<Self>, peer: NodeId, stream: TcpStream) {
-        let Some(slot) = self.links.get(&peer) else {
-            return;
-        };
+    pub(crate) fn new(
+        me: NodeId,
+        psk: Psk,
+        settings: TransportSettings,
+        registry: Arc<Registry>,
+    ) -> Self {
+        let links = settings
+            .peers
+            .keys()
+            .map(|id| (id.clone(), Arc::new(LinkSlot::default())))
+            .collect();
+        Self {
+            me,
+            psk,
+            settings,
+            registry,
+            links,
+            dialing: Mutex::default(),
+            missing_since: Mutex::default(),
+            wake: Notify::new(),
+            stopped: AtomicBool::new(false),
+            next_serial: AtomicU64::new(1),
+            stats: Stats::default(),
+        }
+    }
+
+    fn install(self: &Arc<Self>, peer: NodeId, stream: TcpStream, keys: Keys) {
+        let _ = stream.set_nodelay(true);
+        self.install_halves(peer, stream.into_split(), keys);
+    }
+
+    /// Starts a link over the halves of an authenticated stream and makes it `peer`'s link.
+    pub(crate) fn install_halves<R, W>(
+        self: &Arc<Self>,
+        peer: NodeId,
+        halves: (R, W),
+        keys: Keys,
+    ) -> Option<Link>
+    where
+        R: tokio::io::AsyncRead + Unpin + Send + 'static,
+        W: tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let slot = self.links.get(&peer)?;
         let serial = self.next_serial.fetch_add(1, Ordering::Relaxed);
-        let link = Link::spawn(stream, peer.clone(), serial, Arc::clone(self));
+        let link = Link::spawn(halves, keys, peer.clone(), serial, Arc::clone(self));
         let old = slot
             .current
             .write()
             .unwrap_or_else(|p| p.into_inner())
-            .replace(link);
+            .replace(link.clone());
         if let Some(old) = old {
             old.close("replaced by a new link");
         }
+        self.missing_since
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&peer);
         tracing::info!(peer = %peer, serial, "link up");
+        Some(link)
     }
 
     /// Empties the slot of `link`'s peer if `link` is still its current link.
@@ -190,6 +279,8 @@ impl Core {
             .is_some_and(|l| l.serial() == link.serial())
         {
             *current = None;
+            // The reconciler redials at once if this node is responsible for the peer.
+            self.wake.notify_one();
         }
     }
 
@@ -236,23 +327,14 @@ impl Transport {
                 settings.listen
             ))
         })?;
-        let links = settings
-            .peers
-            .keys()
-            .map(|id| (id.clone(), Arc::new(LinkSlot::default())))
-            .collect();
-        let core = Arc::new(Core {
-            me: cluster.settings().self_id().clone(),
-            cookie: cookie.as_bytes().to_vec(),
-            settings,
-            registry,
-            links,
-            dialing: std::sync::Mutex::default(),
-            next_serial: AtomicU64::new(1),
-            stats: Stats::default(),
-        });
+        let cookie = cookie.to_string();
+        let psk = tokio::task::spawn_blocking(move || Psk::derive(&cookie))
+            .await
+            .map_err(|e| RuntimeError::Startup(format!("deriving the link key: {e}")))?;
+        let me = cluster.settings().self_id().clone();
+        let core = Arc::new(Core::new(me, psk, settings, registry));
         tokio::spawn(accept_loop(Arc::clone(&core), listener));
-        tokio::spawn(follow_cluster(
+        tokio::spawn(dial::reconcile(
             Arc::clone(&core),
             cluster.subscribe(),
             cluster.clone(),
@@ -270,8 +352,33 @@ impl Transport {
         self.core.stats.snapshot()
     }
 
-    /// Closes every link.
+    /// Why this node's links make it not ready, if they do: each peer that has been up without
+    /// a link for longer than [`TransportSettings::link_grace`]. Empty when all is well.
+    pub fn not_ready_reasons(&self) -> Vec<String> {
+        let grace = self.core.settings.link_grace;
+        let missing = self
+            .core
+            .missing_since
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let mut reasons: Vec<String> = missing
+            .iter()
+            .filter(|(_, since)| since.elapsed() >= grace)
+            .map(|(peer, since)| {
+                format!(
+                    "no link to node {peer} for {} ms while it is up",
+                    since.elapsed().as_millis()
+                )
+            })
+            .collect();
+        reasons.sort();
+        reasons
+    }
+
+    /// Closes every link and stops dialling.
     pub fn shutdown(&self) {
+        self.core.stopped.store(true, Ordering::Release);
+        self.core.wake.notify_one();
         for slot in self.core.links.values() {
             let link = slot
                 .current
@@ -299,14 +406,12 @@ async fn accept_loop(core: Arc<Core>, listener: TcpListener) {
         tokio::spawn(async move {
             let result = timeout(
                 core.settings.handshake_timeout,
-                handshake::accept(&mut stream, &core.me, &core.cookie, |id| {
-                    core.known_peer(id)
-                }),
+                handshake::accept(&mut stream, &core.me, &core.psk, |id| core.known_peer(id)),
             )
             .await;
             match result {
-                Ok(Ok(peer)) => {
-                    core.install(peer, stream);
+                Ok(Ok((peer, keys))) => {
+                    core.install(peer, stream, keys);
                 }
                 Ok(Err(e)) => {
                     core.stats
@@ -322,98 +427,5 @@ async fn accept_loop(core: Arc<Core>, listener: TcpListener) {
                 }
             }
         });
-    }
-}
-
-/// Dials peers this node is responsible for while they are up; closes links to peers that
-/// go down.
-async fn follow_cluster(
-    core: Arc<Core>,
-    mut events: broadcast::Receiver<ClusterEvent>,
-    cluster: Cluster,
-) {
-    // Peers already up when we subscribed.
-    for peer in cluster.view().nodes {
-        if peer.status == NodeStatus::Up && peer.id != core.me && core.me < peer.id {
-            tokio::spawn(dial(Arc::clone(&core), peer.id.clone(), cluster.clone()));
-        }
-    }
-    loop {
-        let event = match events.recv().await {
-            Ok(e) => e,
-            Err(broadcast::error::RecvError::Lagged(_)) => continue,
-            Err(broadcast::error::RecvError::Closed) => return,
-        };
-        match event.status {
-            NodeStatus::Up if core.me < event.node && core.link(&event.node).is_none() => {
-                tokio::spawn(dial(Arc::clone(&core), event.node.clone(), cluster.clone()));
-            }
-            NodeStatus::Down => {
-                if let Some(link) = core.link(&event.node) {
-                    link.close("peer is down");
-                    core.forget_link(&link);
-                }
-            }
-            _ => {}
-        }
-    }
-}
-
-/// Dials `peer` until a link is up or the peer is no longer up.
-async fn dial(core: Arc<Core>, peer: NodeId, cluster: Cluster) {
-    let Some(addr) = core.settings.peers.get(&peer).copied() else {
-        return;
-    };
-    // One dialler per peer: a second one would replace the first one's link, failing the
-    // calls waiting on it.
-    if !core
-        .dialing
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .insert(peer.clone())
-    {
-        return;
-    }
-    dial_until_linked(&core, &peer, addr, &cluster).await;
-    core.dialing
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .remove(&peer);
-}
-
-async fn dial_until_linked(core: &Arc<Core>, peer: &NodeId, addr: SocketAddr, cluster: &Cluster) {
-    let backoff = Backoff::new(Duration::from_millis(20), Duration::from_secs(1), 0.2);
-    let mut attempt = 0;
-    loop {
-        if core.link(peer).is_some() {
-            return;
-        }
-        let up = cluster
-            .view()
-            .peer(peer.as_str())
-            .is_some_and(|p| p.status == NodeStatus::Up);
-        if !up {
-            return;
-        }
-        let result = timeout(core.settings.handshake_timeout, async {
-            let mut stream = TcpStream::connect(addr).await?;
-            handshake::dial(&mut stream, &core.me, peer, &core.cookie)
-                .await
-                .map_err(std::io::Error::other)?;
-            Ok::<_, std::io::Error>(stream)
-        })
-        .await;
-        match result {
-            Ok(Ok(stream)) => {
-                core.install(peer.clone(), stream);
-                return;
-            }
-            Ok(Err(e)) => {
-                tracing::debug!(peer = %peer, %addr, attempt, error = %e, "link dial failed");
-            }
-            Err(_) => tracing::debug!(peer = %peer, %addr, attempt, "link dial timed out"),
-        }
-        tokio::time::sleep(backoff.delay_random(attempt)).await;
-        attempt += 1;
     }
 }

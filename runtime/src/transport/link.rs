@@ -1,22 +1,38 @@
 //! One authenticated connection to a peer: a writer task that batches, a reader task that
-//! dispatches, and the table of calls waiting for replies.
+//! dispatches ([`io`]), and the table of calls waiting for replies.
 //!
 //! The writer waits for the first envelope, then takes whatever else is already queued (up to
-//! [`MAX_BATCH_BYTES`]) and writes it all as one frame: an idle link adds no latency, a busy one
-//! sends large frames. Replies have their own queue, drained first: their number is bounded by
-//! the calls in flight, and they must not wait behind a backlog of requests.
+//! [`MAX_BATCH_BYTES`]) and writes it all as one frame, sealed ([`super::seal`]): an idle link
+//! adds no latency, a busy one sends large frames. Replies have their own queue, drained first:
+//! they must not wait behind a backlog of requests.
+//!
+//! # Bounds
+//!
+//! - Requests from this node wait in a bounded queue ([`super::TransportSettings::queue_capacity`]).
+//! - Requests from the peer hold a share of the link's reply budget
+//!   ([`super::TransportSettings::reply_budget_bytes`]) from when they are read until their
+//!   reply is written: when replies back up (a peer that does not read), the reader stops
+//!   reading, so the peer's sends block in TCP instead of this node's memory growing.
+//! - A frame that cannot be written within [`super::TransportSettings::write_timeout`] closes
+//!   the link (the peer does not read), and a write in progress notices a close at once;
+//!   closing drops both queues, which frees every budget share and wakes the reader.
+//! - A call dropped by its caller (a timeout above it, a client gone) gives back its pending
+//!   entry and its in-flight count at once (a drop guard), not when a reply comes.
+
+mod io;
+#[cfg(test)]
+mod tests;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use bytes::{Buf, Bytes, BytesMut};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::sync::{mpsc, oneshot, watch};
+use bytes::Bytes;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot, watch};
 use tokio::time::{Instant, timeout_at};
 
+use super::handshake::Keys;
 use super::wire::{Incoming, Now, Outgoing, Reader};
 use super::{Core, Stats};
 use crate::cluster::NodeId;
@@ -33,7 +49,17 @@ const MAX_YIELDS: u32 = 4;
 /// How much the reader asks the socket for at a time.
 const READ_CHUNK: usize = 256 * 1024;
 
+/// What a call costs of the reply budget beyond its payload: the envelope, the reply's own
+/// bookkeeping, and a floor so that many tiny calls are bounded too.
+const REPLY_OVERHEAD: usize = 1024;
+
 type Waiter = oneshot::Sender<Result<Bytes, CallError>>;
+
+/// A reply to the peer, holding its request's share of the reply budget until it is written.
+struct QueuedReply {
+    envelope: Outgoing,
+    _share: OwnedSemaphorePermit,
+}
 
 /// A handle on a live link. Cheap to clone.
 #[derive(Clone)]
@@ -46,7 +72,10 @@ struct LinkInner {
     /// Identifies this connection among successive links to the same peer.
     serial: u64,
     requests: mpsc::Sender<Outgoing>,
-    replies: mpsc::UnboundedSender<Outgoing>,
+    /// Unbounded as a channel, bounded by the budget shares its replies hold.
+    replies: mpsc::UnboundedSender<QueuedReply>,
+    /// The reply budget, in bytes: see the module docs.
+    reply_budget: Arc<Semaphore>,
     pending: Mutex<HashMap<u64, Waiter>>,
     next_correlation: AtomicU64,
     /// Calls waiting for a reply on this link: more than one means the link is busy.
@@ -66,10 +95,18 @@ impl std::fmt::Debug for Link {
 }
 
 impl Link {
-    /// Starts the tasks of a link over an authenticated `stream`.
-    pub(crate) fn spawn(stream: TcpStream, peer: NodeId, serial: u64, core: Arc<Core>) -> Self {
-        let _ = stream.set_nodelay(true);
-        let (read, write) = stream.into_split();
+    /// Starts the tasks of a link over the halves of an authenticated stream.
+    pub(crate) fn spawn<R, W>(
+        (read, write): (R, W),
+        keys: Keys,
+        peer: NodeId,
+        serial: u64,
+        core: Arc<Core>,
+    ) -> Self
+    where
+        R: AsyncRead + Unpin + Send + 'static,
+        W: AsyncWrite + Unpin + Send + 'static,
+    {
         let (requests, requests_rx) = mpsc::channel(core.settings.queue_capacity);
         let (replies, replies_rx) = mpsc::unbounded_channel();
         let (closing, closing_rx) = watch::channel(false);
@@ -79,6 +116,9 @@ impl Link {
                 serial,
                 requests,
                 replies,
+                reply_budget: Arc::new(Semaphore::new(
+                    core.settings.reply_budget_bytes.min(Semaphore::MAX_PERMITS),
+                )),
                 pending: Mutex::new(HashMap::new()),
                 next_correlation: AtomicU64::new(1),
                 in_flight: AtomicUsize::new(0),
@@ -86,15 +126,17 @@ impl Link {
                 closing,
             }),
         };
-        tokio::spawn(write_loop(
+        let Keys { sealer, opener } = keys;
+        tokio::spawn(io::write_loop(
             link.clone(),
             write,
+            sealer,
             requests_rx,
             replies_rx,
             closing_rx.clone(),
             core.clone(),
         ));
-        tokio::spawn(read_loop(link.clone(), read, closing_rx, core));
+        tokio::spawn(io::read_loop(link.clone(), read, opener, closing_rx, core));
         link
     }
 
@@ -169,7 +211,8 @@ impl Link {
         self.enqueue(envelope, patience).await
     }
 
-    /// Sends a request and waits for its reply until `deadline`.
+    /// Sends a request and waits for its reply until `deadline`. Dropping the future gives
+    /// back everything the call holds on the link.
     pub(crate) async fn call(
         &self,
         service: Arc<str>,
@@ -179,11 +222,12 @@ impl Link {
         deadline: Instant,
     ) -> Result<Bytes, CallError> {
         let correlation = self.inner.next_correlation.fetch_add(1, Ordering::Relaxed);
-        self.inner.in_flight.fetch_add(1, Ordering::Relaxed);
+        let mut guard = CallGuard::new(self, correlation);
         let result = self
             .call_inner(correlation, service, target, payload, trace, deadline)
             .await;
-        self.inner.in_flight.fetch_sub(1, Ordering::Relaxed);
+        // Every path of `call_inner` has removed its pending entry by now.
+        guard.pending = false;
         result
     }
 
@@ -254,147 +298,112 @@ impl Link {
         }
     }
 
-    fn reply(&self, correlation: u64, result: Result<Vec<u8>, CallError>) {
-        let _ = self.inner.replies.send(Outgoing::Reply {
-            correlation,
-            result,
+    fn reply(
+        &self,
+        correlation: u64,
+        result: Result<Vec<u8>, CallError>,
+        share: OwnedSemaphorePermit,
+    ) {
+        let _ = self.inner.replies.send(QueuedReply {
+            envelope: Outgoing::Reply {
+                correlation,
+                result,
+            },
+            _share: share,
         });
+    }
+
+    /// The share of the reply budget a call of `payload_len` bytes holds.
+    fn reply_cost(&self, payload_len: usize, budget: usize) -> u32 {
+        let cost = payload_len.saturating_add(REPLY_OVERHEAD).min(budget);
+        u32::try_from(cost).unwrap_or(u32::MAX)
+    }
+
+    /// A share of `cost` bytes of the reply budget, if it is free now.
+    fn try_reply_share(&self, cost: u32) -> Option<OwnedSemaphorePermit> {
+        Arc::clone(&self.inner.reply_budget)
+            .try_acquire_many_owned(cost)
+            .ok()
+    }
+
+    /// Waits for a share of the reply budget; `None` if the link closes first.
+    async fn reply_share(
+        &self,
+        cost: u32,
+        closing: &mut watch::Receiver<bool>,
+    ) -> Option<OwnedSemaphorePermit> {
+        tokio::select! {
+            biased;
+            _ = closing.wait_for(|closed| *closed) => None,
+            share = Arc::clone(&self.inner.reply_budget).acquire_many_owned(cost) => share.ok(),
+        }
+    }
+
+    /// Calls waiting for a reply, and their pending entries (for tests).
+    #[cfg(test)]
+    fn waiting(&self) -> (usize, usize) {
+        let pending = self
+            .inner
+            .pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .len();
+        (self.inner.in_flight.load(Ordering::Relaxed), pending)
     }
 }
 
-/// The reply channel of a request that came over this link.
+/// The reply channel of a request that came over this link, holding the request's share of
+/// the reply budget.
 struct LinkReply {
     link: Link,
     correlation: u64,
+    share: OwnedSemaphorePermit,
 }
 
 impl ReplySink for LinkReply {
     fn send(self: Box<Self>, result: Result<Vec<u8>, CallError>) {
-        self.link.reply(self.correlation, result);
+        self.link.reply(self.correlation, result, self.share);
     }
 }
 
-async fn write_loop(
-    link: Link,
-    mut write: OwnedWriteHalf,
-    mut requests: mpsc::Receiver<Outgoing>,
-    mut replies: mpsc::UnboundedReceiver<Outgoing>,
-    mut closing: watch::Receiver<bool>,
-    core: Arc<Core>,
-) {
-    let mut buf: Vec<u8> = Vec::with_capacity(64 * 1024);
-    let reason = loop {
-        let first = tokio::select! {
-            biased;
-            _ = closing.wait_for(|closed| *closed) => break "closing",
-            r = replies.recv() => r,
-            r = requests.recv() => r,
-        };
-        let Some(first) = first else {
-            break "queue closed";
-        };
-        // With several calls in flight on this link, the caller that woke us likely has
-        // siblings about to send too (callers woken by one frame of replies), and tokio runs
-        // the woken writer before them. Let them run first, so their envelopes share this
-        // frame: one system call instead of many. A lone call does not wait.
-        if link.inner.in_flight.load(Ordering::Relaxed) > 1 {
-            tokio::task::yield_now().await;
-        }
-        let now = Now::read();
-        buf.clear();
-        buf.extend_from_slice(&[0; 4]);
-        let mut num_envelopes = u64::from(first.encode(&mut buf, now));
-        let mut yields = 0;
-        loop {
-            let before = num_envelopes;
-            while buf.len() < MAX_BATCH_BYTES {
-                let next = match replies.try_recv() {
-                    Ok(r) => r,
-                    Err(_) => match requests.try_recv() {
-                        Ok(r) => r,
-                        Err(_) => break,
-                    },
-                };
-                num_envelopes += u64::from(next.encode(&mut buf, now));
-            }
-            // Under load (more than one envelope was waiting), let the other tasks of this
-            // node run before writing, as long as that brings more envelopes: what they queue
-            // meanwhile joins this frame, one system call instead of several. An idle link
-            // writes its single envelope at once.
-            let grew = yields == 0 || num_envelopes > before;
-            if num_envelopes < 2 || !grew || yields >= MAX_YIELDS || buf.len() >= MAX_BATCH_BYTES {
-                break;
-            }
-            yields += 1;
-            tokio::task::yield_now().await;
-        }
-        if num_envelopes == 0 {
-            continue;
-        }
-        let len = (buf.len() - 4) as u32;
-        buf[..4].copy_from_slice(&len.to_le_bytes());
-        if let Err(e) = write.write_all(&buf).await {
-            tracing::debug!(peer = %link.peer(), error = %e, "link write failed");
-            break "write failed";
-        }
-        core.stats.frames_sent.fetch_add(1, Ordering::Relaxed);
-        core.stats
-            .envelopes_sent
-            .fetch_add(num_envelopes, Ordering::Relaxed);
-        if buf.capacity() > 4 * MAX_BATCH_BYTES {
-            buf = Vec::with_capacity(64 * 1024);
-        }
-    };
-    link.close(reason);
-    core.forget_link(&link);
+/// Holds one call's in-flight count, and its pending entry while `pending`; gives both back
+/// when dropped, also when the caller drops the call's future half way.
+struct CallGuard<'a> {
+    link: &'a Link,
+    correlation: u64,
+    pending: bool,
 }
 
-async fn read_loop(
-    link: Link,
-    mut read: OwnedReadHalf,
-    mut closing: watch::Receiver<bool>,
-    core: Arc<Core>,
-) {
-    let max_frame = core.settings.max_frame_bytes;
-    // Frames are split off this buffer without copying; their payloads are handed on as
-    // slices of it.
-    let mut buf = BytesMut::with_capacity(READ_CHUNK);
-    let reason = 'reading: loop {
-        while buf.len() >= 4 {
-            let len = u32::from_le_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
-            if len == 0 || len > max_frame {
-                core.stats.bad_frames.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(peer = %link.peer(), len, max_frame, "frame length out of bounds: dropping the link");
-                break 'reading format!("bad frame length {len}");
-            }
-            if buf.len() < 4 + len {
-                buf.reserve(4 + len - buf.len());
-                break;
-            }
-            buf.advance(4);
-            let frame = buf.split_to(len).freeze();
-            dispatch(&link, frame, &core).await;
+impl<'a> CallGuard<'a> {
+    fn new(link: &'a Link, correlation: u64) -> Self {
+        link.inner.in_flight.fetch_add(1, Ordering::Relaxed);
+        Self {
+            link,
+            correlation,
+            pending: true,
         }
-        if buf.capacity() - buf.len() < READ_CHUNK / 4 {
-            buf.reserve(READ_CHUNK);
+    }
+}
+
+impl Drop for CallGuard<'_> {
+    fn drop(&mut self) {
+        if self.pending {
+            self.link.forget(self.correlation);
         }
-        tokio::select! {
-            biased;
-            _ = closing.wait_for(|closed| *closed) => break "closing".to_string(),
-            read = read.read_buf(&mut buf) => match read {
-                Ok(0) => break "connection closed by peer".to_string(),
-                Ok(_) => {}
-                Err(e) => break format!("read failed: {e}"),
-            },
-        }
-    };
-    link.close(&reason);
-    core.forget_link(&link);
+        self.link.inner.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// Handles one frame: replies complete their calls; requests go to the services, consecutive
-/// ones for the same service as one batch, in order.
-async fn dispatch(link: &Link, frame: Bytes, core: &Arc<Core>) {
+/// ones for the same service as one batch, in order. Each call first takes its share of the
+/// reply budget, waiting (and so not reading) while replies are backed up. `false`: the link
+/// closed meanwhile.
+async fn dispatch(
+    link: &Link,
+    frame: Bytes,
+    core: &Arc<Core>,
+    closing: &mut watch::Receiver<bool>,
+) -> bool {
     core.stats.frames_received.fetch_add(1, Ordering::Relaxed);
     let now = Now::read();
     let mut reader = Reader::new(&frame);
@@ -428,6 +437,27 @@ async fn dispatch(link: &Link, frame: Bytes, core: &Arc<Core>) {
                 trace,
                 payload,
             } => {
+                let share = match correlation {
+                    Some(_) => {
+                        let cost = link.reply_cost(payload.len(), core.settings.reply_budget_bytes);
+                        match link.try_reply_share(cost) {
+                            Some(share) => Some(share),
+                            None => {
+                                // Hand on what is batched first: its replies give shares back.
+                                if let Some(name) = &batch_service
+                                    && !batch.is_empty()
+                                {
+                                    deliver(core, name, std::mem::take(&mut batch)).await;
+                                }
+                                match link.reply_share(cost, closing).await {
+                                    Some(share) => Some(share),
+                                    None => return false,
+                                }
+                            }
+                        }
+                    }
+                    None => None,
+                };
                 let deadline = match deadline.map(|d| now.mono_of(d)) {
                     None => None,
                     Some(Some(deadline)) => Some(deadline),
@@ -435,8 +465,8 @@ async fn dispatch(link: &Link, frame: Bytes, core: &Arc<Core>) {
                         // Its caller gave up before it arrived (it sat in buffers, or in this
                         // process while frozen): never handle it.
                         core.stats.expired.fetch_add(1, Ordering::Relaxed);
-                        if let Some(correlation) = correlation {
-                            link.reply(correlation, Err(CallError::Expired));
+                        if let Some((correlation, share)) = correlation.zip(share) {
+                            link.reply(correlation, Err(CallError::Expired), share);
                         }
                         continue;
                     }
@@ -452,10 +482,11 @@ async fn dispatch(link: &Link, frame: Bytes, core: &Arc<Core>) {
                     payload: frame.slice_ref(payload),
                     deadline,
                     trace,
-                    reply: correlation.map(|correlation| {
+                    reply: correlation.zip(share).map(|(correlation, share)| {
                         Box::new(LinkReply {
                             link: link.clone(),
                             correlation,
+                            share,
                         }) as Box<dyn ReplySink>
                     }),
                 });
@@ -465,6 +496,7 @@ async fn dispatch(link: &Link, frame: Bytes, core: &Arc<Core>) {
     if let Some(name) = batch_service {
         deliver(core, &name, batch).await;
     }
+    true
 }
 
 async fn deliver(core: &Arc<Core>, service: &str, batch: Vec<RemoteDelivery>) {
