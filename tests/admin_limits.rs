@@ -232,7 +232,10 @@ async fn a_kv_put_whose_json_grows_when_reserialized_is_not_a_503() {
     let status = response.status().as_u16();
     let retry_after = response.headers().get("retry-after").cloned();
     let body: Value = response.json().await.unwrap_or(Value::Null);
-    assert_ne!(status, 503, "a permanent error is not 'retry later': {body}");
+    assert_ne!(
+        status, 503,
+        "a permanent error is not 'retry later': {body}"
+    );
     assert!(retry_after.is_none() || status == 429);
     match status {
         200 => {
@@ -294,7 +297,9 @@ async fn chaos_kills_over_the_rate_are_refused_with_429() {
             tokio::spawn(async move {
                 let client = slow_client();
                 let mut seen_429 = None;
-                while sent.fetch_add(1, Ordering::Relaxed) < 400 && refused.load(Ordering::Relaxed) == 0 {
+                while sent.fetch_add(1, Ordering::Relaxed) < 400
+                    && refused.load(Ordering::Relaxed) == 0
+                {
                     match kill(&client, &cluster, "n1", "n2").await {
                         Some((200, _, _)) => {
                             accepted.fetch_add(1, Ordering::Relaxed);
@@ -334,9 +339,11 @@ async fn chaos_kills_over_the_rate_are_refused_with_429() {
     );
     // Once the client has waited, kills are taken again.
     let client = slow_client();
-    wait_until("a kill to be accepted again", Duration::from_secs(10), || async {
-        matches!(kill(&client, &cluster, "n1", "n2").await, Some((200, _, _)))
-    })
+    wait_until(
+        "a kill to be accepted again",
+        Duration::from_secs(10),
+        || async { matches!(kill(&client, &cluster, "n1", "n2").await, Some((200, _, _))) },
+    )
     .await;
 }
 
@@ -355,8 +362,11 @@ async fn a_service_that_gave_up_under_a_storm_of_kills_comes_back_and_the_node_s
     let accepted = Arc::new(AtomicU64::new(0));
     let storm: Vec<_> = (0..4)
         .map(|_| {
-            let (cluster, stop, accepted) =
-                (Arc::clone(&cluster), Arc::clone(&stop), Arc::clone(&accepted));
+            let (cluster, stop, accepted) = (
+                Arc::clone(&cluster),
+                Arc::clone(&stop),
+                Arc::clone(&accepted),
+            );
             tokio::spawn(async move {
                 let client = slow_client();
                 while !stop.load(Ordering::Relaxed) {
@@ -395,7 +405,11 @@ async fn a_service_that_gave_up_under_a_storm_of_kills_comes_back_and_the_node_s
     cluster.wait_ready("n2", Duration::from_secs(10)).await;
     println!("echo back on n2 {back:?} after it was reported");
     let (status, body) = cluster
-        .post("n1", "/admin/echo", &json!({"payload": "back", "node": "n2"}))
+        .post(
+            "n1",
+            "/admin/echo",
+            &json!({"payload": "back", "node": "n2"}),
+        )
         .await
         .unwrap();
     assert_eq!(status, 200, "{body}");

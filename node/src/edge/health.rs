@@ -12,11 +12,21 @@ pub(crate) async fn live(State(state): State<AppState>) -> Json<Value> {
     Json(json!({"status": "live", "node": state.node_id()}))
 }
 
-/// 200 once this node has seen every configured node up since it started; 503 before.
+/// 200 once this node has seen every configured node up since it started and its runtime
+/// reports nothing wrong (such as a service that gave up here and is cooling down); 503
+/// naming the reasons otherwise.
 pub(crate) async fn ready(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     let view = state.cluster_view();
     if view.formed {
-        return Ok(Json(json!({"status": "ready", "node": state.node_id()})));
+        let reasons = state.runtime().unready_reasons();
+        if reasons.is_empty() {
+            return Ok(Json(json!({"status": "ready", "node": state.node_id()})));
+        }
+        return Err(ApiError::Unavailable(format!(
+            "node {} is not ready: {}",
+            state.node_id(),
+            reasons.join("; ")
+        )));
     }
     let waiting: Vec<_> = view
         .nodes
