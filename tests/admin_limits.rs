@@ -139,14 +139,19 @@ async fn a_bench_whose_payload_times_in_flight_is_too_large_is_refused_and_memor
             peak / MB
         );
     }
-    assert!(cluster.all_up(&["n1", "n2"]).await, "no peer was starved");
+    wait_until(
+        "both nodes to see each other up",
+        Duration::from_secs(10),
+        || cluster.all_up(&["n1", "n2"]),
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_benches_at_once_on_one_node_one_is_refused_with_409() {
     let cluster = Arc::new(formed(2).await);
     let request = json!({"target_node": "n2", "mode": "call", "payload_bytes": 16,
-                         "duration_ms": 3000, "in_flight": 2});
+                         "duration_ms": 5000, "in_flight": 2});
     let runs: Vec<_> = (0..2)
         .map(|_| {
             let cluster = Arc::clone(&cluster);
@@ -236,7 +241,7 @@ async fn a_kv_put_whose_json_grows_when_reserialized_is_not_a_503() {
         status, 503,
         "a permanent error is not 'retry later': {body}"
     );
-    assert!(retry_after.is_none() || status == 429);
+    assert!(retry_after.is_none(), "nothing to retry: {status} {body}");
     match status {
         200 => {
             let expected: Value = serde_json::from_str(&text).unwrap();

@@ -6,8 +6,8 @@
 //! - `cast` mode: `in_flight` loops sending one-way messages as fast as the link takes them;
 //!   at the end each loop sends a call to every echo member of the target, which (messages from
 //!   one sender to one member arrive in order) returns only once all its casts were handled.
-//!   The time includes that barrier; latency is the time to hand a message to the runtime
-//!   (sampled: one cast in 64).
+//!   The time includes that barrier (and the barriers that keep casts within the budget, see
+//!   below); latency is the time to hand a message to the runtime.
 //!
 //! # Limits
 //!
@@ -15,14 +15,16 @@
 //! field by field ([`BenchSpec::validate`]):
 //!
 //! - `payload_bytes x in_flight` is at most [`MAX_BYTES_IN_FLIGHT`] (16 MiB). Each message in
-//!   flight holds its payload about four times across the two nodes (the sender's copy, the
-//!   encoded frame, the receiver's decoded request and its encoded reply), so the budget keeps a
-//!   benchmark's own memory near 64 MiB per pair of nodes, well inside a small node, while
-//!   still allowing 1 MiB x 16, 64 KiB x 256 or 16 KiB x 1,024. (Unbounded, 1 MiB x 1,024 took
-//!   a node to 3.8 GB and starved its failure detector.)
+//!   flight holds its payload several times across the two nodes (the sender's copy, the
+//!   encoded frame, the receiver's read buffer and decoded request, the reply both ways) plus
+//!   the allocator's slack: measured, a call run takes about nine times its product in
+//!   resident memory (1 MiB x 16: +136 MB; 1 MiB x 64: +513 MB). 16 MiB keeps a benchmark
+//!   near 150 MB per pair of nodes, well inside a small node, while still allowing 1 MiB x 16,
+//!   64 KiB x 256 or 16 KiB x 1,024. (Unbounded, 1 MiB x 1,024 took a node to 3.8 GB and
+//!   starved its failure detector.)
 //! - In cast mode nothing waits for a reply, so a sender would otherwise queue as many casts
 //!   as the link and mailboxes take (thousands, whatever their size): each sender instead waits
-//!   for its casts to be handled (the barrier below) after every window of casts, sized so that
+//!   for its casts to be handled (the barrier above) after every window of casts, sized so that
 //!   all senders together never have more than the same budget of payload outstanding.
 //! - One benchmark at a time per node: a second is refused with [`BenchError::Busy`] while
 //!   one runs. A run whose caller goes away (its future is dropped) stops its senders at once.

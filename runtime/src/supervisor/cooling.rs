@@ -81,14 +81,15 @@ impl CoolingDown {
             .iter()
             .map(|(service, (restarts, until))| {
                 let left = until.saturating_duration_since(now);
-                if left.is_zero() {
-                    format!("service {service} gave up after {restarts} restarts and is starting again")
+                let when = if left.is_zero() {
+                    "is starting again".to_string()
                 } else {
-                    format!(
-                        "service {service} gave up after {restarts} restarts and starts again in {:.1} s",
-                        left.as_secs_f64()
-                    )
-                }
+                    format!("starts again in {:.1} s", left.as_secs_f64())
+                };
+                format!(
+                    "service {service} stopped on this node after restarting too often \
+                     ({restarts} restarts of its supervisor) and {when}"
+                )
             })
             .collect()
     }

@@ -108,7 +108,7 @@ async fn a_supervisor_that_gave_up_starts_its_children_again_after_a_growing_pau
     let reasons = cooling.reasons();
     assert_eq!(reasons.len(), 1, "{reasons:?}");
     assert!(
-        reasons[0].contains("svc") && reasons[0].contains("2 restarts"),
+        reasons[0].contains("service svc") && reasons[0].contains("2 restarts"),
         "{reasons:?}"
     );
 
