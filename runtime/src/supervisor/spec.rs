@@ -122,7 +122,7 @@ pub trait SupervisorObserver: Send + Sync + 'static {
     fn event(&self, event: &SupervisorEvent);
 }
 
-/// Startup input of a [`Supervisor`].
+/// Startup input of a [`Supervisor`](super::Supervisor).
 pub struct SupervisorArgs {
     /// Its name in logs and events.
     pub name: String,
@@ -162,7 +162,7 @@ pub struct ChildInfo {
     pub restarts: u64,
 }
 
-/// Messages to a [`Supervisor`].
+/// Messages to a [`Supervisor`](super::Supervisor).
 #[derive(RactorMessage, Debug)]
 pub enum SupervisorMsg {
     /// Start child `index` again (sent by the supervisor to itself after a backoff).
