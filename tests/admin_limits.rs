@@ -176,6 +176,28 @@ async fn two_benches_at_once_on_one_node_one_is_refused_with_409() {
                        "duration_ms": 200, "in_flight": 2});
     let (status, body) = bench(&cluster, &slow_client(), "n1", &short).await;
     assert_eq!(status, 200, "{body}");
+
+    // A client that goes away stops its bench: the node does not refuse others for the minute
+    // the abandoned one asked for.
+    let long = json!({"target_node": "n2", "mode": "call", "payload_bytes": 16,
+                      "duration_ms": 60_000, "in_flight": 2});
+    let impatient = reqwest::Client::builder()
+        .timeout(Duration::from_millis(500))
+        .build()
+        .unwrap();
+    let gone = impatient
+        .post(cluster.node("n1").url("/admin/bench"))
+        .json(&long)
+        .send()
+        .await;
+    assert!(gone.is_err(), "the client gave up: {gone:?}");
+    let freed = wait_until(
+        "a bench to run again after the client went away",
+        Duration::from_secs(20),
+        || async { bench(&cluster, &slow_client(), "n1", &short).await.0 == 200 },
+    )
+    .await;
+    println!("the node took a bench again {freed:?} after the client went away");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
