@@ -21,13 +21,13 @@ pub(crate) struct BenchArgs {
     /// cast (one-way) or call (request/response)
     #[arg(long, default_value = "call", value_parser = ["cast", "call"])]
     pub(crate) mode: String,
-    /// Payload bytes per message
+    /// Payload bytes per message (at most 1 MiB; payload x in-flight at most 16 MiB)
     #[arg(long, default_value_t = 16)]
     pub(crate) payload_bytes: usize,
     /// How long to send, in milliseconds (at most 60000)
     #[arg(long, default_value_t = 5000)]
     pub(crate) duration_ms: u64,
-    /// Concurrent senders
+    /// Concurrent senders (at most 1024); one benchmark runs at a time per node
     #[arg(long, default_value_t = 64)]
     pub(crate) in_flight: usize,
     /// echo, or kv (durable puts to the target's kv shards; call mode)

@@ -6,18 +6,82 @@
 //! - `cast` mode: `in_flight` loops sending one-way messages as fast as the link takes them;
 //!   at the end each loop sends a call to every echo member of the target, which (messages from
 //!   one sender to one member arrive in order) returns only once all its casts were handled.
-//!   The time includes that barrier; latency is the time to hand a message to the runtime
-//!   (sampled: one cast in 64).
+//!   The time includes that barrier (and the barriers that keep casts within the budget, see
+//!   below); latency is the time to hand a message to the runtime.
+//!
+//! # Limits
+//!
+//! A benchmark is a load a client asks a node to make, so it is bounded as a whole, not only
+//! field by field ([`BenchSpec::validate`]):
+//!
+//! - `payload_bytes x in_flight` is at most [`MAX_BYTES_IN_FLIGHT`] (16 MiB). Each message in
+//!   flight holds its payload several times across the two nodes (the sender's copy, the
+//!   encoded frame, the receiver's read buffer and decoded request, the reply both ways) plus
+//!   the allocator's slack: measured, a call run takes about nine times its product in
+//!   resident memory (1 MiB x 16: +136 MB; 1 MiB x 64: +513 MB). 16 MiB keeps a benchmark
+//!   near 150 MB per pair of nodes, well inside a small node, while still allowing 1 MiB x 16,
+//!   64 KiB x 256 or 16 KiB x 1,024. (Unbounded, 1 MiB x 1,024 took a node to 3.8 GB and
+//!   starved its failure detector.)
+//! - In cast mode nothing waits for a reply, so a sender would otherwise queue as many casts
+//!   as the link and mailboxes take (thousands, whatever their size): each sender instead waits
+//!   for its casts to be handled (the barrier above) after every window of casts, sized so that
+//!   all senders together never have more than the same budget of payload outstanding.
+//! - One benchmark at a time per node: a second is refused with [`BenchError::Busy`] while
+//!   one runs. A run whose caller goes away (its future is dropped) stops its senders at once.
+//! - A kv benchmark writes values of `payload_bytes`: at most [`MAX_VALUE_BYTES`].
+
+use std::sync::Arc;
 
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinSet;
 use tokio::time::{Duration, Instant};
 
 use crate::cluster::NodeId;
 use crate::echo::{Echo, EchoRequest};
-use crate::kv::{Kv, KvRequest, KvResponse};
+use crate::kv::{Kv, KvRequest, KvResponse, MAX_VALUE_BYTES};
 use crate::runtime::Runtime;
 use crate::service::{CallError, CallOptions};
+
+/// The largest payload of one message.
+pub const MAX_PAYLOAD_BYTES: usize = 1024 * 1024;
+/// The longest run.
+pub const MAX_DURATION: Duration = Duration::from_secs(60);
+/// The most concurrent senders.
+pub const MAX_IN_FLIGHT: usize = 1024;
+/// The most payload bytes a run may have in flight at once: `payload_bytes x in_flight` (see
+/// the module docs for why 16 MiB).
+pub const MAX_BYTES_IN_FLIGHT: usize = 16 * 1024 * 1024;
+/// The most casts a sender sends before it waits for them to be handled.
+const MAX_CAST_WINDOW: usize = 65_536;
+
+/// Why a benchmark did not run or did not finish.
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    /// The spec is out of bounds; the message names the fields.
+    #[error("{0}")]
+    Invalid(String),
+    /// Another benchmark is running on this node.
+    #[error("a benchmark is already running on node {0}; one runs at a time per node")]
+    Busy(NodeId),
+    /// A message could not be delivered.
+    #[error(transparent)]
+    Call(#[from] CallError),
+    /// The driven service refused or failed a request.
+    #[error("the service failed a request: {0}")]
+    Failed(String),
+}
+
+/// Lets one benchmark run at a time on a node.
+#[derive(Debug)]
+pub(crate) struct Gate(Arc<Semaphore>);
+
+impl Default for Gate {
+    fn default() -> Self {
+        Self(Arc::new(Semaphore::new(1)))
+    }
+}
 
 /// One-way or request/response.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -58,6 +122,49 @@ pub enum BenchService {
     Kv,
 }
 
+impl BenchSpec {
+    /// Checks every bound of the module docs; the error names the fields.
+    pub fn validate(&self) -> Result<(), BenchError> {
+        let invalid = |m: String| Err(BenchError::Invalid(m));
+        if self.payload_bytes > MAX_PAYLOAD_BYTES {
+            return invalid(format!("payload_bytes: at most {MAX_PAYLOAD_BYTES}"));
+        }
+        if self.duration.is_zero() || self.duration > MAX_DURATION {
+            return invalid(format!(
+                "duration_ms: between 1 and {}",
+                MAX_DURATION.as_millis()
+            ));
+        }
+        if !(1..=MAX_IN_FLIGHT).contains(&self.in_flight) {
+            return invalid(format!("in_flight: between 1 and {MAX_IN_FLIGHT}"));
+        }
+        let in_flight_bytes = self.payload_bytes.saturating_mul(self.in_flight);
+        if in_flight_bytes > MAX_BYTES_IN_FLIGHT {
+            return invalid(format!(
+                "payload_bytes x in_flight: at most {MAX_BYTES_IN_FLIGHT} bytes in flight, got {} x {} = {in_flight_bytes}",
+                self.payload_bytes, self.in_flight
+            ));
+        }
+        if self.service == BenchService::Kv {
+            if self.mode != BenchMode::Call {
+                return invalid("mode: kv is benchmarked with calls (durable puts)".into());
+            }
+            if self.payload_bytes > MAX_VALUE_BYTES {
+                return invalid(format!(
+                    "payload_bytes: a kv value is at most {MAX_VALUE_BYTES} bytes"
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// How many casts one sender sends before it waits for them to be handled.
+    fn cast_window(&self) -> usize {
+        let per_sender = MAX_BYTES_IN_FLIGHT / self.in_flight.max(1);
+        (per_sender / self.payload_bytes.max(64)).clamp(1, MAX_CAST_WINDOW)
+    }
+}
+
 /// Latency percentiles, in microseconds.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct Percentiles {
@@ -90,11 +197,26 @@ fn histogram() -> Histogram<u64> {
         .unwrap_or_else(|_| Histogram::new(3).unwrap_or_else(|_| unreachable!()))
 }
 
-/// Runs the benchmark.
-pub async fn run(runtime: &Runtime, spec: BenchSpec) -> Result<BenchReport, CallError> {
+/// Runs the benchmark, if its spec is within bounds and no other runs on this node. Dropping
+/// the future stops the run.
+pub async fn run(runtime: &Runtime, spec: BenchSpec) -> Result<BenchReport, BenchError> {
+    spec.validate()?;
+    let permit = Arc::clone(&runtime.bench_gate().0)
+        .try_acquire_owned()
+        .map_err(|_| BenchError::Busy(runtime.node().clone()))?;
+    // Every sender holds the permit too: the next run starts only once all of them are gone.
+    let permit = Arc::new(permit);
     if spec.service == BenchService::Kv {
-        return run_kv(runtime, spec).await;
+        return run_kv(runtime, spec, permit).await;
     }
+    run_echo(runtime, spec, permit).await
+}
+
+async fn run_echo(
+    runtime: &Runtime,
+    spec: BenchSpec,
+    permit: Arc<OwnedSemaphorePermit>,
+) -> Result<BenchReport, BenchError> {
     let echo = runtime.router::<Echo>();
     let members: Vec<u32> = echo
         .members()
@@ -103,57 +225,79 @@ pub async fn run(runtime: &Runtime, spec: BenchSpec) -> Result<BenchReport, Call
         .map(|(_, index)| index)
         .collect();
     if members.is_empty() {
-        return Err(CallError::NoMember(format!("echo on {}", spec.target)));
+        return Err(CallError::NoMember(format!("echo on {}", spec.target)).into());
     }
     let payload = vec![0xab_u8; spec.payload_bytes];
+    let window = spec.cast_window();
     let started = Instant::now();
     let stop_at = started + spec.duration;
-    let mut tasks = Vec::with_capacity(spec.in_flight);
-    for _ in 0..spec.in_flight.max(1) {
+    let mut tasks = JoinSet::new();
+    for _ in 0..spec.in_flight {
         let echo = echo.clone();
         let request = EchoRequest::new(payload.clone());
         let target = spec.target.clone();
         let members = members.clone();
         let mode = spec.mode;
-        tasks.push(tokio::spawn(async move {
+        let permit = Arc::clone(&permit);
+        tasks.spawn(async move {
+            let _permit = permit;
             let mut latencies = histogram();
             let mut count = 0u64;
             let options = CallOptions::timeout(Duration::from_secs(10)).on(target.clone());
             while Instant::now() < stop_at {
                 let sent = Instant::now();
-                let result = match mode {
-                    BenchMode::Call => echo
-                        .call(request.clone(), options.clone())
-                        .await
-                        .map(|_| ()),
-                    BenchMode::Cast => echo
-                        .cast_with(request.clone(), options.clone())
-                        .await
-                        .map(|_| ()),
-                };
-                result?;
+                match mode {
+                    BenchMode::Call => {
+                        echo.call(request.clone(), options.clone())
+                            .await?
+                            .map_err(|e| BenchError::Failed(e.to_string()))?;
+                    }
+                    BenchMode::Cast => {
+                        echo.cast_with(request.clone(), options.clone()).await?;
+                    }
+                }
                 let _ = latencies.record((sent.elapsed().as_micros() as u64).max(1));
                 count += 1;
-            }
-            if mode == BenchMode::Cast {
-                for member in members {
-                    let barrier = CallOptions {
-                        timeout: Some(Duration::from_secs(60)),
-                        node: Some(target.clone()),
-                        member: Some(member),
-                        ..CallOptions::default()
-                    };
-                    echo.call(EchoRequest::new(Vec::new()), barrier).await?;
+                if mode == BenchMode::Cast && count.is_multiple_of(window as u64) {
+                    barrier(&echo, &target, &members).await?;
                 }
             }
-            Ok::<_, CallError>((count, latencies))
-        }));
+            if mode == BenchMode::Cast {
+                barrier(&echo, &target, &members).await?;
+            }
+            Ok::<_, BenchError>((count, latencies))
+        });
     }
     collect(tasks, started).await
 }
 
+/// Returns once every cast this sender sent to `members` of `target` was handled: a call to
+/// each, which (messages from one sender to one member arrive in order) comes after them.
+async fn barrier(
+    echo: &crate::Router<Echo>,
+    target: &NodeId,
+    members: &[u32],
+) -> Result<(), BenchError> {
+    for member in members {
+        let options = CallOptions {
+            timeout: Some(Duration::from_secs(60)),
+            node: Some(target.clone()),
+            member: Some(*member),
+            ..CallOptions::default()
+        };
+        echo.call(EchoRequest::new(Vec::new()), options)
+            .await?
+            .map_err(|e| BenchError::Failed(e.to_string()))?;
+    }
+    Ok(())
+}
+
 /// Durable puts to keys whose shards live on the target node.
-async fn run_kv(runtime: &Runtime, spec: BenchSpec) -> Result<BenchReport, CallError> {
+async fn run_kv(
+    runtime: &Runtime,
+    spec: BenchSpec,
+    permit: Arc<OwnedSemaphorePermit>,
+) -> Result<BenchReport, BenchError> {
     let kv = runtime.router::<Kv>();
     let keys: Vec<String> = (0..100_000)
         .map(|i| format!("bench-{i}"))
@@ -164,17 +308,19 @@ async fn run_kv(runtime: &Runtime, spec: BenchSpec) -> Result<BenchReport, CallE
         .take(4096)
         .collect();
     if keys.is_empty() {
-        return Err(CallError::NoMember(format!("kv shards on {}", spec.target)));
+        return Err(CallError::NoMember(format!("kv shards on {}", spec.target)).into());
     }
     let value = vec![b'7'; spec.payload_bytes.max(1)];
     let started = Instant::now();
     let stop_at = started + spec.duration;
-    let mut tasks = Vec::new();
-    for t in 0..spec.in_flight.max(1) {
+    let mut tasks = JoinSet::new();
+    for t in 0..spec.in_flight {
         let kv = kv.clone();
         let keys = keys.clone();
         let value = value.clone();
-        tasks.push(tokio::spawn(async move {
+        let permit = Arc::clone(&permit);
+        tasks.spawn(async move {
+            let _permit = permit;
             let mut latencies = histogram();
             let mut count = 0u64;
             let mut i = t;
@@ -195,31 +341,30 @@ async fn run_kv(runtime: &Runtime, spec: BenchSpec) -> Result<BenchReport, CallE
                     .await?
                 {
                     KvResponse::Put { .. } => {}
-                    other => {
-                        return Err(CallError::BadMessage(format!(
-                            "unexpected answer {other:?}"
-                        )));
+                    KvResponse::Failed(e) => return Err(BenchError::Failed(e)),
+                    KvResponse::Get(_) => {
+                        return Err(BenchError::Failed("kv answered a put with a get".into()));
                     }
                 }
                 let _ = latencies.record((sent.elapsed().as_micros() as u64).max(1));
                 count += 1;
             }
-            Ok::<_, CallError>((count, latencies))
-        }));
+            Ok::<_, BenchError>((count, latencies))
+        });
     }
     collect(tasks, started).await
 }
 
-/// One sender task: messages sent and their latencies.
-type Sender = tokio::task::JoinHandle<Result<(u64, Histogram<u64>), CallError>>;
+/// The sender tasks: each gives the messages it sent and their latencies. Dropping the set
+/// aborts them.
+type Senders = JoinSet<Result<(u64, Histogram<u64>), BenchError>>;
 
-async fn collect(tasks: Vec<Sender>, started: Instant) -> Result<BenchReport, CallError> {
+async fn collect(mut tasks: Senders, started: Instant) -> Result<BenchReport, BenchError> {
     let mut messages = 0;
     let mut latencies = histogram();
-    for task in tasks {
-        let (count, h) = task
-            .await
-            .map_err(|e| CallError::BadMessage(format!("bench task failed: {e}")))??;
+    while let Some(done) = tasks.join_next().await {
+        let (count, h) =
+            done.map_err(|e| BenchError::Failed(format!("a bench sender failed: {e}")))??;
         messages += count;
         let _ = latencies.add(&h);
     }
@@ -240,3 +385,6 @@ async fn collect(tasks: Vec<Sender>, started: Instant) -> Result<BenchReport, Ca
         },
     })
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,9 +1,14 @@
 //! `echo`: the built-in diagnostic service. Every member answers with the payload it got, its
 //! node and slot, and how many requests it has handled; a request may ask it to wait first,
 //! to stand in for a slow or stuck handler in deadline tests. `troupe bench` drives it.
+//!
+//! Echo honours the caller's deadline: a request whose deadline has passed when it is handled
+//! does no work (it is not counted) and is answered with [`EchoError::DeadlinePassed`]; a
+//! delayed echo waits until its delay or the deadline, whichever comes first, so a stuck
+//! caller's abandoned requests do not keep a member busy.
 
 use serde::{Deserialize, Serialize};
-use tokio::time::Duration;
+use tokio::time::{Duration, Instant};
 
 use crate::service::{MemberInfo, RequestContext, Service, ServiceError};
 
@@ -45,10 +50,18 @@ pub struct EchoResponse {
     pub handled: u64,
 }
 
+/// Why echo did not answer with the payload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum EchoError {
+    /// The caller's deadline passed before the echo was done: nobody waits for it any more.
+    #[error("the deadline passed before the echo was done")]
+    DeadlinePassed,
+}
+
 impl Service for Echo {
     const NAME: &'static str = "echo";
     type Request = EchoRequest;
-    type Response = EchoResponse;
+    type Response = Result<EchoResponse, EchoError>;
     /// Requests handled, and the node's id (shared, not copied into every response).
     type State = (u64, std::sync::Arc<str>);
 
@@ -61,17 +74,27 @@ impl Service for Echo {
         (handled, node): &mut Self::State,
         request: EchoRequest,
         cx: &RequestContext<'_>,
-    ) -> EchoResponse {
+    ) -> Result<EchoResponse, EchoError> {
+        if cx.deadline.is_some_and(|d| Instant::now() >= d) {
+            return Err(EchoError::DeadlinePassed);
+        }
         *handled += 1;
         if request.delay_ms > 0 {
-            tokio::time::sleep(Duration::from_millis(u64::from(request.delay_ms))).await;
+            let done = Instant::now() + Duration::from_millis(u64::from(request.delay_ms));
+            match cx.deadline {
+                Some(deadline) if deadline < done => {
+                    tokio::time::sleep_until(deadline).await;
+                    return Err(EchoError::DeadlinePassed);
+                }
+                _ => tokio::time::sleep_until(done).await,
+            }
         }
-        EchoResponse {
+        Ok(EchoResponse {
             payload: request.payload,
             node: std::sync::Arc::clone(node),
             index: cx.member.index,
             handled: *handled,
-        }
+        })
     }
 }
 
@@ -110,3 +133,6 @@ mod bytes_as_slice {
         d.deserialize_byte_buf(Visitor)
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -11,7 +11,7 @@
 //!
 //! let echo = runtime.router::<Echo>();
 //! let reply = echo.call(EchoRequest::new(b"hi".to_vec()), CallOptions::default()).await?;
-//! assert_eq!(reply.payload, b"hi");
+//! assert_eq!(reply.map(|r| r.payload).ok(), Some(b"hi".to_vec())); // Err: its deadline passed
 //! # Ok(()) }
 //! ```
 

@@ -29,9 +29,10 @@ use crate::service::{CallError, CallOptions, Member, MemberInfo, Service, Servic
 use crate::shard;
 use crate::store::Store;
 use crate::supervisor::{
-    ChildSpec, RestartPolicy, Strategy, Supervisor, SupervisorArgs, SupervisorEvent, SupervisorMsg,
-    SupervisorObserver,
+    ChildSpec, CoolingDown, CoolingObserver, OnGiveUp, RestartPolicy, Strategy, Supervisor,
+    SupervisorArgs, SupervisorEvent, SupervisorMsg, SupervisorObserver,
 };
+pub use crate::system::{KILLS_PER_SECOND, KillError};
 use crate::system::{System, SystemRequest, SystemResponse};
 use crate::transport::{StatsSnapshot, Transport, TransportSettings};
 use crate::{Result, RuntimeError};
@@ -61,7 +62,7 @@ pub struct StoreSettings {
 }
 
 /// How a service's root supervisor treats its members' supervisor giving up: restart it a few
-/// times with a growing pause, then let the service stop on this node.
+/// times with a growing pause, then cool down ([`COOL_DOWN`]).
 const ESCALATION_POLICY: RestartPolicy = RestartPolicy {
     max_restarts: 5,
     within: Duration::from_secs(60),
@@ -71,6 +72,12 @@ const ESCALATION_POLICY: RestartPolicy = RestartPolicy {
         Duration::from_secs(10),
     ),
 };
+
+/// How long a service that gave up on this node stays stopped before its root supervisor starts
+/// it again: 5 s, doubling after each give-up in a row up to 30 s (a run of a minute without
+/// one starts again from 5 s). Meanwhile `not_ready_reasons` names it.
+const COOL_DOWN: crate::backoff::Backoff =
+    crate::backoff::Backoff::constant_bounds(Duration::from_secs(5), Duration::from_secs(30));
 
 /// A member killed on purpose (failure injection).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -125,6 +132,10 @@ pub(crate) struct Core {
     store: Option<Store>,
     /// Every configured node, for shard placement.
     nodes: Vec<NodeId>,
+    /// Services that gave up on this node and wait to start again.
+    cooling: Arc<CoolingDown>,
+    /// One benchmark at a time.
+    bench: crate::bench::Gate,
 }
 
 /// The runtime of this node. Cheap to clone.
@@ -214,6 +225,8 @@ impl Runtime {
                 restarts: Arc::new(RestartLog::default()),
                 store,
                 nodes,
+                cooling: Arc::default(),
+                bench: crate::bench::Gate::default(),
             }),
         };
         registry.declare(
@@ -242,15 +255,22 @@ impl Runtime {
         self.core.transport.stats()
     }
 
-    /// Why this node is not ready, as far as the runtime knows (empty: nothing against it):
-    /// for now, peers that are up but have had no link for a while.
+    /// Why this node is not ready, as far as the runtime knows, one line per problem (empty:
+    /// nothing against it): peers that are up but have had no link for a while, services that
+    /// gave up here and are cooling down.
     pub fn not_ready_reasons(&self) -> Vec<String> {
-        self.core.transport.not_ready_reasons()
+        let mut reasons = self.core.transport.not_ready_reasons();
+        reasons.extend(self.core.cooling.reasons());
+        reasons
     }
 
     /// Restart times of supervised members.
     pub fn restarts(&self) -> &RestartLog {
         &self.core.restarts
+    }
+
+    pub(crate) fn bench_gate(&self) -> &crate::bench::Gate {
+        &self.core.bench
     }
 
     /// This node's store, if it has one.
@@ -321,7 +341,7 @@ impl Runtime {
         });
         // The members' supervisor has a parent of its own: when the members restart too often
         // and it gives up (escalates), the parent starts it again, with its own backoff and
-        // limit; only if that fails too does the service stop on this node.
+        // limit; if that fails too, the parent cools down and starts it again later.
         let policy = self.core.restart;
         let members_supervisor =
             ChildSpec::new(format!("{}.members", S::NAME), move |parent: ActorCell| {
@@ -331,6 +351,7 @@ impl Runtime {
                     policy,
                     children: children.clone(),
                     observer: Some(Arc::clone(&observer)),
+                    on_give_up: OnGiveUp::Escalate,
                 };
                 Box::pin(async move {
                     let (supervisor, _) =
@@ -346,7 +367,11 @@ impl Runtime {
                 strategy: Strategy::OneForOne,
                 policy: ESCALATION_POLICY,
                 children: vec![members_supervisor],
-                observer: None,
+                observer: Some(Arc::new(CoolingObserver::new(
+                    S::NAME,
+                    Arc::clone(&self.core.cooling),
+                ))),
+                on_give_up: OnGiveUp::CoolDown(COOL_DOWN),
             },
         )
         .await
@@ -402,19 +427,20 @@ impl Runtime {
     }
 
     /// Kills a member of `service` abruptly (its supervisor restarts it): member `pid` on
-    /// `node`, or a random member on `node`, or a random member anywhere.
+    /// `node`, or a random member on `node`, or a random member anywhere. A node takes at most
+    /// [`KILLS_PER_SECOND`]; beyond, [`KillError::RateLimited`].
     pub async fn kill_member(
         &self,
         service: &str,
         node: Option<NodeId>,
         pid: Option<u64>,
-    ) -> Result<Vec<KilledMember>, CallError> {
+    ) -> Result<Vec<KilledMember>, KillError> {
         let node = match node {
             Some(node) => node,
             None => {
                 let members = self.core.registry.members(service).members;
                 if members.is_empty() {
-                    return Err(CallError::NoMember(service.to_string()));
+                    return Err(CallError::NoMember(service.to_string()).into());
                 }
                 members[rand::random_range(0..members.len())].node.clone()
             }
@@ -423,9 +449,13 @@ impl Runtime {
             service: service.to_string(),
             pid,
         };
-        let options = CallOptions::timeout(Duration::from_secs(5)).on(node);
+        let options = CallOptions::timeout(Duration::from_secs(5)).on(node.clone());
         match self.router::<System>().call(request, options).await? {
             SystemResponse::Killed(killed) => Ok(killed),
+            SystemResponse::RateLimited { retry_after_ms } => Err(KillError::RateLimited {
+                node: node.to_string(),
+                retry_after: Duration::from_millis(retry_after_ms),
+            }),
         }
     }
 
@@ -445,10 +475,10 @@ impl Runtime {
         &self,
         service: &str,
         shard: u32,
-    ) -> Result<Vec<KilledMember>, CallError> {
+    ) -> Result<Vec<KilledMember>, KillError> {
         let map = self.shard_map(service);
         let Some(node) = map.get(shard as usize).cloned() else {
-            return Err(CallError::NoMember(format!("{service} shard {shard}")));
+            return Err(CallError::NoMember(format!("{service} shard {shard}")).into());
         };
         let member = self
             .core
@@ -462,7 +492,8 @@ impl Runtime {
                 service: service.to_string(),
                 shard,
                 node: node.to_string(),
-            });
+            }
+            .into());
         };
         self.kill_member(service, Some(node), Some(member.slot.pid))
             .await

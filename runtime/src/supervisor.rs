@@ -12,8 +12,13 @@
 //!   with jitter (10 ms, 20 ms, … up to `max_backoff`), so a crash loop does not spin; a child
 //!   killed from outside (failure injection) did not fail by itself and restarts at once;
 //! - more than `max_restarts` restarts within `within` (across all children) means the
-//!   supervisor cannot help: it stops its children and fails, which **escalates** to its own
-//!   supervisor.
+//!   supervisor cannot help: it **gives up**. What that means is the supervisor's
+//!   [`OnGiveUp`]: by default it stops its children and fails, which **escalates** to its own
+//!   supervisor; a supervisor with no parent (a service's root) instead **cools down**: it
+//!   stops its children, waits (5 s, then longer after each give-up in a row, up to 30 s for a
+//!   service), and starts them all again, so that no storm of failures removes a service from a
+//!   node for good. Observers are told of both, so that readiness can report a service that is
+//!   cooling down.
 //!
 //! With [`Strategy::OneForOne`] only the dead child is restarted; with [`Strategy::OneForAll`]
 //! its siblings are stopped and every child is started again in order.
@@ -27,167 +32,25 @@
 //! [`SupervisorObserver`], which is also told when each child starts and stops so that a registry
 //! can follow the live children.
 
+mod cooling;
 mod policy;
+mod spec;
 
 use std::collections::VecDeque;
 use std::fmt;
-use std::future::Future;
-use std::pin::Pin;
-use std::sync::Arc;
 
-use ractor::{
-    Actor, ActorCell, ActorProcessingErr, ActorRef, RpcReplyPort, SpawnErr, SupervisionEvent,
-};
-use ractor_cluster::RactorMessage;
+use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, SpawnErr, SupervisionEvent};
 use tokio::time::{Duration, Instant};
 
+pub use cooling::{CoolingDown, CoolingObserver};
 pub use policy::{Decision, RestartPolicy};
+pub use spec::{
+    ChildInfo, ChildSpec, OnGiveUp, StartFuture, Strategy, SupervisorArgs, SupervisorEvent,
+    SupervisorMsg, SupervisorObserver,
+};
 
 /// The exit reason ractor gives an actor that was killed.
 const KILLED: &str = "killed";
-
-/// Which children restart when one dies.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Strategy {
-    /// Only the child that died.
-    #[default]
-    OneForOne,
-    /// Every child: its siblings are stopped and all are started again in order.
-    OneForAll,
-}
-
-/// The future a [`ChildSpec`] returns: the started child, linked to the supervisor it is given.
-pub type StartFuture = Pin<Box<dyn Future<Output = Result<ActorCell, SpawnErr>> + Send>>;
-
-/// How to (re)build one child: a function of the supervisor to link it to.
-#[derive(Clone)]
-pub struct ChildSpec {
-    /// The child's name in logs, events and metrics (`echo/0`).
-    pub name: String,
-    start: Arc<dyn Fn(ActorCell) -> StartFuture + Send + Sync>,
-}
-
-impl fmt::Debug for ChildSpec {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ChildSpec")
-            .field("name", &self.name)
-            .finish_non_exhaustive()
-    }
-}
-
-impl ChildSpec {
-    /// A child named `name`, built by `start` (which must spawn it linked to the given cell).
-    pub fn new(
-        name: impl Into<String>,
-        start: impl Fn(ActorCell) -> StartFuture + Send + Sync + 'static,
-    ) -> Self {
-        Self {
-            name: name.into(),
-            start: Arc::new(start),
-        }
-    }
-}
-
-/// What happened to a child, for observers.
-#[derive(Debug, Clone)]
-pub enum SupervisorEvent {
-    /// A child died and was started again.
-    Restarted {
-        /// The supervisor's name.
-        supervisor: String,
-        /// The child's name.
-        child: String,
-        /// Why it died.
-        reason: String,
-        /// The backoff waited before restarting.
-        backoff: Duration,
-        /// From the death being noticed to the new child running, backoff included.
-        took: Duration,
-    },
-    /// A child could not be started again: it will be retried after a backoff.
-    StartFailed {
-        /// The supervisor's name.
-        supervisor: String,
-        /// The child's name.
-        child: String,
-        /// The spawn error.
-        error: String,
-    },
-    /// Too many restarts: the supervisor stopped its children and failed.
-    Escalated {
-        /// The supervisor's name.
-        supervisor: String,
-        /// Restarts counted in the window.
-        restarts: usize,
-    },
-}
-
-/// Told of every child start and stop, and of every [`SupervisorEvent`].
-pub trait SupervisorObserver: Send + Sync + 'static {
-    /// A child (re)started.
-    fn child_started(&self, index: usize, name: &str, cell: &ActorCell);
-    /// A child stopped or died (before any restart).
-    fn child_stopped(&self, index: usize, name: &str, cell: &ActorCell);
-    /// A restart, a failed start or an escalation.
-    fn event(&self, event: &SupervisorEvent);
-}
-
-/// Startup input of a [`Supervisor`].
-pub struct SupervisorArgs {
-    /// Its name in logs and events.
-    pub name: String,
-    /// The restart strategy.
-    pub strategy: Strategy,
-    /// The restart policy.
-    pub policy: RestartPolicy,
-    /// The children, started in order.
-    pub children: Vec<ChildSpec>,
-    /// Told of starts, stops and restarts.
-    pub observer: Option<Arc<dyn SupervisorObserver>>,
-}
-
-impl fmt::Debug for SupervisorArgs {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SupervisorArgs")
-            .field("name", &self.name)
-            .field("strategy", &self.strategy)
-            .field("children", &self.children)
-            .finish_non_exhaustive()
-    }
-}
-
-/// A live child, as reported by [`SupervisorMsg::Children`].
-#[derive(Debug, Clone)]
-pub struct ChildInfo {
-    /// Its position in the supervisor's list.
-    pub index: usize,
-    /// Its name.
-    pub name: String,
-    /// The running actor, if it is running (not waiting out a backoff).
-    pub cell: Option<ActorCell>,
-    /// How many times it was restarted.
-    pub restarts: u64,
-}
-
-/// Messages to a [`Supervisor`].
-#[derive(RactorMessage, Debug)]
-pub enum SupervisorMsg {
-    /// Start child `index` again (sent by the supervisor to itself after a backoff).
-    Restart {
-        /// The child.
-        index: usize,
-        /// Ignored unless it matches the child's generation (a newer death supersedes it).
-        generation: u64,
-        /// When the death was noticed, to measure the restart.
-        died_at: Instant,
-        /// Why it died.
-        reason: String,
-        /// The backoff that was waited.
-        backoff: Duration,
-    },
-    /// The children as they are now.
-    Children(RpcReplyPort<Vec<ChildInfo>>),
-}
 
 /// The supervisor actor.
 #[derive(Debug, Default)]
@@ -209,6 +72,12 @@ pub struct SupervisorState {
     args: SupervisorArgs,
     children: Vec<Child>,
     recent_restarts: VecDeque<Instant>,
+    /// Give-ups so far, to match a `Resume` to the give-up it ends.
+    num_give_ups: u64,
+    /// Give-ups in a row: the cool-down's backoff exponent.
+    num_recent_give_ups: u32,
+    /// When the children were last resumed after a cool-down.
+    resumed_at: Option<Instant>,
 }
 
 impl fmt::Debug for SupervisorState {
@@ -242,6 +111,11 @@ impl SupervisorState {
             }
             SupervisorEvent::Escalated { restarts, .. } => {
                 tracing::error!(supervisor = %self.args.name, restarts, "restart intensity exceeded: escalating");
+            }
+            SupervisorEvent::CoolingDown {
+                restarts, pause, ..
+            } => {
+                tracing::error!(supervisor = %self.args.name, restarts, pause_ms = pause.as_millis() as u64, "restart intensity exceeded: cooling down before starting again");
             }
         }
         if let Some(observer) = &self.args.observer {
@@ -302,6 +176,10 @@ impl SupervisorState {
             Decision::Restart { after } => after,
             Decision::Escalate => {
                 let restarts = self.recent_restarts.len();
+                if let OnGiveUp::CoolDown(backoff) = self.args.on_give_up {
+                    self.cool_down(backoff, restarts, now, myself).await;
+                    return Ok(());
+                }
                 self.emit(SupervisorEvent::Escalated {
                     supervisor: self.args.name.clone(),
                     restarts,
@@ -454,6 +332,9 @@ impl Actor for Supervisor {
             args,
             children,
             recent_restarts: VecDeque::new(),
+            num_give_ups: 0,
+            num_recent_give_ups: 0,
+            resumed_at: None,
         };
         for index in 0..state.children.len() {
             if let Err(e) = state.start_child(index, &myself.get_cell()).await {
@@ -476,6 +357,7 @@ impl Actor for Supervisor {
     ) -> Result<(), ActorProcessingErr> {
         match message {
             restart @ SupervisorMsg::Restart { .. } => state.restart(restart, &myself).await,
+            SupervisorMsg::Resume { give_up } => state.resume(give_up, &myself).await,
             SupervisorMsg::Children(reply) => {
                 let children = state
                     .children

@@ -1,15 +1,22 @@
 //! The operations routes under `/admin` (`API.md`): the cluster view, failure injection, the
 //! throughput benchmark, and a single echo request for diagnostics.
 //!
+//! Chaos kills are rate-limited by the node whose members die
+//! ([`troupe_runtime::runtime::KILLS_PER_SECOND`], 20 a second): beyond, 429 with
+//! `Retry-After`. One benchmark runs at a time per node (a second gets 409), and its payload
+//! times its senders is bounded ([`bench::MAX_BYTES_IN_FLIGHT`], 16 MiB): see
+//! [`troupe_runtime::bench`] for why.
+//!
 //! These routes are not authenticated yet: until the auth work lands, the edge listens on
 //! 127.0.0.1 by default and warns when bound elsewhere ([`crate::serve`]).
 
 use axum::extract::State;
 use serde::{Deserialize, Serialize};
 use tokio::time::{Duration, Instant};
-use troupe_runtime::bench::{self, BenchMode, BenchReport, BenchService, BenchSpec};
-use troupe_runtime::echo::{Echo, EchoRequest};
+use troupe_runtime::bench::{self, BenchError, BenchMode, BenchReport, BenchService, BenchSpec};
+use troupe_runtime::echo::{Echo, EchoError, EchoRequest};
 use troupe_runtime::registry::NodeCount;
+use troupe_runtime::runtime::KillError;
 use troupe_runtime::{CallOptions, KilledMember, NodeId, NodeStatus};
 
 use super::AppState;
@@ -144,6 +151,18 @@ pub(crate) struct KillResponse {
     killed: Vec<KilledMember>,
 }
 
+impl From<KillError> for ApiError {
+    fn from(e: KillError) -> Self {
+        match e {
+            KillError::Call(e) => e.into(),
+            e @ KillError::RateLimited { retry_after, .. } => ApiError::RateLimited {
+                message: e.to_string(),
+                retry_after,
+            },
+        }
+    }
+}
+
 pub(crate) async fn chaos_kill(
     State(state): State<AppState>,
     Json(request): Json<KillRequest>,
@@ -199,11 +218,6 @@ pub(crate) async fn chaos_kill(
     Ok(axum::Json(KillResponse { killed }))
 }
 
-/// Bounds of `/admin/bench`.
-const MAX_BENCH_PAYLOAD: usize = 1024 * 1024;
-const MAX_BENCH_DURATION_MS: u64 = 60_000;
-const MAX_BENCH_IN_FLIGHT: usize = 1024;
-
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct BenchRequest {
@@ -222,7 +236,18 @@ pub(crate) const BENCH_SLACK: Duration = Duration::from_secs(60);
 
 /// The longest a bench request may take.
 pub(crate) fn bench_timeout() -> Duration {
-    Duration::from_millis(MAX_BENCH_DURATION_MS) + BENCH_SLACK
+    bench::MAX_DURATION + BENCH_SLACK
+}
+
+impl From<BenchError> for ApiError {
+    fn from(e: BenchError) -> Self {
+        match e {
+            BenchError::Invalid(m) => ApiError::InvalidRequest(m),
+            e @ BenchError::Busy(_) => ApiError::Conflict(e.to_string()),
+            BenchError::Call(e) => e.into(),
+            e @ BenchError::Failed(_) => ApiError::Unavailable(e.to_string()),
+        }
+    }
 }
 
 pub(crate) async fn bench(
@@ -230,26 +255,6 @@ pub(crate) async fn bench(
     Json(request): Json<BenchRequest>,
 ) -> Result<axum::Json<BenchReport>, ApiError> {
     let target = node_field(&state, "target_node", &request.target_node)?;
-    if request.payload_bytes > MAX_BENCH_PAYLOAD {
-        return Err(ApiError::InvalidRequest(format!(
-            "payload_bytes: at most {MAX_BENCH_PAYLOAD}"
-        )));
-    }
-    if !(1..=MAX_BENCH_DURATION_MS).contains(&request.duration_ms) {
-        return Err(ApiError::InvalidRequest(format!(
-            "duration_ms: between 1 and {MAX_BENCH_DURATION_MS}"
-        )));
-    }
-    if !(1..=MAX_BENCH_IN_FLIGHT).contains(&request.in_flight) {
-        return Err(ApiError::InvalidRequest(format!(
-            "in_flight: between 1 and {MAX_BENCH_IN_FLIGHT}"
-        )));
-    }
-    if request.service == BenchService::Kv && request.mode != BenchMode::Call {
-        return Err(ApiError::InvalidRequest(
-            "mode: kv is benchmarked with calls (durable puts)".into(),
-        ));
-    }
     let spec = BenchSpec {
         target,
         mode: request.mode,
@@ -315,6 +320,11 @@ pub(crate) async fn echo(
         .call_traced(request, options)
         .await
         .map_err(ApiError::from_idempotent)?;
+    let response = response.map_err(|e| match e {
+        EchoError::DeadlinePassed => ApiError::Unavailable(format!(
+            "the deadline of {timeout_ms} ms passed before the echo was done"
+        )),
+    })?;
     Ok(axum::Json(EchoAnswer {
         payload: String::from_utf8_lossy(&response.payload).into_owned(),
         node: response.node.to_string(),

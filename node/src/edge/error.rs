@@ -12,6 +12,7 @@ use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
+use tokio::time::Duration;
 
 tokio::task_local! {
     /// The id of the request being served, set by the edge middleware for the request's task.
@@ -38,12 +39,24 @@ pub enum ApiError {
     /// 405: the route exists, not with this method.
     #[error("{0}")]
     MethodNotAllowed(String),
+    /// 409: in conflict with the state of the resource (a benchmark already running).
+    #[error("{0}")]
+    Conflict(String),
     /// 413: the body is over the limit.
     #[error("{0}")]
     PayloadTooLarge(String),
     /// 415: the body is not JSON.
     #[error("{0}")]
     UnsupportedMediaType(String),
+    /// 429: over a rate limit; the client may retry after `retry_after` (`Retry-After`, in
+    /// whole seconds, at least 1).
+    #[error("{message}")]
+    RateLimited {
+        /// What limit, and whose.
+        message: String,
+        /// When to try again.
+        retry_after: Duration,
+    },
     /// 503: not available now, and nothing was done; the client may retry after `Retry-After`.
     #[error("{0}")]
     Unavailable(String),
@@ -75,6 +88,8 @@ impl ApiError {
             Self::InvalidRequest(_) => StatusCode::BAD_REQUEST,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            Self::Conflict(_) => StatusCode::CONFLICT,
+            Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -165,6 +180,8 @@ impl IntoResponse for ApiError {
                     Self::InvalidRequest(m)
                     | Self::NotFound(m)
                     | Self::MethodNotAllowed(m)
+                    | Self::Conflict(m)
+                    | Self::RateLimited { message: m, .. }
                     | Self::PayloadTooLarge(m)
                     | Self::UnsupportedMediaType(m)
                     | Self::Unavailable(m)
@@ -180,11 +197,18 @@ impl IntoResponse for ApiError {
                 request_id: current_request_id(),
             },
         };
+        let retry_after_secs = match &self {
+            Self::RateLimited { retry_after, .. } => {
+                Some(retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0))
+            }
+            _ if status == StatusCode::SERVICE_UNAVAILABLE => Some(u64::from(RETRY_AFTER_SECS)),
+            _ => None,
+        };
         let mut response = (status, Json(body)).into_response();
-        if status == StatusCode::SERVICE_UNAVAILABLE {
+        if let Some(secs) = retry_after_secs {
             response
                 .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
         }
         response
     }

@@ -13,7 +13,8 @@ pub(crate) async fn live(State(state): State<AppState>) -> Json<Value> {
 }
 
 /// 200 once this node has seen every configured node up since it started and the runtime has
-/// nothing against it (a peer up without a link, ...); 503 otherwise, saying why.
+/// nothing against it (a peer up without a link, a service that gave up here and is cooling
+/// down, ...); 503 naming the reasons otherwise.
 pub(crate) async fn ready(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     let view = state.cluster_view();
     let reasons = state.runtime().not_ready_reasons();

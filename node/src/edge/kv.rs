@@ -1,6 +1,7 @@
 //! `PUT /admin/kv/{key}` and `GET /admin/kv/{key}` (`API.md`): the built-in `kv` service.
 //!
-//! A key is 1 to 256 bytes; a value is any JSON document up to 64 KiB. A `PUT` answers only once
+//! A key is 1 to 256 bytes; a value is any JSON document up to 64 KiB as sent (it is stored as
+//! sent, so a value under the limit stays under it). A `PUT` answers only once
 //! the value is durable on the disk of the node that owns the key's shard; a `GET` shows only
 //! durable values. While that node is down both answer 503 with `Retry-After`, at once. A `PUT`
 //! that reached the shard but got no answer in time (the node froze, the connection dropped)
@@ -65,11 +66,13 @@ pub(crate) async fn put(
             "a value is at most {MAX_VALUE_BYTES} bytes"
         )));
     }
-    let value: Value = serde_json::from_slice(&body)
+    // Checked, then stored as the client sent it: written again by serde_json, a value can
+    // grow past the limit it was checked against (`1e9` becomes `1000000000.0`).
+    serde_json::from_slice::<Value>(&body)
         .map_err(|e| ApiError::InvalidRequest(format!("malformed JSON: {e}")))?;
     let request = KvRequest::Put {
         key: key.clone(),
-        value: serde_json::to_vec(&value).unwrap_or_default(),
+        value: body.to_vec(),
     };
     let answer = state
         .runtime()

@@ -1,6 +1,7 @@
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
-use ractor::ActorStatus;
+use ractor::{ActorStatus, RpcReplyPort};
+use ractor_cluster::RactorMessage;
 use tokio::sync::mpsc;
 
 use super::*;
@@ -165,6 +166,7 @@ async fn supervise(
         policy,
         children: (0..n).map(|i| crasher(&format!("c{i}"), i)).collect(),
         observer: Some(Arc::new(Recorder(Mutex::new(tx)))),
+        on_give_up: OnGiveUp::Escalate,
     };
     let (sup, _) = Actor::spawn(None, Supervisor, args).await.unwrap();
     let mut cells = Vec::new();
@@ -350,6 +352,7 @@ async fn an_escalation_is_handled_by_the_parent_supervisor() {
             policy: inner_policy,
             children: vec![crasher("c0", 0)],
             observer: Some(Arc::clone(&observer)),
+            on_give_up: OnGiveUp::Escalate,
         };
         Box::pin(async move {
             let (sup, _) = Actor::spawn_linked(None, Supervisor, args, parent).await?;
@@ -365,6 +368,7 @@ async fn an_escalation_is_handled_by_the_parent_supervisor() {
             policy: RestartPolicy::default(),
             children: vec![inner],
             observer: None,
+            on_give_up: OnGiveUp::Escalate,
         },
     )
     .await
@@ -399,3 +403,5 @@ async fn an_escalation_is_handled_by_the_parent_supervisor() {
     );
     outer.stop_and_wait(None, None).await.unwrap();
 }
+
+mod cooling;
