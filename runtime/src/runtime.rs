@@ -124,13 +124,15 @@ pub(crate) struct Core {
     restarts: Arc<RestartLog>,
     store: Option<Store>,
     /// Every configured node, for shard placement.
-    nodes: Vec<NodeId>,
+    pub(crate) nodes: Vec<NodeId>,
+    /// The agreed placement of each sharded service ([`crate::shard`]).
+    pub(crate) placements: shard::agree::Placements,
 }
 
 /// The runtime of this node. Cheap to clone.
 #[derive(Clone)]
 pub struct Runtime {
-    core: Arc<Core>,
+    pub(crate) core: Arc<Core>,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -214,6 +216,7 @@ impl Runtime {
                 restarts: Arc::new(RestartLog::default()),
                 store,
                 nodes,
+                placements: shard::agree::Placements::default(),
             }),
         };
         registry.declare(
@@ -224,7 +227,28 @@ impl Runtime {
             },
         );
         runtime.host(System::new(Arc::clone(&registry))).await?;
+        shard::agree::start(&runtime, &settings.services).await?;
         Ok(runtime)
+    }
+
+    /// The placement of every sharded service as this node serves it: pending moves, refusals
+    /// and the nodes it still waits for.
+    pub fn placements(&self) -> Vec<(String, shard::PlacementView)> {
+        self.core.placements.views()
+    }
+
+    /// Why this node should not be considered ready, beyond membership: empty when it is.
+    pub fn not_ready_reasons(&self) -> Vec<String> {
+        let mut reasons = Vec::new();
+        for (service, view) in self.placements() {
+            if !view.agreed {
+                reasons.push(format!(
+                    "the shard placement of {service} is not agreed yet (waiting for {})",
+                    view.waiting_for.join(", ")
+                ));
+            }
+        }
+        reasons
     }
 
     /// This node's id.
@@ -252,13 +276,22 @@ impl Runtime {
         self.core.store.as_ref()
     }
 
-    /// The node of every shard of `service` (empty if it is not sharded).
+    /// The node of every shard of `service` (empty if it is not sharded): the node that serves
+    /// it, or for a shard not served now (see [`Runtime::placements`]), the configured one.
     pub fn shard_map(&self, service: &str) -> Vec<NodeId> {
         let spec = self.core.registry.spec(service).unwrap_or_default();
-        match spec.shards {
-            Some(n) => shard::placement(service, n, &hosts(&spec, &self.core.nodes)),
-            None => Vec::new(),
+        let Some(n) = spec.shards else {
+            return Vec::new();
+        };
+        let mut map = shard::placement(service, n, &hosts(&spec, &self.core.nodes));
+        if let Some(table) = self.core.placements.table(service) {
+            for (shard, node) in table.owners() {
+                if let Some(slot) = map.get_mut(shard as usize) {
+                    *slot = node;
+                }
+            }
         }
+        map
     }
 
     /// Starts the members of `S` on this node if its spec says this node hosts it, under a
@@ -275,23 +308,43 @@ impl Runtime {
             Arc::new(TypedEndpoint::<S>::new(Arc::clone(registry))),
         );
         let slots: Vec<u32> = match spec.shards {
-            Some(n) => {
+            Some(_) => {
                 if self.core.store.is_none() {
                     return Err(RuntimeError::InvalidConfig(format!(
                         "service {} is sharded but this node has no store",
                         S::NAME
                     )));
                 }
-                let me = registry.node();
-                shard::placement(S::NAME, n, &hosts(&spec, &self.core.nodes))
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, node)| *node == me)
-                    .map(|(shard, _)| shard as u32)
-                    .collect()
+                let Some(table) = self.core.placements.table(S::NAME) else {
+                    return Err(RuntimeError::InvalidConfig(format!(
+                        "service {} is sharded but was not configured at start",
+                        S::NAME
+                    )));
+                };
+                if !table.is_agreed() {
+                    // Its shards start once every node has said where the data is.
+                    let runtime = self.clone();
+                    let task = tokio::spawn(async move {
+                        let slots = table.wait_hosted(runtime.node()).await;
+                        if let Err(e) = runtime.start_members(service, slots).await {
+                            tracing::error!(service = S::NAME, error = %e, "cannot start the service's shards");
+                        }
+                    });
+                    self.core.placements.track(task);
+                    return Ok(true);
+                }
+                table.wait_hosted(registry.node()).await
             }
             None => (0..spec.members_per_node).collect(),
         };
+        self.start_members(service, slots).await?;
+        Ok(true)
+    }
+
+    /// Starts the members of `S` in `slots` under a supervisor of their own.
+    async fn start_members<S: Service>(&self, service: Arc<S>, slots: Vec<u32>) -> Result<()> {
+        let registry = &self.core.registry;
+        let spec = registry.spec(S::NAME).unwrap_or_default();
         let sharded = spec.shards.is_some();
         let children: Vec<ChildSpec> = slots
             .iter()
@@ -356,7 +409,7 @@ impl Runtime {
             sharded,
             "service started"
         );
-        Ok(true)
+        Ok(())
     }
 
     /// The router to the members of `S` on every node (one per service per node).
@@ -365,7 +418,7 @@ impl Runtime {
             Router::<S>::new(
                 Arc::clone(&self.core.registry),
                 self.core.transport.clone(),
-                self.shard_map(S::NAME),
+                self.core.placements.table(S::NAME),
             )
         };
         let mut routers = self.core.routers.lock().unwrap_or_else(|p| p.into_inner());
@@ -391,7 +444,7 @@ impl Runtime {
             .registry
             .summary(&nodes)
             .into_iter()
-            .filter(|s| s.name != System::NAME)
+            .filter(|s| !s.name.starts_with("troupe."))
             .collect()
     }
 
@@ -466,6 +519,7 @@ impl Runtime {
     /// members), closes the links and leaves the cluster, within `deadline`.
     pub async fn shutdown(&self, deadline: Duration) {
         let started = tokio::time::Instant::now();
+        self.core.placements.stop();
         let supervisors: Vec<_> = self
             .core
             .supervisors
@@ -501,7 +555,7 @@ impl Runtime {
 }
 
 /// The nodes that host a service.
-fn hosts(spec: &ServiceSpec, nodes: &[NodeId]) -> Vec<NodeId> {
+pub(crate) fn hosts(spec: &ServiceSpec, nodes: &[NodeId]) -> Vec<NodeId> {
     spec.nodes.clone().unwrap_or_else(|| nodes.to_vec())
 }
 

@@ -51,6 +51,10 @@ use tokio::time::{Duration, Instant, timeout_at};
 use commit::GroupCommit;
 pub use engine::{Engine, KeyspaceEngine, Op, SledEngine};
 
+/// The runtime's own keyspace (placement records): never claimed by an actor, whose keyspaces
+/// are all named `<service>/<shard or slot>`.
+const META_KEYSPACE: &str = "troupe.meta";
+
 /// The largest value we decode from disk: a corrupt length must not allocate gigabytes.
 const MAX_VALUE_BYTES: usize = 64 * 1024 * 1024;
 
@@ -175,6 +179,49 @@ impl Store {
     /// The bytes the store takes on disk (refreshed by the committer about once a second).
     pub fn size_on_disk(&self) -> u64 {
         self.inner.commit.size_on_disk()
+    }
+
+    /// The runtime's own record at `key` (see [`Store::put_record`]).
+    pub fn record<V: DeserializeOwned>(&self, key: &str) -> Result<Option<V>, StoreError> {
+        let meta = self.inner.engine.keyspace(META_KEYSPACE)?;
+        meta.get(key.as_bytes())?.map(|b| decode(&b)).transpose()
+    }
+
+    /// Writes one of the runtime's own records (such as the shard placement this node agreed
+    /// to) and returns once it is durable. These live apart from every actor's keyspace.
+    pub async fn put_record<V: Serialize + ?Sized>(
+        &self,
+        key: &str,
+        value: &V,
+    ) -> Result<(), StoreError> {
+        let mut batch = WriteBatch::new();
+        batch.put(key.as_bytes(), value)?;
+        let commit = &self.inner.commit;
+        commit.check()?;
+        self.inner
+            .engine
+            .keyspace(META_KEYSPACE)?
+            .apply(&batch.ops)?;
+        let seq = commit.note_write();
+        commit.wait_durable(seq).await
+    }
+
+    /// Whether any keyspace whose name starts with `prefix` (`kv/` for every shard of `kv`)
+    /// holds at least one entry. Blocks briefly (opens each matching keyspace).
+    pub fn has_data(&self, prefix: &str) -> Result<bool, StoreError> {
+        for name in self.inner.engine.keyspace_names()? {
+            if name.starts_with(prefix)
+                && !self
+                    .inner
+                    .engine
+                    .keyspace(&name)?
+                    .scan(b"", None, 1)?
+                    .is_empty()
+            {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
     /// How many flushes have run, and how many writes they covered: `writes / flushes` is the

@@ -15,8 +15,16 @@ pub(crate) async fn live(State(state): State<AppState>) -> Json<Value> {
 /// 200 once this node has seen every configured node up since it started; 503 before.
 pub(crate) async fn ready(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     let view = state.cluster_view();
-    if view.formed {
+    let reasons = state.runtime().not_ready_reasons();
+    if view.formed && reasons.is_empty() {
         return Ok(Json(json!({"status": "ready", "node": state.node_id()})));
+    }
+    if view.formed {
+        return Err(ApiError::Unavailable(format!(
+            "node {} is not ready: {}",
+            state.node_id(),
+            reasons.join("; ")
+        )));
     }
     let waiting: Vec<_> = view
         .nodes

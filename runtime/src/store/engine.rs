@@ -25,6 +25,8 @@ pub trait Engine: Send + Sync + 'static {
     fn flush(&self) -> Result<(), StoreError>;
     /// Bytes used on disk.
     fn size_on_disk(&self) -> Result<u64, StoreError>;
+    /// The names of the keyspaces that exist (opened once, empty or not).
+    fn keyspace_names(&self) -> Result<Vec<String>, StoreError>;
 }
 
 /// One keyspace of an [`Engine`].
@@ -96,6 +98,16 @@ impl Engine for SledEngine {
 
     fn size_on_disk(&self) -> Result<u64, StoreError> {
         self.db.size_on_disk().map_err(engine_err)
+    }
+
+    fn keyspace_names(&self) -> Result<Vec<String>, StoreError> {
+        Ok(self
+            .db
+            .tree_names()
+            .into_iter()
+            .filter_map(|n| String::from_utf8(n.to_vec()).ok())
+            .filter(|n| n != "__sled__default")
+            .collect())
     }
 }
 

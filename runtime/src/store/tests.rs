@@ -132,6 +132,9 @@ impl Engine for BrokenDisk {
     fn size_on_disk(&self) -> Result<u64, StoreError> {
         Ok(0)
     }
+    fn keyspace_names(&self) -> Result<Vec<String>, StoreError> {
+        self.0.keyspace_names()
+    }
 }
 
 #[tokio::test]
@@ -168,4 +171,21 @@ async fn the_size_on_disk_follows_the_writes() {
             store.size_on_disk()
         );
     }
+}
+
+#[tokio::test]
+async fn records_live_apart_and_data_is_found_by_prefix() {
+    let store = Store::temporary().unwrap();
+    assert!(!store.has_data("kv/").unwrap());
+    assert_eq!(store.record::<u32>("placement/kv").unwrap(), None);
+    store.put_record("placement/kv", &16u32).await.unwrap();
+    assert_eq!(store.record::<u32>("placement/kv").unwrap(), Some(16));
+    // A record is not a service's data, and an opened but empty keyspace holds none.
+    let ks = store.claim("kv/3", Duration::ZERO).await.unwrap();
+    assert!(!store.has_data("kv/").unwrap());
+    let mut batch = WriteBatch::new();
+    batch.put(b"k", &1u8).unwrap();
+    ks.commit(batch).await.unwrap();
+    assert!(store.has_data("kv/").unwrap());
+    assert!(!store.has_data("kv2/").unwrap());
 }
