@@ -239,7 +239,7 @@ impl Runtime {
 
     /// Why this node should not be considered ready, beyond membership: empty when it is.
     pub fn not_ready_reasons(&self) -> Vec<String> {
-        let mut reasons = Vec::new();
+        let mut reasons = self.store().map(Store::problems).unwrap_or_default();
         for (service, view) in self.placements() {
             if !view.agreed {
                 reasons.push(format!(
@@ -540,7 +540,7 @@ impl Runtime {
         self.core.transport.shutdown();
         if let Some(store) = &self.core.store {
             let left = deadline.saturating_sub(started.elapsed());
-            match tokio::time::timeout(left, store.sync()).await {
+            match tokio::time::timeout(left, store.checkpoint()).await {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => tracing::warn!(error = %e, "the store did not flush at shutdown"),
                 Err(_) => tracing::warn!("the store did not flush within the shutdown deadline"),

@@ -38,8 +38,9 @@
 mod commit;
 pub mod engine;
 pub mod key;
+mod marks;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
@@ -50,6 +51,7 @@ use tokio::time::{Duration, Instant, timeout_at};
 
 use commit::GroupCommit;
 pub use engine::{Engine, KeyspaceEngine, Op, SledEngine};
+use marks::Marks;
 
 /// The runtime's own keyspace (placement records): never claimed by an actor, whose keyspaces
 /// are all named `<service>/<shard or slot>`.
@@ -73,11 +75,19 @@ pub enum StoreError {
     /// A flush failed earlier: the store no longer acknowledges writes.
     #[error("the store failed to flush and stopped acknowledging writes: {0}")]
     Failed(String),
+    /// The keyspace recovered less than it had acknowledged (a damaged store file): it serves
+    /// nothing rather than answer without the lost writes. The message says what to do.
+    #[error("{0}")]
+    Damaged(String),
 }
 
 struct Inner {
     engine: Arc<dyn Engine>,
     commit: Arc<GroupCommit>,
+    /// The commit marks (a store on disk only).
+    marks: Option<Arc<Marks>>,
+    /// Keyspaces that recovered less than they acknowledged, with the reason.
+    damaged: HashMap<String, String>,
     /// Names of the keyspaces claimed now. A std mutex: held for a set operation only.
     owned: Mutex<HashSet<String>>,
     /// Signalled when a claim is released.
@@ -99,11 +109,11 @@ impl std::fmt::Debug for Store {
 impl Store {
     /// Opens (or creates) the sled store at `path` with a page cache of `cache_bytes`. Blocks:
     /// call it from a blocking context or at startup. Needs a tokio runtime (for the committer).
+    /// Checks what sled recovered against the commit marks saved beside it (`marks`).
     pub fn open(path: &Path, cache_bytes: u64) -> Result<Self, StoreError> {
-        Ok(Self::with_engine(Arc::new(SledEngine::open(
-            path,
-            cache_bytes,
-        )?)))
+        let engine: Arc<dyn Engine> = Arc::new(SledEngine::open(path, cache_bytes)?);
+        let (marks, damaged) = Marks::open(path, &*engine)?;
+        Ok(Self::with_parts(engine, Some(Arc::new(marks)), damaged))
     }
 
     /// A store in a temporary directory, removed when dropped: for tests.
@@ -113,11 +123,21 @@ impl Store {
 
     /// A store over any engine.
     pub fn with_engine(engine: Arc<dyn Engine>) -> Self {
-        let commit = GroupCommit::start(Arc::clone(&engine));
+        Self::with_parts(engine, None, HashMap::new())
+    }
+
+    fn with_parts(
+        engine: Arc<dyn Engine>,
+        marks: Option<Arc<Marks>>,
+        damaged: HashMap<String, String>,
+    ) -> Self {
+        let commit = GroupCommit::start(Arc::clone(&engine), marks.clone());
         Self {
             inner: Arc::new(Inner {
                 engine,
                 commit,
+                marks,
+                damaged,
                 owned: Mutex::new(HashSet::new()),
                 released: Notify::new(),
             }),
@@ -153,6 +173,7 @@ impl Store {
                 name: name.to_string(),
                 engine,
                 store: self.clone(),
+                damaged: self.inner.damaged.get(name).cloned(),
             }),
             Err(e) => {
                 self.release(name);
@@ -174,6 +195,25 @@ impl Store {
     pub async fn sync(&self) -> Result<(), StoreError> {
         let seq = self.inner.commit.written();
         self.inner.commit.wait_durable(seq).await
+    }
+
+    /// [`Store::sync`], then saves the commit marks: at shutdown, so that the next open can
+    /// check that everything acknowledged was recovered.
+    pub async fn checkpoint(&self) -> Result<(), StoreError> {
+        self.sync().await?;
+        if let Some(marks) = self.inner.marks.clone() {
+            tokio::task::spawn_blocking(move || marks.after_flush(None, true))
+                .await
+                .map_err(|e| StoreError::Engine(e.to_string()))?;
+        }
+        Ok(())
+    }
+
+    /// Why this store should not be trusted now (damaged keyspaces): empty when it can be.
+    pub fn problems(&self) -> Vec<String> {
+        let mut problems: Vec<String> = self.inner.damaged.values().cloned().collect();
+        problems.sort();
+        problems
     }
 
     /// The bytes the store takes on disk (refreshed by the committer about once a second).
@@ -272,6 +312,8 @@ pub struct Keyspace {
     name: String,
     engine: Arc<dyn KeyspaceEngine>,
     store: Store,
+    /// Why this keyspace serves nothing, if it is damaged.
+    damaged: Option<String>,
 }
 
 impl std::fmt::Debug for Keyspace {
@@ -301,8 +343,17 @@ impl Keyspace {
         &self.name
     }
 
+    /// Fails if the keyspace is damaged.
+    fn check(&self) -> Result<(), StoreError> {
+        match &self.damaged {
+            Some(why) => Err(StoreError::Damaged(why.clone())),
+            None => Ok(()),
+        }
+    }
+
     /// The value at `key`, as applied (see [`Keyspace::durable`] for what is durable).
     pub fn get<V: DeserializeOwned>(&self, key: &[u8]) -> Result<Option<V>, StoreError> {
+        self.check()?;
         self.engine.get(key)?.map(|b| decode(&b)).transpose()
     }
 
@@ -313,6 +364,7 @@ impl Keyspace {
         after: Option<&[u8]>,
         limit: usize,
     ) -> Result<Vec<(Vec<u8>, V)>, StoreError> {
+        self.check()?;
         self.engine
             .scan(prefix, after, limit)?
             .into_iter()
@@ -325,8 +377,12 @@ impl Keyspace {
         if batch.is_empty() {
             return Ok(());
         }
+        self.check()?;
         let commit = &self.store.inner.commit;
         commit.check()?;
+        if let Some(marks) = &self.store.inner.marks {
+            marks.note(&self.name);
+        }
         self.engine.apply(&batch.ops)?;
         let seq = commit.note_write();
         commit.wait_durable(seq).await

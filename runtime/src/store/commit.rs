@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::{Notify, watch};
 use tokio::time::{Duration, Instant};
 
+use super::marks::Marks;
 use super::{Engine, StoreError};
 
 /// How often the committer refreshes the size on disk when idle.
@@ -23,7 +24,7 @@ pub(super) struct GroupCommit {
 }
 
 impl GroupCommit {
-    pub(super) fn start(engine: Arc<dyn Engine>) -> Arc<Self> {
+    pub(super) fn start(engine: Arc<dyn Engine>, marks: Option<Arc<Marks>>) -> Arc<Self> {
         let (durable, _) = watch::channel(Ok(0));
         let commit = Arc::new(Self {
             written: AtomicU64::new(0),
@@ -32,7 +33,7 @@ impl GroupCommit {
             flushes: AtomicU64::new(0),
             size_on_disk: AtomicU64::new(engine.size_on_disk().unwrap_or(0)),
         });
-        tokio::spawn(run(Arc::downgrade(&commit), engine));
+        tokio::spawn(run(Arc::downgrade(&commit), engine, marks));
         commit
     }
 
@@ -79,7 +80,11 @@ impl GroupCommit {
     }
 }
 
-async fn run(commit: std::sync::Weak<GroupCommit>, engine: Arc<dyn Engine>) {
+async fn run(
+    commit: std::sync::Weak<GroupCommit>,
+    engine: Arc<dyn Engine>,
+    marks: Option<Arc<Marks>>,
+) {
     let mut last_size = Instant::now();
     loop {
         let Some(c) = commit.upgrade() else {
@@ -95,8 +100,14 @@ async fn run(commit: std::sync::Weak<GroupCommit>, engine: Arc<dyn Engine>) {
             let woken = tokio::time::timeout(SIZE_EVERY, c.wake.notified()).await;
             if woken.is_err() || last_size.elapsed() >= SIZE_EVERY {
                 let engine = Arc::clone(&engine);
-                if let Ok(Ok(size)) =
-                    tokio::task::spawn_blocking(move || engine.size_on_disk()).await
+                let marks = marks.clone();
+                if let Ok(Ok(size)) = tokio::task::spawn_blocking(move || {
+                    if let Some(marks) = marks {
+                        marks.after_flush(None, false);
+                    }
+                    engine.size_on_disk()
+                })
+                .await
                 {
                     c.size_on_disk.store(size, Ordering::Relaxed);
                 }
@@ -105,9 +116,21 @@ async fn run(commit: std::sync::Weak<GroupCommit>, engine: Arc<dyn Engine>) {
             continue;
         }
         let flushing = Arc::clone(&engine);
-        let result = tokio::task::spawn_blocking(move || flushing.flush())
-            .await
-            .unwrap_or_else(|e| Err(StoreError::Engine(format!("flush task failed: {e}"))));
+        let marking = marks.clone();
+        let result = tokio::task::spawn_blocking(move || {
+            // The marks of the keyspaces written go into this flush (see `marks`).
+            let covered = match &marking {
+                Some(marks) => marks.before_flush(&*flushing)?,
+                None => None,
+            };
+            flushing.flush()?;
+            if let Some(marks) = marking {
+                marks.after_flush(covered, false);
+            }
+            Ok(())
+        })
+        .await
+        .unwrap_or_else(|e| Err(StoreError::Engine(format!("flush task failed: {e}"))));
         c.flushes.fetch_add(1, Ordering::Relaxed);
         match result {
             Ok(()) => {

@@ -189,3 +189,35 @@ async fn records_live_apart_and_data_is_found_by_prefix() {
     assert!(store.has_data("kv/").unwrap());
     assert!(!store.has_data("kv2/").unwrap());
 }
+
+#[tokio::test]
+async fn a_keyspace_that_recovered_less_than_it_acknowledged_serves_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store");
+    // The marks say kv/0 had a commit acknowledged; the store (new, empty) has none of it.
+    std::fs::write(dir.path().join("store.marks"), "kv/0\t5\n").unwrap();
+    let store = Store::open(&path, 1 << 20).unwrap();
+    let problems = store.problems();
+    assert_eq!(problems.len(), 1);
+    assert!(problems[0].contains("kv/0 is damaged"), "{problems:?}");
+    let damaged = store.claim("kv/0", Duration::ZERO).await.unwrap();
+    assert!(matches!(
+        damaged.get::<u8>(b"k"),
+        Err(StoreError::Damaged(_))
+    ));
+    let mut batch = WriteBatch::new();
+    batch.put(b"k", &1u8).unwrap();
+    assert!(matches!(
+        damaged.commit(batch.clone()).await,
+        Err(StoreError::Damaged(_))
+    ));
+    // Others are fine, and their marks are saved at a checkpoint.
+    let fine = store.claim("kv/1", Duration::ZERO).await.unwrap();
+    fine.commit(batch).await.unwrap();
+    store.checkpoint().await.unwrap();
+    let saved = std::fs::read_to_string(dir.path().join("store.marks")).unwrap();
+    assert!(
+        saved.contains("kv/0\t5\n") && saved.contains("kv/1\t"),
+        "{saved}"
+    );
+}
