@@ -277,3 +277,143 @@ async fn a_damaged_store_file_is_reported_never_served_as_missing() {
         "no error log line names the damage"
     );
 }
+
+/// A tmpfs of `size` mounted for a test, unmounted on drop.
+struct SmallDisk {
+    dir: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    /// Mounts one, or says why not (not root, no mount in this sandbox).
+    fn mount(size: &str) -> Result<Self, String> {
+        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let output = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path())
+            .output()
+            .map_err(|e| format!("cannot run mount: {e}"))?;
+        if !output.status.success() {
+            return Err(String::from_utf8_lossy(&output.stderr).into_owned());
+        }
+        Ok(Self { dir })
+    }
+
+    fn path(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
+    /// Fills the disk with a file; returns its path.
+    fn fill(&self) -> std::path::PathBuf {
+        use std::io::Write;
+        let filler = self.path().join("filler");
+        let mut f = std::fs::File::create(&filler).unwrap();
+        let chunk = vec![7u8; 64 * 1024];
+        while f.write_all(&chunk).is_ok() {}
+        let _ = f.sync_all();
+        filler
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+/// Fault 13: the data directories on a 24 MiB filesystem that fills up. Before: every node
+/// stayed ready, reads of data on disk failed, and after space came back writes hung until
+/// their deadline until a restart. Now a full disk makes the node not ready and refuses writes
+/// at once naming the cause, durable data stays readable, and once space returns the store
+/// resumes by itself with every acknowledged write there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_refuses_writes_keeps_reads_and_recovers_by_itself() {
+    let disk = match SmallDisk::mount("24m") {
+        Ok(d) => d,
+        Err(why) => {
+            eprintln!("skipped: cannot mount a small filesystem here: {why}");
+            return;
+        }
+    };
+    let mut cluster = TestCluster::new(3);
+    let nodes = cluster.nodes.clone();
+    let text = config_text_with(&nodes, "").replace(
+        "data_dir = \"data\"",
+        &format!("data_dir = {:?}", disk.path().display().to_string()),
+    );
+    std::fs::write(&cluster.config, text).unwrap();
+    cluster.start_formed().await;
+    let mut acknowledged = write_keys(&cluster, "before", 60).await;
+
+    let filler = disk.fill();
+    // Writes now fail, each at once and naming the cause; acknowledged ones are kept.
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let mut refused = 0;
+    for i in 0..300 {
+        let key = format!("during-{i}");
+        let value = json!({"during": i, "pad": "d".repeat(4000)});
+        let via = &nodes[i % 3];
+        let started = tokio::time::Instant::now();
+        let answer =
+            support::send_json(http.put(via.url(&format!("/admin/kv/{key}"))).json(&value)).await;
+        let took = started.elapsed();
+        let (status, body) = answer.unwrap();
+        match status {
+            200 => acknowledged.push((key, value)),
+            503 | 507 => {
+                let message = body["error"]["message"].as_str().unwrap_or_default();
+                assert!(
+                    message.contains("full") || message.contains("space"),
+                    "a refused write names the cause: {body}"
+                );
+                if refused > 0 {
+                    assert!(
+                        took < Duration::from_secs(2),
+                        "a refused write took {took:?}"
+                    );
+                }
+                refused += 1;
+            }
+            other => panic!("PUT {key} answered {other}: {body}"),
+        }
+        if refused >= 10 {
+            break;
+        }
+    }
+    assert!(refused >= 10, "the disk never filled");
+    wait_until(
+        "a node to say its disk is full",
+        Duration::from_secs(10),
+        || async {
+            for n in &nodes {
+                if let Some((503, body)) = cluster.get(&n.id, "/health/ready").await
+                    && body.to_string().contains("full")
+                {
+                    return true;
+                }
+            }
+            false
+        },
+    )
+    .await;
+    let (found, _) = read_back(&cluster, &acknowledged, &["never"]).await;
+    assert_eq!(found, 3 * acknowledged.len(), "durable data stays readable");
+
+    std::fs::remove_file(filler).unwrap();
+    let after = write_keys(&cluster, "after", 30).await;
+    acknowledged.extend(after);
+    for n in &nodes {
+        cluster.wait_ready(&n.id, Duration::from_secs(20)).await;
+    }
+    let (found, _) = read_back(&cluster, &acknowledged, &["never"]).await;
+    assert_eq!(
+        found,
+        3 * acknowledged.len(),
+        "nothing acknowledged was lost"
+    );
+}

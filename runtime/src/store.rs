@@ -75,6 +75,10 @@ pub enum StoreError {
     /// A flush failed earlier: the store no longer acknowledges writes.
     #[error("the store failed to flush and stopped acknowledging writes: {0}")]
     Failed(String),
+    /// The disk is full: writes are refused at once until space returns, and the store
+    /// resumes by itself then.
+    #[error("{0}")]
+    Full(String),
     /// The keyspace recovered less than it had acknowledged (a damaged store file): it serves
     /// nothing rather than answer without the lost writes. The message says what to do.
     #[error("{0}")]
@@ -113,7 +117,13 @@ impl Store {
     pub fn open(path: &Path, cache_bytes: u64) -> Result<Self, StoreError> {
         let engine: Arc<dyn Engine> = Arc::new(SledEngine::open(path, cache_bytes)?);
         let (marks, damaged) = Marks::open(path, &*engine)?;
-        Ok(Self::with_parts(engine, Some(Arc::new(marks)), damaged))
+        let room = path.parent().map(Path::to_path_buf);
+        Ok(Self::with_parts(
+            engine,
+            Some(Arc::new(marks)),
+            damaged,
+            room,
+        ))
     }
 
     /// A store in a temporary directory, removed when dropped: for tests.
@@ -123,15 +133,16 @@ impl Store {
 
     /// A store over any engine.
     pub fn with_engine(engine: Arc<dyn Engine>) -> Self {
-        Self::with_parts(engine, None, HashMap::new())
+        Self::with_parts(engine, None, HashMap::new(), None)
     }
 
     fn with_parts(
         engine: Arc<dyn Engine>,
         marks: Option<Arc<Marks>>,
         damaged: HashMap<String, String>,
+        room: Option<std::path::PathBuf>,
     ) -> Self {
-        let commit = GroupCommit::start(Arc::clone(&engine), marks.clone());
+        let commit = GroupCommit::start(Arc::clone(&engine), marks.clone(), room);
         Self {
             inner: Arc::new(Inner {
                 engine,
@@ -213,6 +224,9 @@ impl Store {
     pub fn problems(&self) -> Vec<String> {
         let mut problems: Vec<String> = self.inner.damaged.values().cloned().collect();
         problems.sort();
+        if let Some(full) = self.inner.commit.full() {
+            problems.push(full);
+        }
         problems
     }
 
@@ -354,6 +368,7 @@ impl Keyspace {
     /// The value at `key`, as applied (see [`Keyspace::durable`] for what is durable).
     pub fn get<V: DeserializeOwned>(&self, key: &[u8]) -> Result<Option<V>, StoreError> {
         self.check()?;
+        self.store.inner.commit.readable(&self.name, Some(key))?;
         self.engine.get(key)?.map(|b| decode(&b)).transpose()
     }
 
@@ -365,6 +380,7 @@ impl Keyspace {
         limit: usize,
     ) -> Result<Vec<(Vec<u8>, V)>, StoreError> {
         self.check()?;
+        self.store.inner.commit.readable(&self.name, None)?;
         self.engine
             .scan(prefix, after, limit)?
             .into_iter()
@@ -379,18 +395,31 @@ impl Keyspace {
         }
         self.check()?;
         let commit = &self.store.inner.commit;
+        let _inflight = commit.begin_write();
         commit.check()?;
         if let Some(marks) = &self.store.inner.marks {
             marks.note(&self.name);
         }
-        self.engine.apply(&batch.ops)?;
-        let seq = commit.note_write();
-        commit.wait_durable(seq).await
+        let result = match self.engine.apply(&batch.ops) {
+            Ok(()) => commit.wait_durable(commit.note_write()).await,
+            Err(e) => Err(e),
+        };
+        if let Err(StoreError::Full(_)) = &result {
+            // Applied (maybe) but not durable: readers must not see it until the reopen.
+            commit.taint_keys(&self.name, batch.ops.iter().map(|op| op.key().to_vec()));
+        }
+        result
     }
 
     /// Waits until every write applied to the store so far (this keyspace's included) is
     /// durable: a reader that must show only durable data calls this first.
     pub async fn durable(&self) -> Result<(), StoreError> {
+        let commit = &self.store.inner.commit;
+        if commit.full().is_some() {
+            // While the disk is full, what no failed write touched is what is on disk (each
+            // read checks its keys).
+            return commit.settle().await;
+        }
         self.store.sync().await
     }
 }
