@@ -238,17 +238,10 @@ impl Runtime {
     }
 
     /// Why this node should not be considered ready, beyond membership: empty when it is.
+    /// (A shard placement not agreed yet is not one: it is agreed as soon as every node has
+    /// answered, which membership already waits for, and calls wait for it meanwhile.)
     pub fn not_ready_reasons(&self) -> Vec<String> {
-        let mut reasons = self.store().map(Store::problems).unwrap_or_default();
-        for (service, view) in self.placements() {
-            if !view.agreed {
-                reasons.push(format!(
-                    "the shard placement of {service} is not agreed yet (waiting for {})",
-                    view.waiting_for.join(", ")
-                ));
-            }
-        }
-        reasons
+        self.store().map(Store::problems).unwrap_or_default()
     }
 
     /// This node's id.
