@@ -108,6 +108,54 @@ fn render(body: &Value) -> String {
             heard
         ));
     }
+    out.push_str(&render_placements(body));
+    out
+}
+
+/// The sharded services whose placement is not the configured one: pending moves (shards
+/// served where their data is, not where the configuration places them), refusals, waits.
+fn render_placements(body: &Value) -> String {
+    let mut out = String::new();
+    for service in body["services"].as_array().into_iter().flatten() {
+        let name = service["name"].as_str().unwrap_or("-");
+        let placement = &service["placement"];
+        if placement.is_null() {
+            continue;
+        }
+        if placement["agreed"].as_bool() == Some(false) {
+            let waiting: Vec<&str> = placement["waiting_for"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .collect();
+            out.push_str(&format!(
+                "{name}: placement not agreed yet, waiting for {}\n",
+                waiting.join(", ")
+            ));
+        }
+        if let Some(why) = placement["refused"].as_str() {
+            out.push_str(&format!("{name}: refused: {why}\n"));
+        }
+        let moves = placement["pending_moves"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        if !moves.is_empty() {
+            out.push_str(&format!(
+                "{name}: {} pending moves (data not moved yet; each shard is served where its data is):\n",
+                moves.len()
+            ));
+            for m in &moves {
+                out.push_str(&format!(
+                    "  shard {:<5} {} -> {}\n",
+                    m["shard"].as_u64().unwrap_or_default(),
+                    m["from"].as_str().unwrap_or("-"),
+                    m["to"].as_str().unwrap_or("-")
+                ));
+            }
+        }
+    }
     out
 }
 
@@ -126,10 +174,24 @@ mod tests {
         });
         let text = render(&body);
         assert!(text.starts_with("cluster as seen by n1 (formed)\n"));
+        assert!(!text.contains("pending"));
         let lines: Vec<_> = text.lines().collect();
         assert_eq!(lines.len(), 4);
         assert!(
             lines[3].starts_with("n2") && lines[3].contains("down") && lines[3].ends_with("never")
         );
+    }
+
+    #[test]
+    fn renders_pending_moves() {
+        let body = serde_json::json!({
+            "node": "n1", "formed": true, "nodes": [],
+            "services": [{"name": "kv", "placement": {"agreed": true, "waiting_for": [],
+                "owners": [], "refused": null,
+                "pending_moves": [{"shard": 3, "from": "n1", "to": "n4"}]}}]
+        });
+        let text = render(&body);
+        assert!(text.contains("kv: 1 pending moves"), "{text}");
+        assert!(text.contains("shard 3     n1 -> n4"), "{text}");
     }
 }

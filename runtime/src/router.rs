@@ -32,6 +32,7 @@ use crate::service::{
     CallError, CallOptions, Envelope, MemberMsg, ReplyTo, Service, Target as WireTarget, decode,
     encode,
 };
+use crate::shard::ShardTable;
 use crate::telemetry::{self, TraceContext};
 use crate::transport::{LinkSlot, Transport};
 
@@ -131,8 +132,8 @@ struct Inner<S: Service> {
     registry: Arc<Registry>,
     transport: Transport,
     name: Arc<str>,
-    /// The node of each shard, for a sharded service.
-    shard_map: Vec<NodeId>,
+    /// Where each shard is served, for a sharded service ([`crate::shard`]).
+    shards: Option<Arc<ShardTable>>,
     balance: Balance,
     prefer_local: bool,
     /// The cached view: read on every send without a lock (an atomic load), replaced when the
@@ -178,14 +179,14 @@ impl<S: Service> Router<S> {
     pub(crate) fn new(
         registry: Arc<Registry>,
         transport: Transport,
-        shard_map: Vec<NodeId>,
+        shards: Option<Arc<ShardTable>>,
     ) -> Self {
         let spec = registry.spec(S::NAME).unwrap_or_default();
         let inner = Inner {
             registry,
             transport,
             name: Arc::from(S::NAME),
-            shard_map,
+            shards,
             balance: spec.balance,
             prefer_local: spec.prefer_local,
             view: ArcSwap::from_pointee(View::empty()),
@@ -507,7 +508,7 @@ impl<S: Service> Router<S> {
     /// named, by its slot (only it may take the request); a member a balancer picked by its
     /// actor id (another may stand in if it is gone).
     fn wire_target(&self, target: &Target<S>, options: &CallOptions) -> WireTarget {
-        if !self.inner.shard_map.is_empty() || options.member.is_some() {
+        if self.inner.shards.is_some() || options.member.is_some() {
             WireTarget::Slot(target.slot.index)
         } else {
             WireTarget::Pick(target.slot.pid)
@@ -575,14 +576,10 @@ impl<S: Service> Router<S> {
         }
     }
 
-    /// The shard that owns `key`, and its node (None if the service is not sharded).
+    /// The shard that owns `key`, and its node (None if the service is not sharded, or the
+    /// shard is not served now: see [`Router::call_sharded`]).
     pub fn shard_of(&self, key: &[u8]) -> Option<(u32, NodeId)> {
-        let map = &self.inner.shard_map;
-        if map.is_empty() {
-            return None;
-        }
-        let shard = crate::shard::shard_of(key, map.len() as u32);
-        Some((shard, map[shard as usize].clone()))
+        self.inner.shards.as_ref()?.route(key).ok()
     }
 
     /// Sends a request to the shard that owns `key`, and waits for the reply.
@@ -602,13 +599,16 @@ impl<S: Service> Router<S> {
     where
         S::Request: Clone,
     {
-        let Some((shard, node)) = self.shard_of(key) else {
+        let Some(shards) = &self.inner.shards else {
             return Err(CallError::BadMessage(format!(
                 "service {} is not sharded",
                 S::NAME
             )));
         };
         let deadline = options.deadline();
+        // A shard whose data is not where it would be served answers why, never from an empty
+        // keyspace elsewhere; until the nodes agree where the data is, the call waits.
+        let (shard, node) = shards.route_by(key, deadline).await?;
         let unavailable = || CallError::ShardUnavailable {
             service: S::NAME.to_string(),
             shard,

@@ -131,17 +131,19 @@ pub(crate) struct Core {
     restarts: Arc<RestartLog>,
     store: Option<Store>,
     /// Every configured node, for shard placement.
-    nodes: Vec<NodeId>,
+    pub(crate) nodes: Vec<NodeId>,
     /// Services that gave up on this node and wait to start again.
     cooling: Arc<CoolingDown>,
     /// One benchmark at a time.
     bench: crate::bench::Gate,
+    /// The agreed placement of each sharded service ([`crate::shard`]).
+    pub(crate) placements: shard::agree::Placements,
 }
 
 /// The runtime of this node. Cheap to clone.
 #[derive(Clone)]
 pub struct Runtime {
-    core: Arc<Core>,
+    pub(crate) core: Arc<Core>,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -227,6 +229,7 @@ impl Runtime {
                 nodes,
                 cooling: Arc::default(),
                 bench: crate::bench::Gate::default(),
+                placements: shard::agree::Placements::default(),
             }),
         };
         registry.declare(
@@ -237,7 +240,14 @@ impl Runtime {
             },
         );
         runtime.host(System::new(Arc::clone(&registry))).await?;
+        shard::agree::start(&runtime, &settings.services).await?;
         Ok(runtime)
+    }
+
+    /// The placement of every sharded service as this node serves it: pending moves, refusals
+    /// and the nodes it still waits for.
+    pub fn placements(&self) -> Vec<(String, shard::PlacementView)> {
+        self.core.placements.views()
     }
 
     /// This node's id.
@@ -256,10 +266,13 @@ impl Runtime {
     }
 
     /// Why this node is not ready, as far as the runtime knows, one line per problem (empty:
-    /// nothing against it): peers that are up but have had no link for a while, services that
-    /// gave up here and are cooling down.
+    /// nothing against it): a damaged or full store, peers that are up but have had no link
+    /// for a while, services that gave up here and are cooling down. (A shard placement not
+    /// agreed yet is not one: it is agreed as soon as every node has answered, which
+    /// membership already waits for, and calls wait for it meanwhile.)
     pub fn not_ready_reasons(&self) -> Vec<String> {
-        let mut reasons = self.core.transport.not_ready_reasons();
+        let mut reasons = self.store().map(Store::problems).unwrap_or_default();
+        reasons.extend(self.core.transport.not_ready_reasons());
         reasons.extend(self.core.cooling.reasons());
         reasons
     }
@@ -278,13 +291,22 @@ impl Runtime {
         self.core.store.as_ref()
     }
 
-    /// The node of every shard of `service` (empty if it is not sharded).
+    /// The node of every shard of `service` (empty if it is not sharded): the node that serves
+    /// it, or for a shard not served now (see [`Runtime::placements`]), the configured one.
     pub fn shard_map(&self, service: &str) -> Vec<NodeId> {
         let spec = self.core.registry.spec(service).unwrap_or_default();
-        match spec.shards {
-            Some(n) => shard::placement(service, n, &hosts(&spec, &self.core.nodes)),
-            None => Vec::new(),
+        let Some(n) = spec.shards else {
+            return Vec::new();
+        };
+        let mut map = shard::placement(service, n, &hosts(&spec, &self.core.nodes));
+        if let Some(table) = self.core.placements.table(service) {
+            for (shard, node) in table.owners() {
+                if let Some(slot) = map.get_mut(shard as usize) {
+                    *slot = node;
+                }
+            }
         }
+        map
     }
 
     /// Starts the members of `S` on this node if its spec says this node hosts it, under a
@@ -301,23 +323,43 @@ impl Runtime {
             Arc::new(TypedEndpoint::<S>::new(Arc::clone(registry))),
         );
         let slots: Vec<u32> = match spec.shards {
-            Some(n) => {
+            Some(_) => {
                 if self.core.store.is_none() {
                     return Err(RuntimeError::InvalidConfig(format!(
                         "service {} is sharded but this node has no store",
                         S::NAME
                     )));
                 }
-                let me = registry.node();
-                shard::placement(S::NAME, n, &hosts(&spec, &self.core.nodes))
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, node)| *node == me)
-                    .map(|(shard, _)| shard as u32)
-                    .collect()
+                let Some(table) = self.core.placements.table(S::NAME) else {
+                    return Err(RuntimeError::InvalidConfig(format!(
+                        "service {} is sharded but was not configured at start",
+                        S::NAME
+                    )));
+                };
+                if !table.is_agreed() {
+                    // Its shards start once every node has said where the data is.
+                    let runtime = self.clone();
+                    let task = tokio::spawn(async move {
+                        let slots = table.wait_hosted(runtime.node()).await;
+                        if let Err(e) = runtime.start_members(service, slots).await {
+                            tracing::error!(service = S::NAME, error = %e, "cannot start the service's shards");
+                        }
+                    });
+                    self.core.placements.track(task);
+                    return Ok(true);
+                }
+                table.wait_hosted(registry.node()).await
             }
             None => (0..spec.members_per_node).collect(),
         };
+        self.start_members(service, slots).await?;
+        Ok(true)
+    }
+
+    /// Starts the members of `S` in `slots` under a supervisor of their own.
+    async fn start_members<S: Service>(&self, service: Arc<S>, slots: Vec<u32>) -> Result<()> {
+        let registry = &self.core.registry;
+        let spec = registry.spec(S::NAME).unwrap_or_default();
         let sharded = spec.shards.is_some();
         let children: Vec<ChildSpec> = slots
             .iter()
@@ -387,7 +429,7 @@ impl Runtime {
             sharded,
             "service started"
         );
-        Ok(true)
+        Ok(())
     }
 
     /// The router to the members of `S` on every node (one per service per node).
@@ -396,7 +438,7 @@ impl Runtime {
             Router::<S>::new(
                 Arc::clone(&self.core.registry),
                 self.core.transport.clone(),
-                self.shard_map(S::NAME),
+                self.core.placements.table(S::NAME),
             )
         };
         let mut routers = self.core.routers.lock().unwrap_or_else(|p| p.into_inner());
@@ -422,7 +464,7 @@ impl Runtime {
             .registry
             .summary(&nodes)
             .into_iter()
-            .filter(|s| s.name != System::NAME)
+            .filter(|s| !s.name.starts_with("troupe."))
             .collect()
     }
 
@@ -503,6 +545,7 @@ impl Runtime {
     /// members), closes the links and leaves the cluster, within `deadline`.
     pub async fn shutdown(&self, deadline: Duration) {
         let started = tokio::time::Instant::now();
+        self.core.placements.stop();
         let supervisors: Vec<_> = self
             .core
             .supervisors
@@ -523,7 +566,7 @@ impl Runtime {
         self.core.transport.shutdown();
         if let Some(store) = &self.core.store {
             let left = deadline.saturating_sub(started.elapsed());
-            match tokio::time::timeout(left, store.sync()).await {
+            match tokio::time::timeout(left, store.checkpoint()).await {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => tracing::warn!(error = %e, "the store did not flush at shutdown"),
                 Err(_) => tracing::warn!("the store did not flush within the shutdown deadline"),
@@ -538,7 +581,7 @@ impl Runtime {
 }
 
 /// The nodes that host a service.
-fn hosts(spec: &ServiceSpec, nodes: &[NodeId]) -> Vec<NodeId> {
+pub(crate) fn hosts(spec: &ServiceSpec, nodes: &[NodeId]) -> Vec<NodeId> {
     spec.nodes.clone().unwrap_or_else(|| nodes.to_vec())
 }
 

@@ -245,6 +245,11 @@ pub enum CallError {
         /// Its node.
         node: String,
     },
+    /// The shard's data is not where the configuration places it, or the nodes have not
+    /// agreed where it is yet: nothing is served rather than an empty keyspace
+    /// ([`crate::shard`]). The message names the cause.
+    #[error("{0}")]
+    Placement(String),
 }
 
 impl CallError {
@@ -279,7 +284,8 @@ impl CallError {
             | Self::Unreachable(_)
             | Self::Dropped
             | Self::Overloaded
-            | Self::ShardUnavailable { .. } => ErrorKind::Unavailable,
+            | Self::ShardUnavailable { .. }
+            | Self::Placement(_) => ErrorKind::Unavailable,
         }
     }
 }

@@ -18,6 +18,43 @@
 //! let shard = shard_of(b"user:42", 16);
 //! println!("user:42 lives in shard {shard} on {}", map[shard as usize]);
 //! ```
+//!
+//! # The placement a node agreed to
+//!
+//! Placement is computed from the configuration, but data does not move when the
+//! configuration changes (moving shards with their data comes later). So that nothing is ever
+//! served from a keyspace that is not the shard's (an empty one on a new node would answer
+//! "not found" for acknowledged data), every node records in its store the placement it last
+//! agreed to, per service: its shard count and the node of each shard ([`ledger::Recorded`]).
+//!
+//! At start, for every sharded service, a node compares its record with the configured
+//! placement. If they are equal, it serves at once. If they differ, or it has no record (a new
+//! node, or a node whose disk was replaced), it cannot tell on its own where the data is: it
+//! asks every other configured node, through the built-in `troupe.placement` service, for its
+//! record and whether it holds data of the service, and serves nothing of the service (calls
+//! answer [`crate::CallError::Placement`], "not agreed yet: waiting to hear from n3", a 503)
+//! until every node has answered. Then [`ledger::decide`], a pure function every node applies
+//! to the same answers, gives the placement:
+//!
+//! - no node holds data of the service: the configured placement (a new cluster, an unused
+//!   service);
+//! - else the placement recorded by the nodes that hold data. A shard whose configured node
+//!   differs is a **pending move**: it is still served by the node that holds its data, and
+//!   `/admin/cluster` and `troupe status` list it. A shard whose data is on a node that no
+//!   longer hosts the service is refused with a message naming that node;
+//! - a changed shard count, with data: the whole service is refused with a message that says
+//!   so (keys would hash to other shards);
+//! - nodes holding data under different records: the whole service is refused.
+//!
+//! The agreed placement is recorded, so a node restarted alone later serves at once. Growing a
+//! cluster safely today means keeping the placement of services with data: give them an
+//! explicit `nodes = [...]` list before adding a node (README, "Stores").
+
+pub(crate) mod agree;
+pub mod ledger;
+mod table;
+
+pub use table::{PlacementView, ShardTable};
 
 use crate::cluster::NodeId;
 use crate::hash::{mix, stable_hash};

@@ -38,8 +38,9 @@
 mod commit;
 pub mod engine;
 pub mod key;
+mod marks;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
@@ -50,6 +51,11 @@ use tokio::time::{Duration, Instant, timeout_at};
 
 use commit::GroupCommit;
 pub use engine::{Engine, KeyspaceEngine, Op, SledEngine};
+use marks::Marks;
+
+/// The runtime's own keyspace (placement records): never claimed by an actor, whose keyspaces
+/// are all named `<service>/<shard or slot>`.
+const META_KEYSPACE: &str = "troupe.meta";
 
 /// The largest value we decode from disk: a corrupt length must not allocate gigabytes.
 const MAX_VALUE_BYTES: usize = 64 * 1024 * 1024;
@@ -69,11 +75,23 @@ pub enum StoreError {
     /// A flush failed earlier: the store no longer acknowledges writes.
     #[error("the store failed to flush and stopped acknowledging writes: {0}")]
     Failed(String),
+    /// The disk is full: writes are refused at once until space returns, and the store
+    /// resumes by itself then.
+    #[error("{0}")]
+    Full(String),
+    /// The keyspace recovered less than it had acknowledged (a damaged store file): it serves
+    /// nothing rather than answer without the lost writes. The message says what to do.
+    #[error("{0}")]
+    Damaged(String),
 }
 
 struct Inner {
     engine: Arc<dyn Engine>,
     commit: Arc<GroupCommit>,
+    /// The commit marks (a store on disk only).
+    marks: Option<Arc<Marks>>,
+    /// Keyspaces that recovered less than they acknowledged, with the reason.
+    damaged: HashMap<String, String>,
     /// Names of the keyspaces claimed now. A std mutex: held for a set operation only.
     owned: Mutex<HashSet<String>>,
     /// Signalled when a claim is released.
@@ -95,11 +113,17 @@ impl std::fmt::Debug for Store {
 impl Store {
     /// Opens (or creates) the sled store at `path` with a page cache of `cache_bytes`. Blocks:
     /// call it from a blocking context or at startup. Needs a tokio runtime (for the committer).
+    /// Checks what sled recovered against the commit marks saved beside it (`marks`).
     pub fn open(path: &Path, cache_bytes: u64) -> Result<Self, StoreError> {
-        Ok(Self::with_engine(Arc::new(SledEngine::open(
-            path,
-            cache_bytes,
-        )?)))
+        let engine: Arc<dyn Engine> = Arc::new(SledEngine::open(path, cache_bytes)?);
+        let (marks, damaged) = Marks::open(path, &*engine)?;
+        let room = path.parent().map(Path::to_path_buf);
+        Ok(Self::with_parts(
+            engine,
+            Some(Arc::new(marks)),
+            damaged,
+            room,
+        ))
     }
 
     /// A store in a temporary directory, removed when dropped: for tests.
@@ -109,11 +133,22 @@ impl Store {
 
     /// A store over any engine.
     pub fn with_engine(engine: Arc<dyn Engine>) -> Self {
-        let commit = GroupCommit::start(Arc::clone(&engine));
+        Self::with_parts(engine, None, HashMap::new(), None)
+    }
+
+    fn with_parts(
+        engine: Arc<dyn Engine>,
+        marks: Option<Arc<Marks>>,
+        damaged: HashMap<String, String>,
+        room: Option<std::path::PathBuf>,
+    ) -> Self {
+        let commit = GroupCommit::start(Arc::clone(&engine), marks.clone(), room);
         Self {
             inner: Arc::new(Inner {
                 engine,
                 commit,
+                marks,
+                damaged,
                 owned: Mutex::new(HashSet::new()),
                 released: Notify::new(),
             }),
@@ -149,6 +184,7 @@ impl Store {
                 name: name.to_string(),
                 engine,
                 store: self.clone(),
+                damaged: self.inner.damaged.get(name).cloned(),
             }),
             Err(e) => {
                 self.release(name);
@@ -172,9 +208,74 @@ impl Store {
         self.inner.commit.wait_durable(seq).await
     }
 
+    /// [`Store::sync`], then saves the commit marks: at shutdown, so that the next open can
+    /// check that everything acknowledged was recovered.
+    pub async fn checkpoint(&self) -> Result<(), StoreError> {
+        self.sync().await?;
+        if let Some(marks) = self.inner.marks.clone() {
+            tokio::task::spawn_blocking(move || marks.after_flush(None, true))
+                .await
+                .map_err(|e| StoreError::Engine(e.to_string()))?;
+        }
+        Ok(())
+    }
+
+    /// Why this store should not be trusted now (damaged keyspaces): empty when it can be.
+    pub fn problems(&self) -> Vec<String> {
+        let mut problems: Vec<String> = self.inner.damaged.values().cloned().collect();
+        problems.sort();
+        if let Some(full) = self.inner.commit.full() {
+            problems.push(full);
+        }
+        problems
+    }
+
     /// The bytes the store takes on disk (refreshed by the committer about once a second).
     pub fn size_on_disk(&self) -> u64 {
         self.inner.commit.size_on_disk()
+    }
+
+    /// The runtime's own record at `key` (see [`Store::put_record`]).
+    pub fn record<V: DeserializeOwned>(&self, key: &str) -> Result<Option<V>, StoreError> {
+        let meta = self.inner.engine.keyspace(META_KEYSPACE)?;
+        meta.get(key.as_bytes())?.map(|b| decode(&b)).transpose()
+    }
+
+    /// Writes one of the runtime's own records (such as the shard placement this node agreed
+    /// to) and returns once it is durable. These live apart from every actor's keyspace.
+    pub async fn put_record<V: Serialize + ?Sized>(
+        &self,
+        key: &str,
+        value: &V,
+    ) -> Result<(), StoreError> {
+        let mut batch = WriteBatch::new();
+        batch.put(key.as_bytes(), value)?;
+        let commit = &self.inner.commit;
+        commit.check()?;
+        self.inner
+            .engine
+            .keyspace(META_KEYSPACE)?
+            .apply(&batch.ops)?;
+        let seq = commit.note_write();
+        commit.wait_durable(seq).await
+    }
+
+    /// Whether any keyspace whose name starts with `prefix` (`kv/` for every shard of `kv`)
+    /// holds at least one entry. Blocks briefly (opens each matching keyspace).
+    pub fn has_data(&self, prefix: &str) -> Result<bool, StoreError> {
+        for name in self.inner.engine.keyspace_names()? {
+            if name.starts_with(prefix)
+                && !self
+                    .inner
+                    .engine
+                    .keyspace(&name)?
+                    .scan(b"", None, 1)?
+                    .is_empty()
+            {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
     /// How many flushes have run, and how many writes they covered: `writes / flushes` is the
@@ -225,6 +326,8 @@ pub struct Keyspace {
     name: String,
     engine: Arc<dyn KeyspaceEngine>,
     store: Store,
+    /// Why this keyspace serves nothing, if it is damaged.
+    damaged: Option<String>,
 }
 
 impl std::fmt::Debug for Keyspace {
@@ -254,8 +357,18 @@ impl Keyspace {
         &self.name
     }
 
+    /// Fails if the keyspace is damaged.
+    fn check(&self) -> Result<(), StoreError> {
+        match &self.damaged {
+            Some(why) => Err(StoreError::Damaged(why.clone())),
+            None => Ok(()),
+        }
+    }
+
     /// The value at `key`, as applied (see [`Keyspace::durable`] for what is durable).
     pub fn get<V: DeserializeOwned>(&self, key: &[u8]) -> Result<Option<V>, StoreError> {
+        self.check()?;
+        self.store.inner.commit.readable(&self.name, Some(key))?;
         self.engine.get(key)?.map(|b| decode(&b)).transpose()
     }
 
@@ -266,6 +379,8 @@ impl Keyspace {
         after: Option<&[u8]>,
         limit: usize,
     ) -> Result<Vec<(Vec<u8>, V)>, StoreError> {
+        self.check()?;
+        self.store.inner.commit.readable(&self.name, None)?;
         self.engine
             .scan(prefix, after, limit)?
             .into_iter()
@@ -278,16 +393,33 @@ impl Keyspace {
         if batch.is_empty() {
             return Ok(());
         }
+        self.check()?;
         let commit = &self.store.inner.commit;
+        let _inflight = commit.begin_write();
         commit.check()?;
-        self.engine.apply(&batch.ops)?;
-        let seq = commit.note_write();
-        commit.wait_durable(seq).await
+        if let Some(marks) = &self.store.inner.marks {
+            marks.note(&self.name);
+        }
+        let result = match self.engine.apply(&batch.ops) {
+            Ok(()) => commit.wait_durable(commit.note_write()).await,
+            Err(e) => Err(e),
+        };
+        if let Err(StoreError::Full(_)) = &result {
+            // Applied (maybe) but not durable: readers must not see it until the reopen.
+            commit.taint_keys(&self.name, batch.ops.iter().map(|op| op.key().to_vec()));
+        }
+        result
     }
 
     /// Waits until every write applied to the store so far (this keyspace's included) is
     /// durable: a reader that must show only durable data calls this first.
     pub async fn durable(&self) -> Result<(), StoreError> {
+        let commit = &self.store.inner.commit;
+        if commit.full().is_some() {
+            // While the disk is full, what no failed write touched is what is on disk (each
+            // read checks its keys).
+            return commit.settle().await;
+        }
         self.store.sync().await
     }
 

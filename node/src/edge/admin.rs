@@ -49,6 +49,10 @@ struct ServiceResponse {
     name: String,
     members: Vec<NodeCount>,
     shards: Vec<ShardResponse>,
+    /// For a sharded service: the placement this node agreed to, its pending moves (shards the
+    /// configuration places on another node than the one holding their data) and refusals.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    placement: Option<troupe_runtime::shard::PlacementView>,
 }
 
 #[derive(Serialize)]
@@ -62,6 +66,7 @@ struct ShardResponse {
 
 pub(crate) async fn cluster(State(state): State<AppState>) -> axum::Json<ClusterResponse> {
     let view = state.cluster_view();
+    let placements = state.runtime().placements();
     axum::Json(ClusterResponse {
         node: view.node.to_string(),
         formed: view.formed,
@@ -84,6 +89,10 @@ pub(crate) async fn cluster(State(state): State<AppState>) -> axum::Json<Cluster
             .into_iter()
             .map(|s| ServiceResponse {
                 shards: shards(&state, &s.name, &view),
+                placement: placements
+                    .iter()
+                    .find(|(name, _)| *name == s.name)
+                    .map(|(_, p)| p.clone()),
                 name: s.name,
                 members: s.members,
             })

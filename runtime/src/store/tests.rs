@@ -132,6 +132,9 @@ impl Engine for BrokenDisk {
     fn size_on_disk(&self) -> Result<u64, StoreError> {
         Ok(0)
     }
+    fn keyspace_names(&self) -> Result<Vec<String>, StoreError> {
+        self.0.keyspace_names()
+    }
 }
 
 #[tokio::test]
@@ -168,4 +171,121 @@ async fn the_size_on_disk_follows_the_writes() {
             store.size_on_disk()
         );
     }
+}
+
+#[tokio::test]
+async fn records_live_apart_and_data_is_found_by_prefix() {
+    let store = Store::temporary().unwrap();
+    assert!(!store.has_data("kv/").unwrap());
+    assert_eq!(store.record::<u32>("placement/kv").unwrap(), None);
+    store.put_record("placement/kv", &16u32).await.unwrap();
+    assert_eq!(store.record::<u32>("placement/kv").unwrap(), Some(16));
+    // A record is not a service's data, and an opened but empty keyspace holds none.
+    let ks = store.claim("kv/3", Duration::ZERO).await.unwrap();
+    assert!(!store.has_data("kv/").unwrap());
+    let mut batch = WriteBatch::new();
+    batch.put(b"k", &1u8).unwrap();
+    ks.commit(batch).await.unwrap();
+    assert!(store.has_data("kv/").unwrap());
+    assert!(!store.has_data("kv2/").unwrap());
+}
+
+#[tokio::test]
+async fn a_keyspace_that_recovered_less_than_it_acknowledged_serves_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store");
+    // The marks say kv/0 had a commit acknowledged; the store (new, empty) has none of it.
+    std::fs::write(dir.path().join("store.marks"), "kv/0\t5\n").unwrap();
+    let store = Store::open(&path, 1 << 20).unwrap();
+    let problems = store.problems();
+    assert_eq!(problems.len(), 1);
+    assert!(problems[0].contains("kv/0 is damaged"), "{problems:?}");
+    let damaged = store.claim("kv/0", Duration::ZERO).await.unwrap();
+    assert!(matches!(
+        damaged.get::<u8>(b"k"),
+        Err(StoreError::Damaged(_))
+    ));
+    let mut batch = WriteBatch::new();
+    batch.put(b"k", &1u8).unwrap();
+    assert!(matches!(
+        damaged.commit(batch.clone()).await,
+        Err(StoreError::Damaged(_))
+    ));
+    // Others are fine, and their marks are saved at a checkpoint.
+    let fine = store.claim("kv/1", Duration::ZERO).await.unwrap();
+    fine.commit(batch).await.unwrap();
+    store.checkpoint().await.unwrap();
+    let saved = std::fs::read_to_string(dir.path().join("store.marks")).unwrap();
+    assert!(
+        saved.contains("kv/0\t5\n") && saved.contains("kv/1\t"),
+        "{saved}"
+    );
+}
+
+/// An engine whose disk is full for its first `failures` flushes.
+struct FullFor {
+    inner: SledEngine,
+    failures: std::sync::atomic::AtomicU32,
+}
+
+impl Engine for FullFor {
+    fn keyspace(&self, name: &str) -> Result<Arc<dyn KeyspaceEngine>, StoreError> {
+        self.inner.keyspace(name)
+    }
+    fn flush(&self) -> Result<(), StoreError> {
+        use std::sync::atomic::Ordering;
+        if self.failures.load(Ordering::SeqCst) > 0 {
+            self.failures.fetch_sub(1, Ordering::SeqCst);
+            return Err(StoreError::Full("disk full".into()));
+        }
+        self.inner.flush()
+    }
+    fn size_on_disk(&self) -> Result<u64, StoreError> {
+        Ok(0)
+    }
+    fn keyspace_names(&self) -> Result<Vec<String>, StoreError> {
+        self.inner.keyspace_names()
+    }
+}
+
+#[tokio::test]
+async fn a_full_disk_refuses_writes_serves_durable_reads_and_resumes() {
+    let engine = FullFor {
+        inner: SledEngine::temporary().unwrap(),
+        failures: std::sync::atomic::AtomicU32::new(0),
+    };
+    let engine = Arc::new(engine);
+    let store = Store::with_engine(Arc::clone(&engine) as Arc<dyn Engine>);
+    let ks = store.claim("kv/0", Duration::ZERO).await.unwrap();
+    let mut batch = WriteBatch::new();
+    batch.put(b"kept", &1u8).unwrap();
+    ks.commit(batch).await.unwrap();
+
+    engine
+        .failures
+        .store(3, std::sync::atomic::Ordering::SeqCst);
+    let mut batch = WriteBatch::new();
+    batch.put(b"lost", &2u8).unwrap();
+    assert!(matches!(
+        ks.commit(batch.clone()).await,
+        Err(StoreError::Full(_))
+    ));
+    // Refused at once now, and reported; durable data is readable, the failed write is not.
+    assert!(matches!(
+        ks.commit(batch.clone()).await,
+        Err(StoreError::Full(_))
+    ));
+    assert!(!store.problems().is_empty());
+    ks.durable().await.unwrap();
+    assert_eq!(ks.get::<u8>(b"kept").unwrap(), Some(1));
+    assert!(matches!(ks.get::<u8>(b"lost"), Err(StoreError::Full(_))));
+
+    // Space comes back: the store resumes by itself.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while ks.commit(batch.clone()).await.is_err() {
+        assert!(Instant::now() < deadline, "the store did not resume");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(store.problems().is_empty());
+    assert_eq!(ks.get::<u8>(b"lost").unwrap(), Some(2));
 }
