@@ -18,6 +18,13 @@
 //! closed session makes it `Down` at once. Heartbeats travel through `ractor_cluster` itself (a
 //! small actor joined to a `pg` group on every node), so a heartbeat proves the whole path works.
 //!
+//! # The cluster port
+//!
+//! The cluster port is open to anyone who can reach it, so what a stranger can make it hold is
+//! bounded before authentication: a frame is at most 1 MiB (sized to the largest heartbeat,
+//! see `pulse`), a connection that has not authenticated within 2 s is dropped, and when more
+//! than 16 incoming connections are unauthenticated at once the oldest is dropped (see `gate`).
+//!
 //! Every status change is published as a [`ClusterEvent`] on a broadcast channel that other
 //! modules subscribe to, and the latest [`ClusterView`] is kept in a watch channel for readers
 //! such as the HTTP edge.
@@ -48,6 +55,8 @@
 //! ```
 
 mod detector;
+mod dial;
+mod gate;
 mod membership;
 mod pulse;
 mod settings;
@@ -244,6 +253,15 @@ impl Cluster {
     /// gets `Lagged` and should re-read [`Cluster::view`].
     pub fn subscribe(&self) -> broadcast::Receiver<ClusterEvent> {
         self.inner.events.subscribe()
+    }
+
+    /// Tells membership that `peer` was heard from some other way (for example a service link
+    /// that connected): if this node's dial to it is waiting out a backoff, it starts now.
+    pub fn peer_heard(&self, peer: &NodeId) {
+        let _ = self
+            .inner
+            .membership
+            .cast(MembershipMsg::PeerHeard(peer.clone()));
     }
 
     /// Leaves the cluster: stops the failure detector and the node server, closing every

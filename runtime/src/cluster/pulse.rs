@@ -15,9 +15,23 @@ use crate::registry::Directory;
 pub(crate) const PULSE_SCOPE: &str = "troupe.cluster";
 pub(crate) const PULSE_GROUP: &str = "pulse";
 
-/// The largest heartbeat we decode: it carries the sender's directory of members, a few bytes
-/// per member.
-const MAX_BEAT_BYTES: usize = 1024 * 1024;
+/// The largest frame the cluster port accepts (`ractor_cluster`'s inbound frame limit). Only
+/// heartbeats are large: everything else `ractor_cluster` sends over it (authentication, pings,
+/// the `pg` membership of the one pulse actor per node) is a few hundred bytes. A stranger can
+/// make a node buffer at most this much per unauthenticated connection (see [`super::gate`]).
+pub(crate) const MAX_FRAME_BYTES: u64 = 1024 * 1024;
+
+/// Room in a frame for what wraps a heartbeat: the protobuf envelope of a remote cast (target,
+/// variant name, trace context), a few dozen bytes in practice.
+const FRAME_OVERHEAD: usize = 4 * 1024;
+
+/// The largest heartbeat we send or decode. A heartbeat is its sender's directory plus a few
+/// integers: at most 14 bytes per member (a varint slot index and pid) and the service's name
+/// (at most 64 bytes). Configuration allows at most 4,096 members of one service on a node,
+/// 57 KiB at most ([`tests::largest_service_directory`]), so this leaves room for at least 17
+/// services at their largest; the default services take a few hundred bytes. A heartbeat that
+/// would not fit is not sent and says so in the log (see `Membership`).
+pub(crate) const MAX_BEAT_BYTES: usize = MAX_FRAME_BYTES as usize - FRAME_OVERHEAD;
 
 /// One heartbeat.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -135,5 +149,33 @@ mod tests {
         huge.truncate(12);
         huge.extend_from_slice(&[0xfc, 0xff, 0xff, 0xff, 0x7f]);
         assert_eq!(Beat::decode(&huge), None);
+    }
+
+    /// The largest directory one service can have under the configuration's bounds (4,096
+    /// members on one node, a 64-character name, pids and slot indexes at their largest).
+    #[test]
+    fn largest_service_directory() {
+        let mut directory = Directory {
+            version: u64::MAX,
+            ..Directory::default()
+        };
+        let members = (0..4096)
+            .map(|i| crate::registry::MemberSlot {
+                index: u32::MAX - i,
+                pid: u64::MAX - u64::from(i),
+            })
+            .collect();
+        directory.services.insert("s".repeat(64), members);
+        let beat = Beat {
+            from: "n".repeat(64),
+            incarnation: u64::MAX,
+            seq: u64::MAX,
+            directory,
+            store_bytes: Some(u64::MAX),
+        };
+        let len = beat.encode().len();
+        assert!(len <= 58 * 1024, "{len} bytes");
+        assert!(MAX_BEAT_BYTES / len >= 17, "{len} bytes");
+        assert_eq!(Beat::decode(&beat.encode()), Some(beat));
     }
 }
