@@ -217,3 +217,229 @@ async fn silent_and_stalled_connections_are_dropped_by_the_deadline() {
     )
     .await;
 }
+
+/// Three nodes, each in its own network namespace, joined by a bridge in the test's namespace.
+/// Needs root and `ip`; [`Netns::try_new`] says why not otherwise.
+struct Netns {
+    tag: String,
+    subnet: String,
+    n: usize,
+}
+
+/// Runs `ip` with `args`; whether it succeeded.
+fn ip(args: &[&str]) -> bool {
+    std::process::Command::new("ip")
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+impl Netns {
+    fn try_new(n: usize) -> Result<Self, String> {
+        let pid = std::process::id();
+        let net = Self {
+            tag: format!("tp{pid}"),
+            subnet: format!("10.213.{}", pid % 250),
+            n,
+        };
+        if !ip(&["netns", "add", &net.ns(1)]) {
+            return Err("cannot create a network namespace (needs root and iproute2)".into());
+        }
+        let br = net.bridge();
+        let ok = ip(&["link", "add", &br, "type", "bridge"])
+            && ip(&["addr", "add", &format!("{}.254/24", net.subnet), "dev", &br])
+            && ip(&["link", "set", &br, "up"])
+            && (1..=n).all(|i| {
+                let (ns, port, peer) = (net.ns(i), net.port(i), format!("{}p{i}", net.tag));
+                (i == 1 || ip(&["netns", "add", &ns]))
+                    && ip(&["link", "add", &port, "type", "veth", "peer", "name", &peer])
+                    && ip(&["link", "set", &peer, "netns", &ns])
+                    && ip(&["link", "set", &port, "master", &br, "up"])
+                    && ip(&[
+                        "-n",
+                        &ns,
+                        "addr",
+                        "add",
+                        &format!("{}/24", net.addr(i)),
+                        "dev",
+                        &peer,
+                    ])
+                    && ip(&["-n", &ns, "link", "set", &peer, "up"])
+                    && ip(&["-n", &ns, "link", "set", "lo", "up"])
+            });
+        if ok {
+            Ok(net)
+        } else {
+            Err("cannot build the bridge and veth pairs".into())
+        }
+    }
+
+    fn ns(&self, i: usize) -> String {
+        format!("{}n{i}", self.tag)
+    }
+
+    fn bridge(&self) -> String {
+        format!("{}br", self.tag)
+    }
+
+    /// The bridge's port of node `i`.
+    fn port(&self, i: usize) -> String {
+        format!("{}v{i}", self.tag)
+    }
+
+    fn addr(&self, i: usize) -> String {
+        format!("{}.{i}", self.subnet)
+    }
+
+    fn set_port(&self, i: usize, up: bool) {
+        assert!(ip(&[
+            "link",
+            "set",
+            &self.port(i),
+            if up { "up" } else { "down" }
+        ]));
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        for i in 1..=self.n {
+            ip(&["link", "del", &self.port(i)]);
+            ip(&["netns", "del", &self.ns(i)]);
+        }
+        ip(&["link", "del", &self.bridge()]);
+    }
+}
+
+/// A node process in a namespace, killed on drop.
+struct NsNode {
+    child: std::process::Child,
+    _stdin: Option<std::process::ChildStdin>,
+}
+
+impl Drop for NsNode {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Statuses of every node as node `i` sees them, or None.
+async fn ns_statuses(
+    client: &reqwest::Client,
+    net: &Netns,
+    i: usize,
+) -> Option<Vec<(String, String)>> {
+    let url = format!("http://{}:7180/admin/cluster", net.addr(i));
+    let body: serde_json::Value = client.get(url).send().await.ok()?.json().await.ok()?;
+    Some(
+        body["nodes"]
+            .as_array()?
+            .iter()
+            .map(|n| {
+                (
+                    n["id"].as_str().unwrap_or_default().to_string(),
+                    n["status"].as_str().unwrap_or_default().to_string(),
+                )
+            })
+            .collect(),
+    )
+}
+
+async fn ns_all_up(client: &reqwest::Client, net: &Netns) -> bool {
+    for i in 1..=net.n {
+        match ns_statuses(client, net, i).await {
+            Some(s) if s.len() == net.n && s.iter().all(|(_, st)| st == "up") => {}
+            _ => return false,
+        }
+    }
+    true
+}
+
+/// After a real network partition heals, the cluster is whole again within 2 s: the bridge
+/// port of n1 (the node that dials both others) goes down for 6 s and comes back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_healed_partition_is_whole_again_within_two_seconds() {
+    const N: usize = 3;
+    const HEALED_WITHIN: Duration = Duration::from_secs(2);
+    let net = match Netns::try_new(N) {
+        Ok(net) => net,
+        Err(why) => {
+            eprintln!("SKIPPED a_healed_partition_is_whole_again_within_two_seconds: {why}");
+            return;
+        }
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut config =
+        String::from("[cluster]\ndata_dir = \"data\"\n\n[http]\nshutdown_grace_ms = 5000\n");
+    for i in 1..=N {
+        let a = net.addr(i);
+        config.push_str(&format!(
+            "\n[[node]]\nid = \"n{i}\"\ncluster_addr = \"{a}:7170\"\nhttp_addr = \"{a}:7180\"\nlink_addr = \"{a}:7190\"\n"
+        ));
+    }
+    let config_path = dir.path().join("cluster.toml");
+    std::fs::write(&config_path, config).unwrap();
+    let mut nodes = Vec::new();
+    for i in 1..=N {
+        let log = std::fs::File::create(dir.path().join(format!("n{i}.log"))).unwrap();
+        let mut child = std::process::Command::new("ip")
+            .args(["netns", "exec", &net.ns(i)])
+            .arg(support::troupe_bin())
+            .args([
+                "node",
+                "--id",
+                &format!("n{i}"),
+                "--exit-with-stdin",
+                "--config",
+            ])
+            .arg(&config_path)
+            .env("TROUPE_COOKIE", support::COOKIE)
+            .env("TROUPE_LOG_FORMAT", "json")
+            .env("RUST_LOG", "info,troupe_runtime=debug")
+            .env_remove("TROUPE_CONFIG")
+            .stdin(std::process::Stdio::piped())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let stdin = child.stdin.take();
+        nodes.push(NsNode {
+            child,
+            _stdin: stdin,
+        });
+    }
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_millis(500))
+        .build()
+        .unwrap();
+    wait_until("the cluster to form", Duration::from_secs(30), || {
+        ns_all_up(&client, &net)
+    })
+    .await;
+
+    net.set_port(1, false);
+    let cut = Instant::now();
+    wait_until("n2 to see n1 down", Duration::from_secs(6), || async {
+        ns_statuses(&client, &net, 2)
+            .await
+            .is_some_and(|s| s.iter().any(|(id, st)| id == "n1" && st == "down"))
+    })
+    .await;
+    tokio::time::sleep_until(cut + Duration::from_secs(6)).await;
+    net.set_port(1, true);
+    let healed = wait_until(
+        "every node to see every node up after the heal",
+        Duration::from_secs(20),
+        || ns_all_up(&client, &net),
+    )
+    .await;
+    eprintln!("whole again {healed:?} after a 6 s partition healed");
+    assert!(
+        healed < HEALED_WITHIN,
+        "whole again only {healed:?} after the partition healed"
+    );
+    drop(nodes);
+}
