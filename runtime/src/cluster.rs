@@ -13,10 +13,13 @@
 //!
 //! `ractor_cluster` notices a dead peer only when a socket read or write fails: a killed process
 //! is seen at once, a frozen one never. So every node also runs its own failure detector: each
-//! node sends a heartbeat to every peer every `heartbeat_interval`; a peer not heard from for
-//! `suspect_after` is [`NodeStatus::Suspect`], for `down_after` is [`NodeStatus::Down`], and a
-//! closed session makes it `Down` at once. Heartbeats travel through `ractor_cluster` itself (a
-//! small actor joined to a `pg` group on every node), so a heartbeat proves the whole path works.
+//! node asks every peer for its heartbeat every `heartbeat_interval`; a peer not heard from for
+//! `suspect_after` is [`NodeStatus::Suspect`], for `down_after` is [`NodeStatus::Down`] (and its
+//! session is closed, so that it is reached over a fresh connection once it answers again), and
+//! a closed session makes it `Down` at once. Heartbeats travel through `ractor_cluster` itself
+//! (a small actor joined to a `pg` group on every node), so a heartbeat proves the whole path
+//! works. They are pulled, so that each is bound to the session it came over: a node can only
+//! speak for itself (see `pulse`).
 //!
 //! # The cluster port
 //!

@@ -5,6 +5,7 @@
 //! that a peer back from a network partition is reached over a fresh connection at once rather
 //! than when TCP's retransmission backoff next tries the old one.
 
+mod beats;
 mod sessions;
 
 use std::collections::HashMap;
@@ -16,10 +17,10 @@ use ractor_cluster::{NodeEventSubscription, NodeServerMessage, RactorMessage};
 use tokio::sync::{broadcast, watch};
 use tokio::time::{Duration, Instant};
 
-use super::detector::{Heard, PeerHealth};
+use super::detector::PeerHealth;
 use super::dial::{Dial, Failure};
 use super::gate::{AUTH_DEADLINE, Gate, MAX_UNAUTHENTICATED};
-use super::pulse::{Beat, MAX_BEAT_BYTES, PULSE_GROUP, PULSE_SCOPE, Pulse, PulseMsg};
+use super::pulse::{Beat, Pulse, PulseMsg};
 use super::{
     ClusterEvent, ClusterSettings, ClusterView, NodeId, NodeSpec, NodeStatus, PeerView, StoreSize,
 };
@@ -60,10 +61,17 @@ pub(crate) enum MembershipMsg {
     DirectoryChanged,
     /// Send the changed directory now (changes in quick succession share one heartbeat).
     SendDirectory,
-    /// A heartbeat from a peer.
-    Beat(Beat),
-    /// A heartbeat frame that did not decode.
-    BadBeat { len: usize },
+    /// A peer asks for this node's heartbeat.
+    Pull(ractor::RpcReplyPort<Vec<u8>>),
+    /// A peer's directory changed: pull heartbeats now.
+    PullNow,
+    /// A peer answered a pull over the session `session` (`ractor_cluster`'s node id):
+    /// its heartbeat, None if it did not decode (then `len` is its size).
+    Pulled {
+        session: u64,
+        beat: Option<Beat>,
+        len: usize,
+    },
     /// A session opened, authenticated or closed.
     Session {
         change: SessionChange,
@@ -90,6 +98,16 @@ struct Peer {
     num_sessions: usize,
 }
 
+/// An authenticated session.
+struct Session {
+    /// The peer it authenticated as (an index into `peers`).
+    peer: usize,
+    /// The session actor, to close it when the peer falls silent.
+    actor: ActorRef<NodeSessionMessage>,
+    /// `ractor_cluster`'s node id of the session: remote actors reached over it carry it.
+    node: u64,
+}
+
 pub(crate) struct State {
     settings: ClusterSettings,
     registry: Arc<Registry>,
@@ -101,15 +119,19 @@ pub(crate) struct State {
     peers: Vec<Peer>,
     /// Authenticated sessions: the peer's index and the session, to close it when the peer
     /// falls silent.
-    sessions: HashMap<ActorId, (usize, ActorRef<NodeSessionMessage>)>,
+    sessions: HashMap<ActorId, Session>,
     /// Sessions that have not authenticated yet.
     gate: Gate<ActorId, ActorRef<NodeSessionMessage>>,
     /// Sessions the gate dropped, so that their closing is not mistaken for a refusal.
     gate_dropped: std::collections::HashSet<ActorId>,
     /// How many unauthenticated sessions the gate dropped since start.
     num_gate_drops: u64,
+    /// This node's latest heartbeat, encoded, as peers pull it (empty if too large to send).
+    beat: Vec<u8>,
     /// Whether the last heartbeat was too large to send (logged once per episode).
     beat_too_large: bool,
+    /// Heartbeats refused because they claimed another node than their session's.
+    num_misbound_beats: u64,
     last_beat_sent: Option<Instant>,
     /// A directory change waits to be sent (see [`DIRECTORY_DELAY`]).
     directory_pending: bool,
@@ -154,39 +176,6 @@ impl State {
         self.peers.iter().position(|p| p.spec.id.as_str() == id)
     }
 
-    fn send_beats(&mut self, now: Instant) {
-        self.seq += 1;
-        self.last_beat_sent = Some(now);
-        let beat = Beat {
-            from: self.settings.self_id().to_string(),
-            incarnation: self.incarnation,
-            seq: self.seq,
-            directory: self.registry.local_directory(),
-            store_bytes: self.store_bytes.as_ref().map(|f| f()),
-        }
-        .encode();
-        if beat.len() > MAX_BEAT_BYTES {
-            // Peers would refuse it (and their cluster port would drop the connection): say so
-            // once, and send no heartbeat, so that peers see this node suspect rather than
-            // silently out of date.
-            if !std::mem::replace(&mut self.beat_too_large, true) {
-                tracing::error!(
-                    len = beat.len(),
-                    max = MAX_BEAT_BYTES,
-                    "heartbeat too large to send: this node has too many service members"
-                );
-            }
-            return;
-        }
-        self.beat_too_large = false;
-        let members =
-            ractor::pg::get_scoped_members(&PULSE_SCOPE.to_string(), &PULSE_GROUP.to_string());
-        for member in members.into_iter().filter(|m| !m.get_id().is_local()) {
-            // A peer whose session is closing refuses the cast; its status follows from that.
-            let _ = ActorRef::<PulseMsg>::from(member).cast(PulseMsg::Beat(beat.clone()));
-        }
-    }
-
     /// Re-judges every peer at `now`, publishing each change.
     fn judge(&mut self, now: Instant) {
         let detector = self.settings.detector();
@@ -202,8 +191,8 @@ impl State {
                 // partition. Close the session; a fresh one after the partition heals does not
                 // wait for TCP to retransmit on the old one.
                 tracing::info!(peer = %peer.spec.id, "closing the session of a silent peer");
-                for (_, session) in self.sessions.values().filter(|(i, _)| *i == index) {
-                    session.kill();
+                for session in self.sessions.values().filter(|s| s.peer == index) {
+                    session.actor.kill();
                 }
             }
             if status == NodeStatus::Up {
@@ -320,7 +309,9 @@ impl Actor for Membership {
             gate: Gate::new(AUTH_DEADLINE, MAX_UNAUTHENTICATED),
             gate_dropped: std::collections::HashSet::new(),
             num_gate_drops: 0,
+            beat: Vec::new(),
             beat_too_large: false,
+            num_misbound_beats: 0,
             last_beat_sent: None,
             directory_pending: false,
             formed: false,
@@ -353,7 +344,8 @@ impl Actor for Membership {
                     .last_beat_sent
                     .is_none_or(|at| now.saturating_duration_since(at) >= interval)
                 {
-                    state.send_beats(now);
+                    state.refresh_beat(now);
+                    state.pull_all(&myself);
                 }
                 state.drop_late_sessions(now);
                 state.dial_due(now, &myself);
@@ -367,39 +359,17 @@ impl Actor for Membership {
             }
             MembershipMsg::SendDirectory => {
                 state.directory_pending = false;
-                state.send_beats(now);
+                state.refresh_beat(now);
+                state.poke_all();
             }
-            MembershipMsg::Beat(beat) => {
-                let Some(index) = state.peer_index(&beat.from) else {
-                    tracing::debug!(from = %beat.from, "heartbeat from a node not in the configuration");
-                    return Ok(());
-                };
-                let peer = &mut state.peers[index];
-                let heard = peer.health.heard(now, beat.incarnation);
-                if let Heard::NewIncarnation {
-                    previous: Some(previous),
-                } = heard
-                {
-                    tracing::info!(peer = %peer.spec.id, previous, incarnation = beat.incarnation, "peer restarted");
-                }
-                if heard != Heard::Ignored {
-                    peer.store_bytes = beat.store_bytes;
-                    state
-                        .registry
-                        .apply_peer(&peer.spec.id, beat.incarnation, beat.directory);
-                }
-                let peer = &state.peers[index];
-                if peer.status != NodeStatus::Up {
-                    state.judge(now);
+            MembershipMsg::Pull(reply) => {
+                if !state.beat.is_empty() {
+                    let _ = reply.send(state.beat.clone());
                 }
             }
-            MembershipMsg::BadBeat { len } => {
-                state.bad_beats += 1;
-                tracing::warn!(
-                    len,
-                    total = state.bad_beats,
-                    "dropped a heartbeat that does not decode"
-                );
+            MembershipMsg::PullNow => state.pull_all(&myself),
+            MembershipMsg::Pulled { session, beat, len } => {
+                state.on_pulled(session, beat, len, now);
             }
             MembershipMsg::Session { change, info } => state.on_session(change, info, now),
             MembershipMsg::DialFailed {

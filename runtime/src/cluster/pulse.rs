@@ -1,8 +1,17 @@
 //! The heartbeat carrier: one small remotable actor per node, joined to a `pg` group, so that
 //! `ractor_cluster` shows every node the pulse actors of its connected peers.
 //!
+//! Heartbeats are pulled, not pushed: every heartbeat interval a node *calls* each peer's pulse
+//! actor, and the peer answers with its latest [`Beat`]. The answer travels back over the
+//! session the call went out on (`ractor_cluster` matches a reply to its call within one
+//! session), and the asking node knows which peer that session authenticated as; so a beat is
+//! bound to its session, and a beat that claims to come from another node than the one its
+//! session belongs to is refused (a pushed message carries no sender, so a node holding the
+//! cookie could otherwise speak for another). When a node's directory changes it *pokes* its
+//! peers, which pull at once; a poke carries nothing, so a forged one costs only a pull.
+//!
 //! A heartbeat is a bincode-encoded [`Beat`]. It comes from the network, so its decoding is
-//! bounded and a frame that does not decode is counted, logged and dropped.
+//! bounded and one that does not decode is counted, logged and dropped.
 
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use ractor_cluster::RactorClusterMessage;
@@ -69,8 +78,12 @@ impl Beat {
 /// What travels between pulse actors.
 #[derive(RactorClusterMessage)]
 pub(crate) enum PulseMsg {
-    /// An encoded [`Beat`].
-    Beat(Vec<u8>),
+    /// Asks for this node's latest encoded [`Beat`]; the number is the asker's pull count, for
+    /// diagnostics.
+    #[rpc]
+    Pull(u64, ractor::RpcReplyPort<Vec<u8>>),
+    /// The sender's directory changed: pull from it (from every peer) now.
+    Poke(u64),
 }
 
 /// Receives heartbeats and hands them to the membership actor.
@@ -100,16 +113,11 @@ impl Actor for Pulse {
         message: Self::Msg,
         membership: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        let PulseMsg::Beat(bytes) = message;
-        match Beat::decode(&bytes) {
-            Some(beat) => {
-                // The membership actor stops only at shutdown; a lost beat then is harmless.
-                let _ = membership.cast(MembershipMsg::Beat(beat));
-            }
-            None => {
-                let _ = membership.cast(MembershipMsg::BadBeat { len: bytes.len() });
-            }
-        }
+        // The membership actor stops only at shutdown; a lost message then is harmless.
+        let _ = match message {
+            PulseMsg::Pull(_, reply) => membership.cast(MembershipMsg::Pull(reply)),
+            PulseMsg::Poke(_) => membership.cast(MembershipMsg::PullNow),
+        };
         Ok(())
     }
 }

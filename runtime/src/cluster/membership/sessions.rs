@@ -5,7 +5,7 @@ use ractor::ActorRef;
 use ractor_cluster::node::NodeServerSessionInformation;
 use tokio::time::Instant;
 
-use super::{MembershipMsg, SessionChange, State, node_id_of};
+use super::{MembershipMsg, Session, SessionChange, State, node_id_of};
 use crate::cluster::dial::{Failure, spawn_dial};
 use crate::cluster::gate::DropReason;
 
@@ -115,7 +115,14 @@ impl State {
                     info.actor.stop(Some("unknown node id".into()));
                     return;
                 };
-                self.sessions.insert(session, (index, info.actor.clone()));
+                self.sessions.insert(
+                    session,
+                    Session {
+                        peer: index,
+                        actor: info.actor.clone(),
+                        node: info.node_id,
+                    },
+                );
                 let peer = &mut self.peers[index];
                 peer.num_sessions += 1;
                 peer.health.session_opened();
@@ -125,7 +132,7 @@ impl State {
             SessionChange::Disconnected => {
                 self.gate.settled(&session);
                 let dropped_by_gate = self.gate_dropped.remove(&session);
-                if let Some((index, _)) = self.sessions.remove(&session) {
+                if let Some(Session { peer: index, .. }) = self.sessions.remove(&session) {
                     let backoff = self.settings.backoff();
                     let peer = &mut self.peers[index];
                     peer.num_sessions = peer.num_sessions.saturating_sub(1);
