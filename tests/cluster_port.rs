@@ -359,10 +359,16 @@ async fn ns_all_up(client: &reqwest::Client, net: &Netns) -> bool {
 }
 
 /// After a real network partition heals, the cluster is whole again within 2 s: the bridge
-/// port of n1 (the node that dials both others) goes down for 6 s and comes back.
+/// port of n1 (the node that dials both others) goes down and comes back.
+///
+/// The cut lasts 8 s rather than the 6 s the fault was reported with: a session that outlives
+/// the cut is revived by TCP's retransmissions, which fall about 0.2, 0.6, 1.4, 3.0, 6.2 and
+/// 12.6 s after the cut, so a 6 s cut heals quickly by luck when nothing else is done, while an
+/// 8 s one waits until 12.6 s.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_healed_partition_is_whole_again_within_two_seconds() {
     const N: usize = 3;
+    const CUT: Duration = Duration::from_secs(8);
     const HEALED_WITHIN: Duration = Duration::from_secs(2);
     let net = match Netns::try_new(N) {
         Ok(net) => net,
@@ -428,7 +434,7 @@ async fn a_healed_partition_is_whole_again_within_two_seconds() {
             .is_some_and(|s| s.iter().any(|(id, st)| id == "n1" && st == "down"))
     })
     .await;
-    tokio::time::sleep_until(cut + Duration::from_secs(6)).await;
+    tokio::time::sleep_until(cut + CUT).await;
     net.set_port(1, true);
     let healed = wait_until(
         "every node to see every node up after the heal",
@@ -436,7 +442,7 @@ async fn a_healed_partition_is_whole_again_within_two_seconds() {
         || ns_all_up(&client, &net),
     )
     .await;
-    eprintln!("whole again {healed:?} after a 6 s partition healed");
+    eprintln!("whole again {healed:?} after a {CUT:?} partition healed");
     assert!(
         healed < HEALED_WITHIN,
         "whole again only {healed:?} after the partition healed"

@@ -75,6 +75,11 @@ impl State {
     ) {
         for (session, reason) in sessions {
             self.num_gate_drops += 1;
+            // Each entry goes when its session's close is reported; the bound only guards
+            // against a close that never is.
+            if self.gate_dropped.len() >= 4096 {
+                self.gate_dropped.clear();
+            }
             self.gate_dropped.insert(session.get_id());
             // Killing the session actor stops its reader mid-frame, which frees the frame's
             // buffer and closes the socket.
