@@ -1,9 +1,9 @@
 //! The membership actor: owns the view of every peer, dials the peers this node is responsible
-//! for, sends heartbeats, runs the failure detector on a tick and publishes every change. It
-//! also guards the cluster port: it sees every session open and drops those that do not
-//! authenticate in time ([`super::gate`]), and it closes a session whose peer fell silent, so
-//! that a peer back from a network partition is reached over a fresh connection at once rather
-//! than when TCP's retransmission backoff next tries the old one.
+//! for, pulls and answers heartbeats, runs the failure detector on a tick and publishes every
+//! change. It also guards the cluster port: it sees every session open and drops those that do
+//! not authenticate in time ([`super::gate`]), and it closes a session whose peer fell silent,
+//! so that a peer back from a network partition is reached over a fresh connection at once
+//! rather than when TCP's retransmission backoff next tries the old one.
 
 mod beats;
 mod sessions;
