@@ -13,10 +13,20 @@
 //!
 //! `ractor_cluster` notices a dead peer only when a socket read or write fails: a killed process
 //! is seen at once, a frozen one never. So every node also runs its own failure detector: each
-//! node sends a heartbeat to every peer every `heartbeat_interval`; a peer not heard from for
-//! `suspect_after` is [`NodeStatus::Suspect`], for `down_after` is [`NodeStatus::Down`], and a
-//! closed session makes it `Down` at once. Heartbeats travel through `ractor_cluster` itself (a
-//! small actor joined to a `pg` group on every node), so a heartbeat proves the whole path works.
+//! node asks every peer for its heartbeat every `heartbeat_interval`; a peer not heard from for
+//! `suspect_after` is [`NodeStatus::Suspect`], for `down_after` is [`NodeStatus::Down`] (and its
+//! session is closed, so that it is reached over a fresh connection once it answers again), and
+//! a closed session makes it `Down` at once. Heartbeats travel through `ractor_cluster` itself
+//! (a small actor joined to a `pg` group on every node), so a heartbeat proves the whole path
+//! works. They are pulled, so that each is bound to the session it came over: a node can only
+//! speak for itself (see `pulse`).
+//!
+//! # The cluster port
+//!
+//! The cluster port is open to anyone who can reach it, so what a stranger can make it hold is
+//! bounded before authentication: a frame is at most 1 MiB (sized to the largest heartbeat,
+//! see `pulse`), a connection that has not authenticated within 2 s is dropped, and when more
+//! than 16 incoming connections are unauthenticated at once the oldest is dropped (see `gate`).
 //!
 //! Every status change is published as a [`ClusterEvent`] on a broadcast channel that other
 //! modules subscribe to, and the latest [`ClusterView`] is kept in a watch channel for readers
@@ -48,6 +58,8 @@
 //! ```
 
 mod detector;
+mod dial;
+mod gate;
 mod membership;
 mod pulse;
 mod settings;
@@ -244,6 +256,15 @@ impl Cluster {
     /// gets `Lagged` and should re-read [`Cluster::view`].
     pub fn subscribe(&self) -> broadcast::Receiver<ClusterEvent> {
         self.inner.events.subscribe()
+    }
+
+    /// Tells membership that `peer` was heard from some other way (for example a service link
+    /// that connected): if this node's dial to it is waiting out a backoff, it starts now.
+    pub fn peer_heard(&self, peer: &NodeId) {
+        let _ = self
+            .inner
+            .membership
+            .cast(MembershipMsg::PeerHeard(peer.clone()));
     }
 
     /// Leaves the cluster: stops the failure detector and the node server, closing every

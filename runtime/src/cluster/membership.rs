@@ -1,17 +1,26 @@
 //! The membership actor: owns the view of every peer, dials the peers this node is responsible
-//! for, sends heartbeats, runs the failure detector on a tick and publishes every change.
+//! for, pulls and answers heartbeats, runs the failure detector on a tick and publishes every
+//! change. It also guards the cluster port: it sees every session open and drops those that do
+//! not authenticate in time ([`super::gate`]), and it closes a session whose peer fell silent,
+//! so that a peer back from a network partition is reached over a fresh connection at once
+//! rather than when TCP's retransmission backoff next tries the old one.
+
+mod beats;
+mod sessions;
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, SupervisionEvent};
-use ractor_cluster::node::NodeServerSessionInformation;
+use ractor_cluster::node::{NodeServerSessionInformation, NodeSessionMessage};
 use ractor_cluster::{NodeEventSubscription, NodeServerMessage, RactorMessage};
 use tokio::sync::{broadcast, watch};
 use tokio::time::{Duration, Instant};
 
-use super::detector::{Heard, PeerHealth};
-use super::pulse::{Beat, PULSE_GROUP, PULSE_SCOPE, Pulse, PulseMsg};
+use super::detector::PeerHealth;
+use super::dial::{Dial, Failure};
+use super::gate::{AUTH_DEADLINE, Gate, MAX_UNAUTHENTICATED};
+use super::pulse::{Beat, Pulse, PulseMsg};
 use super::{
     ClusterEvent, ClusterSettings, ClusterView, NodeId, NodeSpec, NodeStatus, PeerView, StoreSize,
 };
@@ -37,6 +46,7 @@ pub(crate) struct MembershipArgs {
 /// A session change reported by the node server.
 #[derive(Debug)]
 pub(crate) enum SessionChange {
+    Opened,
     Authenticated,
     Disconnected,
 }
@@ -51,30 +61,30 @@ pub(crate) enum MembershipMsg {
     DirectoryChanged,
     /// Send the changed directory now (changes in quick succession share one heartbeat).
     SendDirectory,
-    /// A heartbeat from a peer.
-    Beat(Beat),
-    /// A heartbeat frame that did not decode.
-    BadBeat { len: usize },
+    /// A peer asks for this node's heartbeat.
+    Pull(ractor::RpcReplyPort<Vec<u8>>),
+    /// A peer's directory changed: pull heartbeats now.
+    PullNow,
+    /// A peer answered a pull over the session `session` (`ractor_cluster`'s node id):
+    /// its heartbeat, None if it did not decode (then `len` is its size).
+    Pulled {
+        session: u64,
+        beat: Option<Beat>,
+        len: usize,
+    },
     /// A session opened, authenticated or closed.
     Session {
         change: SessionChange,
         info: NodeServerSessionInformation,
     },
     /// A dial failed before any session existed (connection refused, unreachable).
-    DialFailed { peer: NodeId, error: String },
-}
-
-/// Where dialling a peer stands.
-#[derive(Debug, Clone, Copy)]
-enum Dial {
-    /// The peer dials us.
-    TheirJob,
-    /// Not connected: dial at `at`; `attempt` failures so far.
-    Due { at: Instant, attempt: u32 },
-    /// A dial started at `since` and has not authenticated or failed yet.
-    InFlight { since: Instant, attempt: u32 },
-    /// An authenticated session is open.
-    Connected,
+    DialFailed {
+        peer: NodeId,
+        failure: Failure,
+        error: String,
+    },
+    /// Another layer heard from `peer`: a dial waiting out its backoff starts now.
+    PeerHeard(NodeId),
 }
 
 struct Peer {
@@ -88,6 +98,16 @@ struct Peer {
     num_sessions: usize,
 }
 
+/// An authenticated session.
+struct Session {
+    /// The peer it authenticated as (an index into `peers`).
+    peer: usize,
+    /// The session actor, to close it when the peer falls silent.
+    actor: ActorRef<NodeSessionMessage>,
+    /// `ractor_cluster`'s node id of the session: remote actors reached over it carry it.
+    node: u64,
+}
+
 pub(crate) struct State {
     settings: ClusterSettings,
     registry: Arc<Registry>,
@@ -97,7 +117,21 @@ pub(crate) struct State {
     server: Option<ActorRef<NodeServerMessage>>,
     pulse: ActorRef<PulseMsg>,
     peers: Vec<Peer>,
-    sessions: HashMap<ActorId, usize>,
+    /// Authenticated sessions: the peer's index and the session, to close it when the peer
+    /// falls silent.
+    sessions: HashMap<ActorId, Session>,
+    /// Sessions that have not authenticated yet.
+    gate: Gate<ActorId, ActorRef<NodeSessionMessage>>,
+    /// Sessions the gate dropped, so that their closing is not mistaken for a refusal.
+    gate_dropped: std::collections::HashSet<ActorId>,
+    /// How many unauthenticated sessions the gate dropped since start.
+    num_gate_drops: u64,
+    /// This node's latest heartbeat, encoded, as peers pull it (empty if too large to send).
+    beat: Vec<u8>,
+    /// Whether the last heartbeat was too large to send (logged once per episode).
+    beat_too_large: bool,
+    /// Heartbeats refused because they claimed another node than their session's.
+    num_misbound_beats: u64,
     last_beat_sent: Option<Instant>,
     /// A directory change waits to be sent (see [`DIRECTORY_DELAY`]).
     directory_pending: bool,
@@ -142,35 +176,25 @@ impl State {
         self.peers.iter().position(|p| p.spec.id.as_str() == id)
     }
 
-    fn send_beats(&mut self, now: Instant) {
-        self.seq += 1;
-        self.last_beat_sent = Some(now);
-        let beat = Beat {
-            from: self.settings.self_id().to_string(),
-            incarnation: self.incarnation,
-            seq: self.seq,
-            directory: self.registry.local_directory(),
-            store_bytes: self.store_bytes.as_ref().map(|f| f()),
-        }
-        .encode();
-        let members =
-            ractor::pg::get_scoped_members(&PULSE_SCOPE.to_string(), &PULSE_GROUP.to_string());
-        for member in members.into_iter().filter(|m| !m.get_id().is_local()) {
-            // A peer whose session is closing refuses the cast; its status follows from that.
-            let _ = ActorRef::<PulseMsg>::from(member).cast(PulseMsg::Beat(beat.clone()));
-        }
-    }
-
     /// Re-judges every peer at `now`, publishing each change.
     fn judge(&mut self, now: Instant) {
         let detector = self.settings.detector();
-        for peer in &mut self.peers {
+        for (index, peer) in self.peers.iter_mut().enumerate() {
             let status = peer.health.assess(now, &detector);
             if status == peer.status {
                 continue;
             }
             let previous = std::mem::replace(&mut peer.status, status);
             self.registry.peer_status(&peer.spec.id, status);
+            if status == NodeStatus::Down && peer.num_sessions > 0 {
+                // Silent for `down_after` with its session open: a frozen process or a network
+                // partition. Close the session; a fresh one after the partition heals does not
+                // wait for TCP to retransmit on the old one.
+                tracing::info!(peer = %peer.spec.id, "closing the session of a silent peer");
+                for session in self.sessions.values().filter(|s| s.peer == index) {
+                    session.actor.kill();
+                }
+            }
             if status == NodeStatus::Up {
                 peer.health.mark_up();
             }
@@ -238,134 +262,6 @@ impl State {
             changed
         });
     }
-
-    fn dial_due(&mut self, now: Instant, myself: &ActorRef<MembershipMsg>) {
-        let Some(server) = self.server.clone() else {
-            return;
-        };
-        let reconnect = self.settings.reconnect();
-        let backoff = self.settings.backoff();
-        for peer in &mut self.peers {
-            match peer.dial {
-                Dial::Due { at, attempt } if at <= now => {
-                    peer.dial = Dial::InFlight {
-                        since: now,
-                        attempt,
-                    };
-                    let addr = peer.spec.cluster_addr;
-                    let id = peer.spec.id.clone();
-                    let server = server.clone();
-                    let myself = myself.clone();
-                    tracing::debug!(peer = %id, %addr, attempt, "dialling peer");
-                    tokio::spawn(async move {
-                        let result = tokio::time::timeout(
-                            reconnect.dial_timeout,
-                            ractor_cluster::client_connect(&server, addr),
-                        )
-                        .await;
-                        let error = match result {
-                            Ok(Ok(())) => return,
-                            Ok(Err(e)) => e.to_string(),
-                            Err(_) => "connect timed out".to_string(),
-                        };
-                        let _ = myself.cast(MembershipMsg::DialFailed { peer: id, error });
-                    });
-                }
-                Dial::InFlight { since, attempt }
-                    if now.saturating_duration_since(since) >= reconnect.dial_timeout =>
-                {
-                    tracing::warn!(peer = %peer.spec.id, attempt, "dial did not authenticate in time");
-                    peer.dial = Dial::Due {
-                        at: now + backoff.delay_random(attempt),
-                        attempt: attempt.saturating_add(1),
-                    };
-                }
-                _ => {}
-            }
-        }
-    }
-
-    fn dial_failed(&mut self, index: usize, now: Instant, why: &str) {
-        let backoff = self.settings.backoff();
-        let peer = &mut self.peers[index];
-        if let Dial::InFlight { attempt, .. } = peer.dial {
-            let delay = backoff.delay_random(attempt);
-            // The first failures are normal while a cluster starts; repeat ones are worth a warning.
-            if attempt >= 3 {
-                tracing::warn!(peer = %peer.spec.id, attempt, reason = why, retry_in_ms = delay.as_millis() as u64, "cannot reach peer");
-            } else {
-                tracing::debug!(peer = %peer.spec.id, attempt, reason = why, "cannot reach peer yet");
-            }
-            peer.dial = Dial::Due {
-                at: now + delay,
-                attempt: attempt.saturating_add(1),
-            };
-        }
-    }
-
-    fn on_session(
-        &mut self,
-        change: SessionChange,
-        info: NodeServerSessionInformation,
-        now: Instant,
-    ) {
-        let session = info.actor.get_id();
-        match change {
-            SessionChange::Authenticated => {
-                let claimed = node_id_of(&info).unwrap_or("<unnamed>").to_string();
-                let index = self
-                    .peer_index(&claimed)
-                    .filter(|_| claimed != self.settings.self_id().as_str());
-                let Some(index) = index else {
-                    tracing::warn!(peer_addr = %info.peer_addr, claimed_id = %claimed,
-                        "refusing a node that is not in the cluster configuration");
-                    info.actor.stop(Some("unknown node id".into()));
-                    return;
-                };
-                self.sessions.insert(session, index);
-                let peer = &mut self.peers[index];
-                peer.num_sessions += 1;
-                peer.health.session_opened();
-                if !matches!(peer.dial, Dial::TheirJob) {
-                    peer.dial = Dial::Connected;
-                }
-                tracing::info!(peer = %peer.spec.id, peer_addr = %info.peer_addr, incoming = info.is_server, "session authenticated");
-            }
-            SessionChange::Disconnected => {
-                if let Some(index) = self.sessions.remove(&session) {
-                    let peer = &mut self.peers[index];
-                    peer.num_sessions = peer.num_sessions.saturating_sub(1);
-                    tracing::info!(peer = %peer.spec.id, remaining = peer.num_sessions, "session closed");
-                    if peer.num_sessions == 0 {
-                        peer.health.session_closed();
-                        if !matches!(peer.dial, Dial::TheirJob) {
-                            // An established session dropped: retry from the shortest delay.
-                            peer.dial = Dial::Due {
-                                at: now + self.settings.backoff().delay_random(0),
-                                attempt: 1,
-                            };
-                        }
-                    }
-                    self.judge(now);
-                    return;
-                }
-                // Closed before authenticating: a wrong cookie, or not a troupe node at all.
-                let claimed = node_id_of(&info).map(str::to_string);
-                tracing::warn!(peer_addr = %info.peer_addr, claimed_id = ?claimed, incoming = info.is_server,
-                    "connection closed before authenticating (wrong cluster cookie?)");
-                if !info.is_server {
-                    let dialled = self.peers.iter().position(|p| {
-                        matches!(p.dial, Dial::InFlight { .. })
-                            && (p.spec.cluster_addr.to_string() == info.peer_addr
-                                || claimed.as_deref() == Some(p.spec.id.as_str()))
-                    });
-                    if let Some(index) = dialled {
-                        self.dial_failed(index, now, "closed before authenticating");
-                    }
-                }
-            }
-        }
-    }
 }
 
 impl Actor for Membership {
@@ -383,14 +279,7 @@ impl Actor for Membership {
         let peers = settings
             .peers()
             .map(|spec| Peer {
-                dial: if settings.dials(&spec.id) {
-                    Dial::Due {
-                        at: now,
-                        attempt: 0,
-                    }
-                } else {
-                    Dial::TheirJob
-                },
+                dial: Dial::initial(settings.dials(&spec.id), now),
                 spec: spec.clone(),
                 store_bytes: None,
                 health: PeerHealth::default(),
@@ -417,6 +306,12 @@ impl Actor for Membership {
             pulse,
             peers,
             sessions: HashMap::new(),
+            gate: Gate::new(AUTH_DEADLINE, MAX_UNAUTHENTICATED),
+            gate_dropped: std::collections::HashSet::new(),
+            num_gate_drops: 0,
+            beat: Vec::new(),
+            beat_too_large: false,
+            num_misbound_beats: 0,
             last_beat_sent: None,
             directory_pending: false,
             formed: false,
@@ -449,8 +344,10 @@ impl Actor for Membership {
                     .last_beat_sent
                     .is_none_or(|at| now.saturating_duration_since(at) >= interval)
                 {
-                    state.send_beats(now);
+                    state.refresh_beat(now);
+                    state.pull_all(&myself);
                 }
+                state.drop_late_sessions(now);
                 state.dial_due(now, &myself);
                 state.judge(now);
             }
@@ -462,44 +359,32 @@ impl Actor for Membership {
             }
             MembershipMsg::SendDirectory => {
                 state.directory_pending = false;
-                state.send_beats(now);
+                state.refresh_beat(now);
+                state.poke_all();
             }
-            MembershipMsg::Beat(beat) => {
-                let Some(index) = state.peer_index(&beat.from) else {
-                    tracing::debug!(from = %beat.from, "heartbeat from a node not in the configuration");
-                    return Ok(());
-                };
-                let peer = &mut state.peers[index];
-                let heard = peer.health.heard(now, beat.incarnation);
-                if let Heard::NewIncarnation {
-                    previous: Some(previous),
-                } = heard
-                {
-                    tracing::info!(peer = %peer.spec.id, previous, incarnation = beat.incarnation, "peer restarted");
-                }
-                if heard != Heard::Ignored {
-                    peer.store_bytes = beat.store_bytes;
-                    state
-                        .registry
-                        .apply_peer(&peer.spec.id, beat.incarnation, beat.directory);
-                }
-                let peer = &state.peers[index];
-                if peer.status != NodeStatus::Up {
-                    state.judge(now);
+            MembershipMsg::Pull(reply) => {
+                if !state.beat.is_empty() {
+                    let _ = reply.send(state.beat.clone());
                 }
             }
-            MembershipMsg::BadBeat { len } => {
-                state.bad_beats += 1;
-                tracing::warn!(
-                    len,
-                    total = state.bad_beats,
-                    "dropped a heartbeat that does not decode"
-                );
+            MembershipMsg::PullNow => state.pull_all(&myself),
+            MembershipMsg::Pulled { session, beat, len } => {
+                state.on_pulled(session, beat, len, now);
             }
             MembershipMsg::Session { change, info } => state.on_session(change, info, now),
-            MembershipMsg::DialFailed { peer, error } => {
+            MembershipMsg::DialFailed {
+                peer,
+                failure,
+                error,
+            } => {
                 if let Some(index) = state.peer_index(peer.as_str()) {
-                    state.dial_failed(index, now, &error);
+                    state.dial_failed(index, now, failure, &error);
+                }
+            }
+            MembershipMsg::PeerHeard(peer) => {
+                if let Some(index) = state.peer_index(peer.as_str()) {
+                    state.peer_heard(index, now);
+                    state.dial_due(now, &myself);
                 }
             }
         }
@@ -551,7 +436,7 @@ impl Subscription {
 
 impl NodeEventSubscription for Subscription {
     fn node_session_opened(&self, ses: NodeServerSessionInformation) {
-        tracing::debug!(peer_addr = %ses.peer_addr, incoming = ses.is_server, "cluster connection opened");
+        self.forward(SessionChange::Opened, ses);
     }
 
     fn node_session_disconnected(&self, ses: NodeServerSessionInformation) {

@@ -1,8 +1,17 @@
 //! The heartbeat carrier: one small remotable actor per node, joined to a `pg` group, so that
 //! `ractor_cluster` shows every node the pulse actors of its connected peers.
 //!
+//! Heartbeats are pulled, not pushed: every heartbeat interval a node *calls* each peer's pulse
+//! actor, and the peer answers with its latest [`Beat`]. The answer travels back over the
+//! session the call went out on (`ractor_cluster` matches a reply to its call within one
+//! session), and the asking node knows which peer that session authenticated as; so a beat is
+//! bound to its session, and a beat that claims to come from another node than the one its
+//! session belongs to is refused (a pushed message carries no sender, so a node holding the
+//! cookie could otherwise speak for another). When a node's directory changes it *pokes* its
+//! peers, which pull at once; a poke carries nothing, so a forged one costs only a pull.
+//!
 //! A heartbeat is a bincode-encoded [`Beat`]. It comes from the network, so its decoding is
-//! bounded and a frame that does not decode is counted, logged and dropped.
+//! bounded and one that does not decode is counted, logged and dropped.
 
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use ractor_cluster::RactorClusterMessage;
@@ -15,9 +24,23 @@ use crate::registry::Directory;
 pub(crate) const PULSE_SCOPE: &str = "troupe.cluster";
 pub(crate) const PULSE_GROUP: &str = "pulse";
 
-/// The largest heartbeat we decode: it carries the sender's directory of members, a few bytes
-/// per member.
-const MAX_BEAT_BYTES: usize = 1024 * 1024;
+/// The largest frame the cluster port accepts (`ractor_cluster`'s inbound frame limit). Only
+/// heartbeats are large: everything else `ractor_cluster` sends over it (authentication, pings,
+/// the `pg` membership of the one pulse actor per node) is a few hundred bytes. A stranger can
+/// make a node buffer at most this much per unauthenticated connection (see [`super::gate`]).
+pub(crate) const MAX_FRAME_BYTES: u64 = 1024 * 1024;
+
+/// Room in a frame for what wraps a heartbeat: the protobuf envelope of a remote cast (target,
+/// variant name, trace context), a few dozen bytes in practice.
+const FRAME_OVERHEAD: usize = 4 * 1024;
+
+/// The largest heartbeat we send or decode. A heartbeat is its sender's directory plus a few
+/// integers: at most 14 bytes per member (a varint slot index and pid) and the service's name
+/// (at most 64 bytes). Configuration allows at most 4,096 members of one service on a node,
+/// 57 KiB at most ([`tests::largest_service_directory`]), so this leaves room for at least 17
+/// services at their largest; the default services take a few hundred bytes. A heartbeat that
+/// would not fit is not sent and says so in the log (see `Membership`).
+pub(crate) const MAX_BEAT_BYTES: usize = MAX_FRAME_BYTES as usize - FRAME_OVERHEAD;
 
 /// One heartbeat.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -55,8 +78,12 @@ impl Beat {
 /// What travels between pulse actors.
 #[derive(RactorClusterMessage)]
 pub(crate) enum PulseMsg {
-    /// An encoded [`Beat`].
-    Beat(Vec<u8>),
+    /// Asks for this node's latest encoded [`Beat`]; the number is the asker's pull count, for
+    /// diagnostics.
+    #[rpc]
+    Pull(u64, ractor::RpcReplyPort<Vec<u8>>),
+    /// The sender's directory changed: pull from it (from every peer) now.
+    Poke(u64),
 }
 
 /// Receives heartbeats and hands them to the membership actor.
@@ -86,16 +113,11 @@ impl Actor for Pulse {
         message: Self::Msg,
         membership: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        let PulseMsg::Beat(bytes) = message;
-        match Beat::decode(&bytes) {
-            Some(beat) => {
-                // The membership actor stops only at shutdown; a lost beat then is harmless.
-                let _ = membership.cast(MembershipMsg::Beat(beat));
-            }
-            None => {
-                let _ = membership.cast(MembershipMsg::BadBeat { len: bytes.len() });
-            }
-        }
+        // The membership actor stops only at shutdown; a lost message then is harmless.
+        let _ = match message {
+            PulseMsg::Pull(_, reply) => membership.cast(MembershipMsg::Pull(reply)),
+            PulseMsg::Poke(_) => membership.cast(MembershipMsg::PullNow),
+        };
         Ok(())
     }
 }
@@ -135,5 +157,33 @@ mod tests {
         huge.truncate(12);
         huge.extend_from_slice(&[0xfc, 0xff, 0xff, 0xff, 0x7f]);
         assert_eq!(Beat::decode(&huge), None);
+    }
+
+    /// The largest directory one service can have under the configuration's bounds (4,096
+    /// members on one node, a 64-character name, pids and slot indexes at their largest).
+    #[test]
+    fn largest_service_directory() {
+        let mut directory = Directory {
+            version: u64::MAX,
+            ..Directory::default()
+        };
+        let members = (0..4096)
+            .map(|i| crate::registry::MemberSlot {
+                index: u32::MAX - i,
+                pid: u64::MAX - u64::from(i),
+            })
+            .collect();
+        directory.services.insert("s".repeat(64), members);
+        let beat = Beat {
+            from: "n".repeat(64),
+            incarnation: u64::MAX,
+            seq: u64::MAX,
+            directory,
+            store_bytes: Some(u64::MAX),
+        };
+        let len = beat.encode().len();
+        assert!(len <= 58 * 1024, "{len} bytes");
+        assert!(MAX_BEAT_BYTES / len >= 17, "{len} bytes");
+        assert_eq!(Beat::decode(&beat.encode()), Some(beat));
     }
 }

@@ -102,6 +102,10 @@ pub struct ReconnectSettings {
     pub max_backoff: Duration,
     /// How long a dial may take to authenticate before it counts as failed.
     pub dial_timeout: Duration,
+    /// How long the TCP connect of a dial may take. A peer behind a network partition never
+    /// answers, so this bounds how long a dial started into a partition delays the next one:
+    /// after it, the dial is tried again at once. A LAN connect takes well under a millisecond.
+    pub connect_timeout: Duration,
 }
 
 impl Default for ReconnectSettings {
@@ -110,6 +114,7 @@ impl Default for ReconnectSettings {
             min_backoff: Duration::from_millis(50),
             max_backoff: Duration::from_millis(1000),
             dial_timeout: Duration::from_secs(3),
+            connect_timeout: Duration::from_millis(500),
         }
     }
 }
@@ -122,7 +127,6 @@ pub struct ClusterSettings {
     cookie: String,
     detector: DetectorSettings,
     reconnect: ReconnectSettings,
-    max_frame_bytes: u64,
 }
 
 impl fmt::Debug for ClusterSettings {
@@ -212,9 +216,11 @@ impl ClusterSettings {
         if reconnect.min_backoff.is_zero()
             || reconnect.max_backoff < reconnect.min_backoff
             || reconnect.dial_timeout.is_zero()
+            || reconnect.connect_timeout.is_zero()
+            || reconnect.connect_timeout > reconnect.dial_timeout
         {
             return invalid(
-                "reconnect timings must satisfy 0 < min_backoff <= max_backoff and dial_timeout > 0"
+                "reconnect timings must satisfy 0 < min_backoff <= max_backoff and 0 < connect_timeout <= dial_timeout"
                     .into(),
             );
         }
@@ -224,7 +230,6 @@ impl ClusterSettings {
             cookie,
             detector,
             reconnect,
-            max_frame_bytes: 16 * 1024 * 1024,
         })
     }
 
@@ -271,8 +276,9 @@ impl ClusterSettings {
         Backoff::new(self.reconnect.min_backoff, self.reconnect.max_backoff, 0.2)
     }
 
+    /// The largest frame the cluster port accepts: sized to the largest heartbeat.
     pub(crate) fn max_frame_bytes(&self) -> u64 {
-        self.max_frame_bytes
+        super::pulse::MAX_FRAME_BYTES
     }
 
     /// Whether this node dials `peer` (the one whose id sorts first dials), so that two nodes
