@@ -188,6 +188,18 @@ async fn a_write_to_a_frozen_node_is_outcome_unknown_and_expires_there() {
     let map = cluster.shard_map("n1", "kv").await;
     let shard = map.iter().position(|n| n == "n2").unwrap() as u32;
     let key = keys_of_shard("frozen", shard, 1).remove(0);
+    // The shard serves through n1 (its node is up, the shard is running and known to n1).
+    wait_until(
+        "the shard to serve through n1",
+        Duration::from_secs(30),
+        || async {
+            matches!(
+                cluster.get("n1", &format!("/admin/kv/{key}")).await,
+                Some((404, _))
+            )
+        },
+    )
+    .await;
     cluster.proc("n2").signal(Signal::SIGSTOP);
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(30))

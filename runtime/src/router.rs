@@ -626,7 +626,11 @@ impl<S: Service> Router<S> {
                 key: None,
                 idempotent: options.idempotent,
             };
-            match self.call(request.clone(), attempt).await {
+            let result = self.call(request.clone(), attempt).await;
+            if let Err(e) = &result {
+                tracing::debug!(service = S::NAME, shard, node = %node, error = %e, "sharded call failed");
+            }
+            match result {
                 // The node is up but the shard is not running (it is restarting, or died with
                 // the request queued) or the link to it is being dialled: nothing was applied,
                 // so wait a little and look again.
