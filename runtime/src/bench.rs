@@ -299,6 +299,10 @@ async fn run_kv(
     permit: Arc<OwnedSemaphorePermit>,
 ) -> Result<BenchReport, BenchError> {
     let kv = runtime.router::<Kv>();
+    // Right after a start, the nodes may still be agreeing on where the shards are.
+    let _ = kv
+        .shard_of_by(b"bench-0", Instant::now() + Duration::from_secs(5))
+        .await;
     let keys: Vec<String> = (0..100_000)
         .map(|i| format!("bench-{i}"))
         .filter(|k| {

@@ -582,6 +582,17 @@ impl<S: Service> Router<S> {
         self.inner.shards.as_ref()?.route(key).ok()
     }
 
+    /// [`Router::shard_of`], waiting until `deadline` for the nodes to agree on the placement
+    /// (right after a node starts).
+    pub async fn shard_of_by(&self, key: &[u8], deadline: Instant) -> Option<(u32, NodeId)> {
+        self.inner
+            .shards
+            .as_ref()?
+            .route_by(key, deadline)
+            .await
+            .ok()
+    }
+
     /// Sends a request to the shard that owns `key`, and waits for the reply.
     ///
     /// The request reaches that shard or nothing: never another shard. While the shard's node

@@ -333,7 +333,7 @@ impl Transport {
             .map_err(|e| RuntimeError::Startup(format!("deriving the link key: {e}")))?;
         let me = cluster.settings().self_id().clone();
         let core = Arc::new(Core::new(me, psk, settings, registry));
-        tokio::spawn(accept_loop(Arc::clone(&core), listener));
+        tokio::spawn(accept_loop(Arc::clone(&core), listener, cluster.clone()));
         tokio::spawn(dial::reconcile(
             Arc::clone(&core),
             cluster.subscribe(),
@@ -392,7 +392,9 @@ impl Transport {
     }
 }
 
-async fn accept_loop(core: Arc<Core>, listener: TcpListener) {
+/// Accepts links. A peer that links to us is alive and reachable: membership is told, so that
+/// a membership dial waiting out its backoff (after a partition healed) starts at once.
+async fn accept_loop(core: Arc<Core>, listener: TcpListener, cluster: Cluster) {
     loop {
         let (mut stream, addr) = match listener.accept().await {
             Ok(s) => s,
@@ -403,6 +405,7 @@ async fn accept_loop(core: Arc<Core>, listener: TcpListener) {
             }
         };
         let core = Arc::clone(&core);
+        let cluster = cluster.clone();
         tokio::spawn(async move {
             let result = timeout(
                 core.settings.handshake_timeout,
@@ -411,6 +414,7 @@ async fn accept_loop(core: Arc<Core>, listener: TcpListener) {
             .await;
             match result {
                 Ok(Ok((peer, keys))) => {
+                    cluster.peer_heard(&peer);
                     core.install(peer, stream, keys);
                 }
                 Ok(Err(e)) => {
