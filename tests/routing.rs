@@ -19,6 +19,9 @@ use troupe_runtime::shard::shard_of;
 /// kv's shards in the default configuration.
 const KV_SHARDS: u32 = 16;
 
+/// The deadline the edge gives a kv request.
+const KV_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// What clients were told: per key, the version of the last acknowledged write and its value.
 type Acked = Arc<Mutex<HashMap<String, (u64, Value)>>>;
 
@@ -205,15 +208,20 @@ async fn a_write_to_a_frozen_node_is_outcome_unknown_and_expires_there() {
         .timeout(Duration::from_secs(30))
         .build()
         .unwrap();
+    let sent = tokio::time::Instant::now();
     let (status, body) = support::send_json(
         http.put(cluster.node("n1").url(&format!("/admin/kv/{key}")))
             .json(&json!("written while frozen")),
     )
     .await
     .unwrap();
-    // The node was up when the write left: it may have been applied, so not a 503.
+    // The node was up when the write left: it may have been applied, so not a 503. (The answer
+    // comes when n1 gives n2 up for down and drops the link, or at the deadline.)
     assert_eq!(status, 504, "{body}");
     assert_eq!(body["error"]["code"], "outcome_unknown", "{body}");
+    // Keep n2 frozen until the write's deadline (the edge's 5 s kv timeout) has passed: what
+    // this test checks is that time, not a guess.
+    tokio::time::sleep_until(sent + KV_TIMEOUT + Duration::from_millis(500)).await;
     cluster.proc("n2").signal(Signal::SIGCONT);
     wait_until("n2 serving again", Duration::from_secs(30), || async {
         matches!(

@@ -2,10 +2,10 @@
 //! example to copy when writing your own.
 //!
 //! Each shard is one actor that owns one keyspace (`kv/<shard>`). A `Put` applies the value with
-//! the key's next version and answers only once the write is durable; a `Get` answers only once
-//! what it read is durable. Neither makes the shard wait for the disk: the shard goes on with
-//! its next request while the group commit runs, and the answers leave when it is done
-//! ([`RequestContext::reply_when_durable`]). A shard keeps no state in memory beyond its
+//! the key's next version and answers only once the write is durable, without making the shard
+//! wait for the disk: the shard goes on with its next request while the group commit runs, and
+//! the answer leaves when it is done ([`RequestContext::reply_when_durable`]). A `Get` waits
+//! until what it reads is durable, and answers with it. A shard keeps no state in memory beyond its
 //! keyspace handle, so a restart (a crash, a kill) loses nothing: the next request reads from
 //! disk.
 //!
@@ -114,9 +114,11 @@ impl Service for Kv {
                 }
             }
             KvRequest::Get { key } => {
-                // Whatever this shard shows must be durable: the answer waits for the writes
-                // applied so far.
-                cx.reply_when_durable(keyspace.seen());
+                // Whatever this shard shows must be durable: wait for the writes applied so
+                // far (while the disk is full, for the writes in flight to settle).
+                if let Err(e) = keyspace.durable().await {
+                    return KvResponse::Failed(e.to_string());
+                }
                 match keyspace.get::<Versioned>(key.as_bytes()) {
                     Ok(found) => KvResponse::Get(found),
                     Err(e) => KvResponse::Failed(e.to_string()),

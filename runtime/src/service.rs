@@ -125,9 +125,8 @@ pub struct RequestContext<'a> {
 
 impl<'a> RequestContext<'a> {
     /// Holds this request's reply until `durable` is reached, while the member goes on with
-    /// its next message: a handler that applied a write with [`Keyspace::apply`] (or read with
-    /// [`Keyspace::seen`]) answers only once what it wrote (or saw) is on disk, without making
-    /// every other request wait for the disk. If the flush fails, the caller is told the
+    /// its next message: a handler that applied a write with [`Keyspace::apply`] answers only
+    /// once what it wrote is on disk, without making every other request wait for the disk. If the flush fails, the caller is told the
     /// outcome is unknown ([`CallError::NotDurable`]). The last call wins.
     pub fn reply_when_durable(&self, durable: crate::store::Durable) {
         *self.reply_after.lock().unwrap_or_else(|p| p.into_inner()) = Some(durable);

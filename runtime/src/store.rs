@@ -426,38 +426,70 @@ impl Keyspace {
     /// Applies `batch` atomically and returns at once, with the [`Durable`] to wait on before
     /// anything that depends on it (a reply) leaves: an actor that must not wait for the disk
     /// between two messages hands it to [`crate::service::RequestContext::reply_when_durable`].
+    /// The write counts as in flight until that wait ends, like one in [`Keyspace::commit`]:
+    /// its keyspace is marked for damage detection, and if the disk fills before it is durable
+    /// its keys are not shown until the store reopens.
     pub fn apply(&self, batch: WriteBatch) -> Result<Durable, StoreError> {
+        self.check()?;
         let commit = &self.store.inner.commit;
+        let inflight = commit.begin_write_owned();
         commit.check()?;
-        if !batch.is_empty() {
-            self.engine.apply(&batch.ops)?;
+        if batch.is_empty() {
+            return Ok(Durable {
+                seq: commit.written(),
+                store: self.store.clone(),
+                write: None,
+            });
         }
+        if let Some(marks) = &self.store.inner.marks {
+            marks.note(&self.name);
+        }
+        self.engine.apply(&batch.ops)?;
         Ok(Durable {
             seq: commit.note_write(),
             store: self.store.clone(),
+            write: Some(PendingWrite {
+                keyspace: self.name.clone(),
+                keys: batch.ops.iter().map(|op| op.key().to_vec()).collect(),
+                _inflight: inflight,
+            }),
         })
-    }
-
-    /// What a reader waits on before it shows what it read: every write applied so far.
-    pub fn seen(&self) -> Durable {
-        Durable {
-            seq: self.store.inner.commit.written(),
-            store: self.store.clone(),
-        }
     }
 }
 
-/// A point in the store's sequence of applied writes, durable once a flush covers it.
-#[derive(Debug)]
+/// A write applied to the store and not yet known durable: what [`Keyspace::apply`] returns.
 pub struct Durable {
     seq: u64,
     store: Store,
+    write: Option<PendingWrite>,
+}
+
+/// What a failed flush must taint, and the in-flight count readers wait on.
+struct PendingWrite {
+    keyspace: String,
+    keys: Vec<Vec<u8>>,
+    _inflight: commit::OwnedInflight,
+}
+
+impl std::fmt::Debug for Durable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Durable")
+            .field("seq", &self.seq)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Durable {
-    /// Waits until every write up to this point is durable; fails if a flush failed first.
+    /// Waits until the write is durable; fails if a flush failed first (the write may or may
+    /// not survive: see [`StoreError`]).
     pub async fn wait(self) -> Result<(), StoreError> {
-        self.store.inner.commit.wait_durable(self.seq).await
+        let commit = &self.store.inner.commit;
+        let result = commit.wait_durable(self.seq).await;
+        if let (Err(StoreError::Full(_)), Some(write)) = (&result, &self.write) {
+            // Applied but not durable: readers must not see it until the reopen.
+            commit.taint_keys(&write.keyspace, write.keys.iter().cloned());
+        }
+        result
     }
 }
 

@@ -55,7 +55,23 @@ impl Drop for Inflight<'_> {
     }
 }
 
+/// One writer in flight that outlives the call that started it: a write applied now whose
+/// durability is awaited elsewhere (see [`super::Durable`]).
+pub(super) struct OwnedInflight(Arc<GroupCommit>);
+
+impl Drop for OwnedInflight {
+    fn drop(&mut self) {
+        self.0.inflight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 impl GroupCommit {
+    /// [`GroupCommit::begin_write`], for a writer that hands its write on.
+    pub(super) fn begin_write_owned(self: &Arc<Self>) -> OwnedInflight {
+        self.inflight.fetch_add(1, Ordering::AcqRel);
+        OwnedInflight(Arc::clone(self))
+    }
+
     /// Starts the committer. `room` is a directory on the store's filesystem, where a full
     /// store checks that space came back (None: it reopens and retries blindly).
     pub(super) fn start(
