@@ -207,6 +207,15 @@ async fn shards_killed_mid_load_restart_from_their_keyspaces() {
         )
         .await;
     }
+    // Shards restart in milliseconds, so the kills can be over before the writers got going:
+    // let them write before stopping them (each acknowledged write adds one to its key's
+    // version).
+    wait_until(
+        "the writers to write through the kills",
+        Duration::from_secs(30),
+        || async { acked.lock().unwrap().values().map(|(v, _)| *v).sum::<u64>() > 16 },
+    )
+    .await;
     stop.store(true, Ordering::Relaxed);
     let mut ok = 0;
     for w in writers {
