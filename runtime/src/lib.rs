@@ -13,6 +13,8 @@
 //! - [`transport`]: authenticated TCP links between nodes carrying batched envelopes.
 //! - [`shard`]: entity key -> shard -> node, by stable and rendezvous hashing.
 //! - [`store`]: each stateful actor's own keyspace on sled, typed values, group commit.
+//! - [`entity`]: the typed model of stateful services: ids, state, commands with their own
+//!   replies, domain errors; replies after durability.
 //! - [`supervisor`]: restart strategies, backoff and intensity limits over ractor supervision.
 //! - [`runtime`]: [`Runtime`], one node's runtime behind one handle.
 //! - [`echo`], [`bench`]: the built-in diagnostic service and the throughput benchmark.
@@ -25,6 +27,7 @@ pub mod backoff;
 pub mod bench;
 pub mod cluster;
 pub mod echo;
+pub mod entity;
 pub mod error;
 pub mod hash;
 pub mod kv;

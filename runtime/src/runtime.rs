@@ -450,6 +450,11 @@ impl Runtime {
         }
     }
 
+    /// The address of entity `id` of type `E` (see [`crate::entity`]).
+    pub fn entity<E: crate::entity::Entity>(&self, id: E::Id) -> crate::entity::EntityRef<E> {
+        crate::entity::EntityRef::new(self.router::<crate::entity::EntityService<E>>(), id)
+    }
+
     /// Every known service with its live members per node.
     pub fn services(&self) -> Vec<ServiceSummary> {
         let nodes: Vec<NodeId> = self

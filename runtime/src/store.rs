@@ -98,6 +98,14 @@ struct Inner {
     released: Notify,
 }
 
+impl Drop for Inner {
+    /// Wakes the committer, so that it sees the store is gone and lets go of the engine (and
+    /// its files) now rather than at its next periodic wake-up.
+    fn drop(&mut self) {
+        self.commit.nudge();
+    }
+}
+
 /// This node's store. Cheap to clone.
 #[derive(Clone)]
 pub struct Store {
@@ -454,6 +462,19 @@ impl Keyspace {
                 _inflight: inflight,
             }),
         })
+    }
+}
+
+impl Keyspace {
+    /// What a reader waits on before it shows what it read: every write applied to the store
+    /// so far. (While the disk is full this fails: use [`Keyspace::durable`] to read what is
+    /// on disk then.)
+    pub fn seen(&self) -> Durable {
+        Durable {
+            seq: self.store.inner.commit.written(),
+            store: self.store.clone(),
+            write: None,
+        }
     }
 }
 

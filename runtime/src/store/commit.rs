@@ -66,6 +66,11 @@ impl Drop for OwnedInflight {
 }
 
 impl GroupCommit {
+    /// Wakes the committer (its store is going away, or a writer waits).
+    pub(super) fn nudge(&self) {
+        self.wake.notify_one();
+    }
+
     /// [`GroupCommit::begin_write`], for a writer that hands its write on.
     pub(super) fn begin_write_owned(self: &Arc<Self>) -> OwnedInflight {
         self.inflight.fetch_add(1, Ordering::AcqRel);

@@ -1,0 +1,219 @@
+#![allow(clippy::unwrap_used)] // a panic is how a test fails
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+
+use serde::{Deserialize, Serialize};
+use tokio::time::Duration;
+
+use super::testing::Harness;
+use super::*;
+use crate::service::CallError;
+use crate::store::{Engine, KeyspaceEngine, SledEngine, StoreError};
+
+/// A wallet per user: the smallest entity with a domain error.
+struct Wallet;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+enum WalletError {
+    #[error("wallet {0} does not exist")]
+    NotFound(String),
+    #[error("balance {balance} is less than {wanted}")]
+    Insufficient { balance: u64, wanted: u64 },
+}
+
+impl DomainError for WalletError {
+    fn kind(&self) -> DomainKind {
+        match self {
+            Self::NotFound(_) => DomainKind::NotFound,
+            Self::Insufficient { .. } => DomainKind::Unprocessable,
+        }
+    }
+}
+
+impl Entity for Wallet {
+    const NAME: &'static str = "wallets";
+    type Id = String;
+    type State = u64;
+    type Error = WalletError;
+
+    fn commands(commands: &mut Commands<Self>) {
+        commands.add::<Deposit>().add::<Withdraw>().add::<Balance>();
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Deposit(u64);
+
+impl Command<Wallet> for Deposit {
+    const NAME: &'static str = "deposit";
+    type Reply = u64;
+    fn handle(self, cx: &mut Context<'_, Wallet>) -> Result<u64, WalletError> {
+        let balance = cx.state().copied().unwrap_or(0) + self.0;
+        cx.set(balance);
+        Ok(balance)
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Withdraw(u64);
+
+impl Command<Wallet> for Withdraw {
+    const NAME: &'static str = "withdraw";
+    type Reply = u64;
+    fn handle(self, cx: &mut Context<'_, Wallet>) -> Result<u64, WalletError> {
+        let id = cx.id().clone();
+        let balance = cx.state_mut().ok_or(WalletError::NotFound(id))?;
+        if *balance < self.0 {
+            return Err(WalletError::Insufficient {
+                balance: *balance,
+                wanted: self.0,
+            });
+        }
+        *balance -= self.0;
+        Ok(*balance)
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Balance;
+
+impl Command<Wallet> for Balance {
+    const NAME: &'static str = "balance";
+    const IDEMPOTENT: bool = true;
+    type Reply = u64;
+    fn handle(self, cx: &mut Context<'_, Wallet>) -> Result<u64, WalletError> {
+        cx.state()
+            .copied()
+            .ok_or_else(|| WalletError::NotFound(cx.id().clone()))
+    }
+}
+
+#[tokio::test]
+async fn state_is_created_changed_and_reloaded_after_a_crash() {
+    let mut wallets = Harness::<Wallet>::new().await.unwrap();
+    let ann = "ann".to_string();
+    assert_eq!(
+        wallets.ask(ann.clone(), Balance).await,
+        Err(AskError::Domain(WalletError::NotFound("ann".into()))),
+        "absent until a command creates it"
+    );
+    assert_eq!(wallets.ask(ann.clone(), Deposit(100)).await, Ok(100));
+    assert_eq!(wallets.ask(ann.clone(), Withdraw(30)).await, Ok(70));
+    // A refused command changes nothing, and says why in the domain's own terms.
+    let refused = wallets.ask(ann.clone(), Withdraw(500)).await.unwrap_err();
+    assert_eq!(
+        refused.domain().map(DomainError::kind),
+        Some(DomainKind::Unprocessable)
+    );
+    assert_eq!(wallets.ask("bob".to_string(), Deposit(5)).await, Ok(5));
+
+    wallets.crash().await.unwrap();
+    assert_eq!(wallets.ask(ann.clone(), Balance).await, Ok(70));
+    assert_eq!(wallets.ask("bob".to_string(), Balance).await, Ok(5));
+    assert_eq!(wallets.ask(ann, Withdraw(70)).await, Ok(0));
+}
+
+/// An engine over sled whose flushes the test can hold, or make fail.
+struct Controlled {
+    inner: SledEngine,
+    held: Mutex<bool>,
+    released: Condvar,
+    fail: AtomicBool,
+}
+
+impl Controlled {
+    fn new() -> Arc<Self> {
+        Arc::new(Self {
+            inner: SledEngine::temporary().unwrap(),
+            held: Mutex::new(false),
+            released: Condvar::new(),
+            fail: AtomicBool::new(false),
+        })
+    }
+
+    fn hold(&self, held: bool) {
+        *self.held.lock().unwrap() = held;
+        self.released.notify_all();
+    }
+}
+
+impl Engine for Controlled {
+    fn keyspace(&self, name: &str) -> Result<Arc<dyn KeyspaceEngine>, StoreError> {
+        self.inner.keyspace(name)
+    }
+
+    fn flush(&self) -> Result<(), StoreError> {
+        let mut held = self.held.lock().unwrap();
+        while *held {
+            held = self.released.wait(held).unwrap();
+        }
+        if self.fail.load(Ordering::SeqCst) {
+            return Err(StoreError::Engine("the disk refused the flush".into()));
+        }
+        self.inner.flush()
+    }
+
+    fn size_on_disk(&self) -> Result<u64, StoreError> {
+        self.inner.size_on_disk()
+    }
+
+    fn keyspace_names(&self) -> Result<Vec<String>, StoreError> {
+        self.inner.keyspace_names()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reply_never_leaves_before_its_batch_is_durable() {
+    let engine = Controlled::new();
+    let wallets = Arc::new(
+        Harness::<Wallet>::with_engine(Arc::clone(&engine) as Arc<dyn Engine>)
+            .await
+            .unwrap(),
+    );
+    engine.hold(true);
+    let pending = {
+        let wallets = Arc::clone(&wallets);
+        tokio::spawn(async move { wallets.ask("ann".to_string(), Deposit(10)).await })
+    };
+    // While the flush is held, no reply: not a write's, nor a read's of what it saw.
+    let reader = {
+        let wallets = Arc::clone(&wallets);
+        tokio::spawn(async move { wallets.ask("ann".to_string(), Balance).await })
+    };
+    let waited = tokio::time::timeout(Duration::from_millis(200), async {
+        while !pending.is_finished() && !reader.is_finished() {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+    assert!(waited.is_err(), "a reply left before its batch was durable");
+    engine.hold(false);
+    assert_eq!(pending.await.unwrap(), Ok(10));
+    assert_eq!(reader.await.unwrap(), Ok(10));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_flush_fails_what_was_not_acknowledged_and_loses_nothing_that_was() {
+    let engine = Controlled::new();
+    let mut wallets = Harness::<Wallet>::with_engine(Arc::clone(&engine) as Arc<dyn Engine>)
+        .await
+        .unwrap();
+    assert_eq!(wallets.ask("ann".to_string(), Deposit(10)).await, Ok(10));
+    engine.fail.store(true, Ordering::SeqCst);
+    let failed = wallets.ask("ann".to_string(), Deposit(5)).await;
+    assert!(
+        matches!(failed, Err(AskError::Call(CallError::NotDurable(_)))),
+        "an unacknowledged write fails as not durable: {failed:?}"
+    );
+    // The store acknowledges nothing more until it is restarted from disk.
+    let after = wallets.ask("bob".to_string(), Deposit(1)).await;
+    assert!(after.is_err(), "{after:?}");
+    engine.fail.store(false, Ordering::SeqCst);
+    wallets.crash().await.unwrap();
+    let balance = wallets.ask("ann".to_string(), Balance).await;
+    assert!(
+        matches!(balance, Ok(10) | Ok(15)),
+        "the acknowledged deposit is there (the unacknowledged one may be): {balance:?}"
+    );
+}
