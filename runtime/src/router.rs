@@ -618,8 +618,24 @@ impl<S: Service> Router<S> {
         };
         let deadline = options.deadline();
         // A shard whose data is not where it would be served answers why, never from an empty
-        // keyspace elsewhere; until the nodes agree where the data is, the call waits.
-        let (shard, node) = shards.route_by(key, deadline).await?;
+        // keyspace elsewhere; until the nodes agree where the data is, the call waits, but only
+        // while the nodes it waits to hear from are up (a node that is down cannot answer: the
+        // call fails at once, as for a shard on a down node).
+        let (shard, node) = loop {
+            let step = deadline.min(Instant::now() + std::time::Duration::from_millis(50));
+            match shards.route_by(key, step).await {
+                Ok(found) => break found,
+                Err(e) => {
+                    let view = shards.view();
+                    let down = view.waiting_for.iter().any(|peer| {
+                        NodeId::try_new(peer).is_ok_and(|id| !self.inner.registry.is_routable(&id))
+                    });
+                    if view.agreed || down || Instant::now() >= deadline {
+                        return Err(e);
+                    }
+                }
+            }
+        };
         let unavailable = || CallError::ShardUnavailable {
             service: S::NAME.to_string(),
             shard,

@@ -217,3 +217,109 @@ async fn a_failed_flush_fails_what_was_not_acknowledged_and_loses_nothing_that_w
         "the acknowledged deposit is there (the unacknowledged one may be): {balance:?}"
     );
 }
+
+/// One node with a store, hosting `Wallet` in 4 shards.
+async fn node_with_wallets(dir: &std::path::Path) -> crate::Runtime {
+    use std::collections::HashMap;
+
+    use crate::cluster::NodeSpec;
+    use crate::runtime::{RuntimeSettings, StoreSettings};
+    use crate::service::ServiceSpec;
+    use crate::supervisor::RestartPolicy;
+    use crate::{ClusterSettings, NodeId};
+
+    let ports: Vec<u16> = (0..2)
+        .map(|_| {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        })
+        .collect();
+    let me = NodeId::try_new("e1").unwrap();
+    let runtime = crate::Runtime::start(RuntimeSettings {
+        cluster: ClusterSettings::new(
+            "e1",
+            vec![NodeSpec {
+                id: me.clone(),
+                cluster_addr: format!("127.0.0.1:{}", ports[0]).parse().unwrap(),
+            }],
+            "entity-test-cookie-0123456".into(),
+        )
+        .unwrap(),
+        link_addrs: HashMap::from([(me, format!("127.0.0.1:{}", ports[1]).parse().unwrap())]),
+        services: HashMap::from([(
+            Wallet::NAME.to_string(),
+            ServiceSpec {
+                shards: Some(4),
+                ..ServiceSpec::default()
+            },
+        )]),
+        restart: RestartPolicy::default(),
+        store: Some(StoreSettings {
+            path: dir.join("store"),
+            cache_bytes: 8 * 1024 * 1024,
+        }),
+    })
+    .await
+    .unwrap();
+    runtime.host(EntityService::<Wallet>::new()).await.unwrap();
+    runtime
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn entities_are_asked_by_id_through_the_runtime_and_each_lives_in_its_shard() {
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = node_with_wallets(dir.path()).await;
+    let names: Vec<String> = (0..20).map(|i| format!("user-{i}")).collect();
+    for (i, name) in names.iter().enumerate() {
+        let wallet = runtime.entity::<Wallet>(name.clone());
+        assert_eq!(wallet.ask(Deposit(i as u64 + 1)).await, Ok(i as u64 + 1));
+    }
+    for (i, name) in names.iter().enumerate() {
+        let wallet = runtime
+            .entity::<Wallet>(name.clone())
+            .with_timeout(Duration::from_secs(2));
+        assert_eq!(wallet.ask(Balance).await, Ok(i as u64 + 1), "{name}");
+    }
+    let refused = runtime
+        .entity::<Wallet>("user-0".to_string())
+        .ask(Withdraw(1000))
+        .await;
+    assert_eq!(
+        refused,
+        Err(AskError::Domain(WalletError::Insufficient {
+            balance: 1,
+            wanted: 1000
+        }))
+    );
+    runtime.shutdown(Duration::from_secs(5)).await;
+    drop(runtime);
+    // Each entity's state is in the keyspace of the shard its id maps to, and only there.
+    let path = dir.path().join("store");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let store = loop {
+        match crate::store::Store::open(&path, 8 * 1024 * 1024) {
+            Ok(store) => break store,
+            Err(e) => {
+                assert!(tokio::time::Instant::now() < deadline, "reopen: {e}");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
+    let mut found = 0;
+    for shard in 0..4u32 {
+        let keyspace = store
+            .claim(&format!("{}/{shard}", Wallet::NAME), Duration::ZERO)
+            .await
+            .unwrap();
+        for (key, _) in keyspace.scan::<u64>(b"s/", None, 100).unwrap() {
+            assert_eq!(
+                crate::shard::shard_of(&key[2..], 4),
+                shard,
+                "{} is in shard {shard}",
+                String::from_utf8_lossy(&key)
+            );
+            found += 1;
+        }
+    }
+    assert_eq!(found, names.len());
+}
