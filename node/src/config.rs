@@ -167,6 +167,46 @@ impl NodeConfig {
         })
     }
 
+    /// The configuration of a file that names only `nodes` (id, then cluster, HTTP and link
+    /// ports on 127.0.0.1) and `data_dir`: every other setting is its default.
+    #[cfg(test)]
+    pub(crate) fn for_test(data_dir: &Path, nodes: &[(&str, [u16; 3])]) -> Self {
+        let embedded = ConfigSource::Embedded;
+        let check = Checker::new(&embedded, "");
+        let valid = "the defaults are valid";
+        let cluster = cluster::RawCluster::default()
+            .build_and_validate(&check, Some(&data_dir.to_path_buf()))
+            .expect(valid);
+        let local = |port: u16| std::net::SocketAddr::from(([127, 0, 0, 1], port));
+        let nodes: Vec<_> = nodes
+            .iter()
+            .map(|(id, [cluster_port, http_port, link_port])| NodeEntry {
+                id: troupe_runtime::NodeId::try_new(*id).expect("a valid node id"),
+                cluster_addr: local(*cluster_port),
+                http_addr: local(*http_port),
+                link_addr: local(*link_port),
+                data_dir: data_dir.join(id),
+            })
+            .collect();
+        let ids: Vec<_> = nodes.iter().map(|n| n.id.clone()).collect();
+        Self {
+            source: ConfigSource::Embedded,
+            cookie: None,
+            data_dir: cluster.data_dir,
+            store_cache_bytes: cluster::RawCluster::default()
+                .store_cache_bytes(&check)
+                .expect(valid),
+            detector: cluster.detector,
+            reconnect: cluster.reconnect,
+            http: http::RawHttp::default()
+                .build_and_validate(&check)
+                .expect(valid),
+            log: log::RawLog::default().build(),
+            nodes,
+            services: services::build_and_validate(&check, &BTreeMap::new(), &ids).expect(valid),
+        }
+    }
+
     /// The entry of node `id`.
     pub fn node(&self, id: &str) -> Result<&NodeEntry, ConfigError> {
         self.nodes
