@@ -181,7 +181,7 @@ impl NodeConfig {
         let nodes: Vec<_> = nodes
             .iter()
             .map(|(id, [cluster_port, http_port, link_port])| NodeEntry {
-                id: troupe_runtime::NodeId::try_new(*id).expect("a valid node id"),
+                id: troupe_runtime::NodeId::try_new(id).expect("a valid node id"),
                 cluster_addr: local(*cluster_port),
                 http_addr: local(*http_port),
                 link_addr: local(*link_port),
