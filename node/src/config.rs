@@ -1,9 +1,10 @@
 //! `cluster.toml`: from raw text to the validated [`NodeConfig`] that everything else sees.
 //!
 //! The file is deserialized into private `Raw*` structs, one per section, that refuse unknown
-//! keys and name their defaults; each section is then checked into its part of [`NodeConfig`]. Every error names the file, the line and the key. Settings can be
-//! overridden by CLI flags or `TROUPE_*` environment variables ([`ConfigArgs`]); a value that
-//! came from an override is named as such in errors.
+//! keys and name their defaults; each section is then checked into its part of [`NodeConfig`].
+//! Every error names the file, the line and the key. Settings can be overridden by CLI flags or
+//! `TROUPE_*` environment variables ([`ConfigArgs`]); a value that came from an override is
+//! named as such in errors.
 //!
 //! Which file: `--config PATH` (or `TROUPE_CONFIG`); else `./cluster.toml` if it exists; else the
 //! default built into the binary (three nodes on 127.0.0.1). Relative paths in a file are taken
