@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
+use crate::admin_client::{base_url, client, fetch_json};
 use crate::config::NodeConfig;
-use crate::status::{base_url, client, fetch_json};
 
 /// What to run, from the command line.
 #[derive(clap::Args, Debug, Clone)]

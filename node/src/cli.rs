@@ -1,7 +1,7 @@
 //! The `troupe` command.
 //!
 //! Exit codes follow `sysexits.h`: 0 success, 1 failure, 64 bad configuration or usage,
-//! 69 a node could not be reached (`status`).
+//! 69 a node could not be reached (`status`); see [`crate::exit`].
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -10,12 +10,7 @@ use clap::{Parser, Subcommand};
 
 use crate::config::{ConfigArgs, NodeConfig};
 use crate::serve::{self, BadConfig, NodeOptions};
-use crate::{logging, status, up};
-
-/// Exit code for a bad configuration or usage (EX_USAGE).
-pub const EXIT_CONFIG: u8 = 64;
-/// Exit code when a node cannot be reached (EX_UNAVAILABLE).
-pub const EXIT_UNAVAILABLE: u8 = 69;
+use crate::{exit, logging, status, up};
 
 /// Troupe: an actor runtime for microservices. One binary, no external infrastructure.
 #[derive(Parser, Debug)]
@@ -65,7 +60,7 @@ pub fn main() -> ExitCode {
         Ok(config) => config,
         Err(e) => {
             eprintln!("troupe: {e}");
-            return ExitCode::from(EXIT_CONFIG);
+            return ExitCode::from(exit::CONFIG);
         }
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -107,7 +102,7 @@ async fn run(cli: Cli, config: NodeConfig) -> ExitCode {
                 Err(e) if e.is::<BadConfig>() => {
                     tracing::error!(error = %e, "bad configuration");
                     eprintln!("troupe: {e}");
-                    ExitCode::from(EXIT_CONFIG)
+                    ExitCode::from(exit::CONFIG)
                 }
                 Err(e) => {
                     tracing::error!(error = format!("{e:#}"), "node failed");

@@ -3,18 +3,23 @@
 //!
 //! # Layout
 //!
-//! - [`cli`]: the `troupe` command (`node`, `up`, `status`, `bench`) and its exit codes.
+//! - [`cli`]: the `troupe` command (`node`, `up`, `status`, `bench`).
+//! - [`exit`]: its exit codes, shared by `cli` and the subcommands.
 //! - [`config`]: `cluster.toml` to a validated [`config::NodeConfig`].
 //! - [`secrets`]: the cluster cookie: from the environment, the file, or generated once.
 //! - [`edge`]: the axum router, its middleware and the JSON error shape.
 //! - [`serve`]: one node's life: start the cluster, serve HTTP, shut down within a deadline.
 //! - [`up`]: `troupe up`, the local cluster as child processes.
 //! - [`logging`]: tracing output, JSON or human-readable.
+//! - `status`, `bench_cmd`: `troupe status` and `troupe bench`, which ask a node's admin API
+//!   through `admin_client`.
 
+mod admin_client;
 mod bench_cmd;
 pub mod cli;
 pub mod config;
 pub mod edge;
+pub mod exit;
 pub mod logging;
 pub mod secrets;
 pub mod serve;

@@ -19,8 +19,8 @@ use tokio::process::Command;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use crate::cli::EXIT_CONFIG;
 use crate::config::{ConfigArgs, LogFormat, NodeConfig};
+use crate::exit;
 use crate::secrets::{self, COOKIE_ENV, SecretSource};
 
 /// Time given to nodes beyond their own shutdown grace before they are killed.
@@ -39,7 +39,7 @@ pub async fn run(args: &ConfigArgs, config: NodeConfig) -> ExitCode {
         Ok(c) => c,
         Err(e) => {
             eprintln!("troupe: {e}");
-            return ExitCode::from(EXIT_CONFIG);
+            return ExitCode::from(exit::CONFIG);
         }
     };
     let exe = match std::env::current_exe() {

@@ -23,7 +23,8 @@ use toml::Spanned;
 use troupe_runtime::registry::balance::Balance;
 use troupe_runtime::{NodeId, ServiceSpec};
 
-use super::{Checker, ConfigError};
+use super::ConfigError;
+use super::check::Checker;
 
 /// `kv`'s shards unless configured.
 pub(crate) const DEFAULT_KV_SHARDS: u32 = 16;
@@ -47,86 +48,17 @@ fn valid_name(name: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
 }
 
-pub(super) fn check(
+/// Every service, validated, with the built-in `echo` and `kv` added unless configured.
+pub(super) fn build_and_validate(
     check: &Checker<'_>,
     raw: &BTreeMap<String, RawService>,
     nodes: &[NodeId],
 ) -> Result<BTreeMap<String, ServiceSpec>, ConfigError> {
     let mut specs = BTreeMap::new();
     for (name, service) in raw {
-        if !valid_name(name) {
-            return Err(ConfigError::new(format!(
-                "{}: [services.{name}]: a service name is 1 to 64 characters of a-z, 0-9, '-' and '_'",
-                check_source(check)
-            )));
-        }
-        let defaults = ServiceSpec::default();
-        let key = |field: &str| format!("services.{name}.{field}");
-        let members_per_node = bounded(
-            check,
-            &key("members_per_node"),
-            &service.members_per_node,
-            1024,
-        )?
-        .unwrap_or(defaults.members_per_node);
-        let mailbox_capacity = bounded(
-            check,
-            &key("mailbox_capacity"),
-            &service.mailbox_capacity,
-            1_000_000,
-        )?
-        .unwrap_or(defaults.mailbox_capacity);
-        let hosts = match &service.nodes {
-            Some(list) => {
-                let mut ids = Vec::new();
-                for id in list.get_ref() {
-                    match nodes.iter().find(|n| n.as_str() == id) {
-                        Some(n) if !ids.contains(n) => ids.push(n.clone()),
-                        Some(_) => {
-                            return check.err(
-                                &format!("services.{name}.nodes"),
-                                &list.span(),
-                                format!("{id} is listed twice"),
-                            );
-                        }
-                        None => {
-                            return check.err(
-                                &format!("services.{name}.nodes"),
-                                &list.span(),
-                                format!("{id} is not a configured node"),
-                            );
-                        }
-                    }
-                }
-                if ids.is_empty() {
-                    return check.err(
-                        &format!("services.{name}.nodes"),
-                        &list.span(),
-                        "must name at least one node",
-                    );
-                }
-                Some(ids)
-            }
-            None => None,
-        };
-        let shards = bounded(check, &key("shards"), &service.shards, 4096)?;
-        if let (Some(_), Some(m)) = (shards, &service.members_per_node) {
-            return check.err(
-                &key("members_per_node"),
-                &m.span(),
-                "does not apply to a sharded service (its members are its shards)",
-            );
-        }
         specs.insert(
             name.clone(),
-            ServiceSpec {
-                members_per_node,
-                nodes: hosts,
-                balance: service.balance.unwrap_or(defaults.balance),
-                prefer_local: service.prefer_local.unwrap_or(defaults.prefer_local),
-                mailbox_capacity,
-                shards,
-            },
+            service.build_and_validate(check, name, nodes)?,
         );
     }
     specs.entry("echo".to_string()).or_default();
@@ -137,12 +69,84 @@ pub(super) fn check(
             ..ServiceSpec::default()
         });
     if specs.get("kv").is_some_and(|kv| kv.shards.is_none()) {
-        return Err(ConfigError::new(format!(
-            "{}: [services.kv]: kv is sharded: it needs `shards`",
-            check_source(check)
-        )));
+        return Err(check.whole("[services.kv]: kv is sharded: it needs `shards`"));
     }
     Ok(specs)
+}
+
+impl RawService {
+    /// `[services.<name>]`, validated against the configured `nodes`.
+    fn build_and_validate(
+        &self,
+        check: &Checker<'_>,
+        name: &str,
+        nodes: &[NodeId],
+    ) -> Result<ServiceSpec, ConfigError> {
+        if !valid_name(name) {
+            return Err(check.whole(format!(
+                "[services.{name}]: a service name is 1 to 64 characters of a-z, 0-9, '-' and '_'"
+            )));
+        }
+        let defaults = ServiceSpec::default();
+        let key = |field: &str| format!("services.{name}.{field}");
+        let members_per_node = bounded(
+            check,
+            &key("members_per_node"),
+            &self.members_per_node,
+            1024,
+        )?
+        .unwrap_or(defaults.members_per_node);
+        let mailbox_capacity = bounded(
+            check,
+            &key("mailbox_capacity"),
+            &self.mailbox_capacity,
+            1_000_000,
+        )?
+        .unwrap_or(defaults.mailbox_capacity);
+        let hosts = match &self.nodes {
+            Some(list) => Some(hosts(check, &key("nodes"), list, nodes)?),
+            None => None,
+        };
+        let shards = bounded(check, &key("shards"), &self.shards, 4096)?;
+        if let (Some(_), Some(m)) = (shards, &self.members_per_node) {
+            return check.err(
+                &key("members_per_node"),
+                &m.span(),
+                "does not apply to a sharded service (its members are its shards)",
+            );
+        }
+        Ok(ServiceSpec {
+            members_per_node,
+            nodes: hosts,
+            balance: self.balance.unwrap_or(defaults.balance),
+            prefer_local: self.prefer_local.unwrap_or(defaults.prefer_local),
+            mailbox_capacity,
+            shards,
+        })
+    }
+}
+
+/// The nodes `list` names: at least one, each configured and named once.
+fn hosts(
+    check: &Checker<'_>,
+    key: &str,
+    list: &Spanned<Vec<String>>,
+    nodes: &[NodeId],
+) -> Result<Vec<NodeId>, ConfigError> {
+    let mut ids = Vec::new();
+    for id in list.get_ref() {
+        match nodes.iter().find(|n| n.as_str() == id) {
+            Some(n) if !ids.contains(n) => ids.push(n.clone()),
+            Some(_) => return check.err(key, &list.span(), format!("{id} is listed twice")),
+            None => {
+                return check.err(key, &list.span(), format!("{id} is not a configured node"));
+            }
+        }
+    }
+    if ids.is_empty() {
+        return check.err(key, &list.span(), "must name at least one node");
+    }
+    Ok(ids)
 }
 
 /// The value of an optional setting that must be between 1 and `max`.
@@ -162,8 +166,4 @@ where
         Some(v) => Ok(Some(*v.get_ref())),
         None => Ok(None),
     }
-}
-
-fn check_source(check: &Checker<'_>) -> String {
-    check.source_name()
 }

@@ -133,3 +133,17 @@ fn cluster_settings_carry_the_timings() {
     assert_eq!(s.detector(), c.detector);
     assert!(c.cluster_settings("z", "0123456789abcdef".into()).is_err());
 }
+
+#[test]
+fn for_test_is_a_file_that_names_only_its_nodes() {
+    let nodes = [("a", [7001, 8001, 7101]), ("b", [7002, 8002, 7102])];
+    let built = NodeConfig::for_test(Path::new("/tmp/t"), &nodes);
+    let mut text = "[cluster]\ndata_dir = \"/tmp/t\"\n".to_string();
+    for (id, [c, h, l]) in nodes {
+        text.push_str(&format!(
+            "[[node]]\nid = \"{id}\"\ncluster_addr = \"127.0.0.1:{c}\"\nhttp_addr = \"127.0.0.1:{h}\"\nlink_addr = \"127.0.0.1:{l}\"\n"
+        ));
+    }
+    let parsed = NodeConfig::parse(ConfigSource::Embedded, &text, &ConfigArgs::default()).unwrap();
+    assert_eq!(format!("{built:?}"), format!("{parsed:?}"));
+}

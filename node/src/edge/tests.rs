@@ -6,7 +6,7 @@ use troupe_runtime::echo::Echo;
 use troupe_runtime::kv::Kv;
 
 use super::*;
-use crate::config::{ConfigArgs, ConfigSource, NodeConfig};
+use crate::config::NodeConfig;
 
 const COOKIE: &str = "edge-test-cookie-0123456789";
 
@@ -34,25 +34,19 @@ impl App {
 
 async fn app(formed: bool) -> App {
     let dir = tempfile::tempdir().unwrap();
-    let mut text = format!(
-        "[cluster]\ndata_dir = \"{}\"\n[http]\nbody_limit_bytes = 1024\n",
-        dir.path().display()
-    );
     let ids = if formed {
         &["n1"][..]
     } else {
         &["n1", "n2"][..]
     };
     let ports = free_ports(3 * ids.len());
-    for (i, id) in ids.iter().enumerate() {
-        text.push_str(&format!(
-            "[[node]]\nid = \"{id}\"\ncluster_addr = \"127.0.0.1:{}\"\nhttp_addr = \"127.0.0.1:{}\"\nlink_addr = \"127.0.0.1:{}\"\n",
-            ports[3 * i],
-            ports[3 * i + 1],
-            ports[3 * i + 2]
-        ));
-    }
-    let config = NodeConfig::parse(ConfigSource::Embedded, &text, &ConfigArgs::default()).unwrap();
+    let nodes: Vec<_> = ids
+        .iter()
+        .zip(ports.chunks(3))
+        .map(|(id, p)| (*id, [p[0], p[1], p[2]]))
+        .collect();
+    let mut config = NodeConfig::for_test(dir.path(), &nodes);
+    config.http.body_limit_bytes = 1024;
     let runtime = Runtime::start(config.runtime_settings("n1", COOKIE.into()).unwrap())
         .await
         .unwrap();
