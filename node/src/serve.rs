@@ -11,6 +11,7 @@ use tokio::net::TcpListener;
 use tokio::time::{Instant, timeout};
 use troupe_runtime::Runtime;
 use troupe_runtime::echo::Echo;
+use troupe_runtime::entity::EntityService;
 use troupe_runtime::kv::Kv;
 
 use crate::config::NodeConfig;
@@ -67,7 +68,7 @@ pub async fn run(
     }
     let runtime = Runtime::start(settings).await?;
     runtime.host(Echo).await?;
-    runtime.host(Kv).await?;
+    runtime.host(EntityService::<Kv>::new()).await?;
     tracing::info!(
         node = %entry.id,
         %http_addr,

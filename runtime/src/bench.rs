@@ -40,7 +40,8 @@ use tokio::time::{Duration, Instant};
 
 use crate::cluster::NodeId;
 use crate::echo::{Echo, EchoRequest};
-use crate::kv::{Kv, KvRequest, KvResponse, MAX_VALUE_BYTES};
+use crate::entity::{AskError, EntityService};
+use crate::kv::{Kv, MAX_VALUE_BYTES, Put};
 use crate::runtime::Runtime;
 use crate::service::{CallError, CallOptions};
 
@@ -298,7 +299,7 @@ async fn run_kv(
     spec: BenchSpec,
     permit: Arc<OwnedSemaphorePermit>,
 ) -> Result<BenchReport, BenchError> {
-    let kv = runtime.router::<Kv>();
+    let kv = runtime.router::<EntityService<Kv>>();
     // Right after a start, the nodes may still be agreeing on where the shards are.
     let _ = kv
         .shard_of_by(b"bench-0", Instant::now() + Duration::from_secs(5))
@@ -318,9 +319,17 @@ async fn run_kv(
     let started = Instant::now();
     let stop_at = started + spec.duration;
     let mut tasks = JoinSet::new();
+    let entities: Vec<_> = keys
+        .iter()
+        .map(|k| {
+            runtime
+                .entity::<Kv>(k.clone())
+                .with_timeout(Duration::from_secs(10))
+        })
+        .collect();
+    let entities = Arc::new(entities);
     for t in 0..spec.in_flight {
-        let kv = kv.clone();
-        let keys = keys.clone();
+        let entities = Arc::clone(&entities);
         let value = value.clone();
         let permit = Arc::clone(&permit);
         tasks.spawn(async move {
@@ -329,26 +338,16 @@ async fn run_kv(
             let mut count = 0u64;
             let mut i = t;
             while Instant::now() < stop_at {
-                let key = &keys[i % keys.len()];
+                let entity = &entities[i % entities.len()];
                 i += 7;
                 let sent = Instant::now();
-                let request = KvRequest::Put {
-                    key: key.clone(),
+                let put = Put {
                     value: value.clone(),
                 };
-                match kv
-                    .call_sharded(
-                        key.as_bytes(),
-                        request,
-                        CallOptions::timeout(Duration::from_secs(10)),
-                    )
-                    .await?
-                {
-                    KvResponse::Put { .. } => {}
-                    KvResponse::Failed(e) => return Err(BenchError::Failed(e)),
-                    KvResponse::Get(_) => {
-                        return Err(BenchError::Failed("kv answered a put with a get".into()));
-                    }
+                match entity.ask(put).await {
+                    Ok(_) => {}
+                    Err(AskError::Call(e)) => return Err(e.into()),
+                    Err(e) => return Err(BenchError::Failed(e.to_string())),
                 }
                 let _ = latencies.record((sent.elapsed().as_micros() as u64).max(1));
                 count += 1;

@@ -1,56 +1,34 @@
-//! `kv`: the built-in key-value service, and the smallest sharded, persistent service: the
-//! example to copy when writing your own.
+//! `kv`: the built-in key-value service, and the smallest entity: the example to copy when
+//! writing your own.
 //!
-//! Each shard is one actor that owns one keyspace (`kv/<shard>`). A `Put` applies the value with
-//! the key's next version and answers only once the write is durable, without making the shard
-//! wait for the disk: the shard goes on with its next request while the group commit runs, and
-//! the answer leaves when it is done ([`RequestContext::reply_when_durable`]). A `Get` waits
-//! until what it reads is durable, and answers with it. A shard keeps no state in memory beyond its
-//! keyspace handle, so a restart (a crash, a kill) loses nothing: the next request reads from
-//! disk.
+//! Each key is an entity (its id is the key, which alone decides its shard); its state is the
+//! stored value with its version. `Put` sets the next version and is answered once durable;
+//! `Get` reads and is answered once what it read is durable. Neither makes the shard wait for
+//! the disk (see [`crate::entity`]).
 //!
 //! ```no_run
-//! # async fn demo(runtime: &troupe_runtime::Runtime) -> Result<(), troupe_runtime::CallError> {
-//! use troupe_runtime::kv::{Kv, KvRequest, KvResponse};
-//! use troupe_runtime::CallOptions;
+//! # async fn demo(runtime: &troupe_runtime::Runtime) -> Result<(), Box<dyn std::error::Error>> {
+//! use troupe_runtime::kv::{Get, Kv, Put};
 //!
-//! let kv = runtime.router::<Kv>();
-//! let put = KvRequest::Put { key: "color".into(), value: b"\"blue\"".to_vec() };
-//! let KvResponse::Put { version } = kv.call_sharded(b"color", put, CallOptions::default()).await?
-//! else { unreachable!() };
+//! let color = runtime.entity::<Kv>("color".to_string());
+//! let version = color.ask(Put { value: b"\"blue\"".to_vec() }).await?;
+//! let stored = color.ask(Get).await?;
+//! assert_eq!(stored.map(|s| s.version), Some(version));
 //! # Ok(()) }
 //! ```
 
 use serde::{Deserialize, Serialize};
 
-use crate::service::{MemberInfo, RequestContext, Service, ServiceError};
-use crate::store::{Keyspace, WriteBatch};
+use crate::entity::{Command, Commands, Context, DomainError, DomainKind, Entity};
 
 /// The longest key, in bytes.
 pub const MAX_KEY_BYTES: usize = 256;
 /// The largest value, in bytes.
 pub const MAX_VALUE_BYTES: usize = 64 * 1024;
 
-/// The kv service.
+/// The kv entity: one per key.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Kv;
-
-/// A request to a kv shard. Route it with [`crate::Router::call_sharded`] by the key's bytes.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum KvRequest {
-    /// Store `value` at `key`.
-    Put {
-        /// The key (at most [`MAX_KEY_BYTES`]).
-        key: String,
-        /// The value (at most [`MAX_VALUE_BYTES`]).
-        value: Vec<u8>,
-    },
-    /// Read `key`.
-    Get {
-        /// The key.
-        key: String,
-    },
-}
 
 /// A stored value.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -61,69 +39,74 @@ pub struct Versioned {
     pub value: Vec<u8>,
 }
 
-/// A kv shard's answer.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum KvResponse {
-    /// The put is durable, as this version.
-    Put {
-        /// The key's new version.
-        version: u64,
-    },
-    /// The key's durable value, if any.
-    Get(Option<Versioned>),
-    /// The request was refused (too large) or the store failed; nothing was stored.
-    Failed(String),
+/// What kv refuses.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum KvError {
+    /// The key is empty or too long.
+    #[error("key: 1 to {MAX_KEY_BYTES} bytes")]
+    BadKey,
+    /// The value is too large.
+    #[error("a value is at most {MAX_VALUE_BYTES} bytes")]
+    TooLarge,
 }
 
-impl Service for Kv {
+impl DomainError for KvError {
+    fn kind(&self) -> DomainKind {
+        DomainKind::InvalidInput
+    }
+}
+
+impl Entity for Kv {
     const NAME: &'static str = "kv";
-    type Request = KvRequest;
-    type Response = KvResponse;
-    /// A shard's state is its keyspace: everything else is read from it.
-    type State = Keyspace;
+    type Id = String;
+    type State = Versioned;
+    type Error = KvError;
 
-    async fn init(&self, member: &MemberInfo) -> Result<Keyspace, ServiceError> {
-        member.keyspace().await
-    }
-
-    async fn handle(
-        &self,
-        keyspace: &mut Keyspace,
-        request: KvRequest,
-        cx: &RequestContext<'_>,
-    ) -> KvResponse {
-        match request {
-            KvRequest::Put { key, value } => {
-                if key.is_empty() || key.len() > MAX_KEY_BYTES || value.len() > MAX_VALUE_BYTES {
-                    return KvResponse::Failed("key or value out of bounds".into());
-                }
-                let version = match keyspace.get::<Versioned>(key.as_bytes()) {
-                    Ok(current) => current.map_or(1, |v| v.version + 1),
-                    Err(e) => return KvResponse::Failed(e.to_string()),
-                };
-                let mut batch = WriteBatch::new();
-                if let Err(e) = batch.put(key.as_bytes(), &Versioned { version, value }) {
-                    return KvResponse::Failed(e.to_string());
-                }
-                match keyspace.apply(batch) {
-                    Ok(durable) => {
-                        cx.reply_when_durable(durable);
-                        KvResponse::Put { version }
-                    }
-                    Err(e) => KvResponse::Failed(e.to_string()),
-                }
-            }
-            KvRequest::Get { key } => {
-                // Whatever this shard shows must be durable: wait for the writes applied so
-                // far (while the disk is full, for the writes in flight to settle).
-                if let Err(e) = keyspace.durable().await {
-                    return KvResponse::Failed(e.to_string());
-                }
-                match keyspace.get::<Versioned>(key.as_bytes()) {
-                    Ok(found) => KvResponse::Get(found),
-                    Err(e) => KvResponse::Failed(e.to_string()),
-                }
-            }
-        }
+    fn commands(commands: &mut Commands<Self>) {
+        commands.add::<Put>().add::<Get>();
     }
 }
+
+/// Store `value` at the key: answers the new version.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Put {
+    /// The value (at most [`MAX_VALUE_BYTES`]).
+    pub value: Vec<u8>,
+}
+
+impl Command<Kv> for Put {
+    const NAME: &'static str = "put";
+    type Reply = u64;
+
+    fn handle(self, cx: &mut Context<'_, Kv>) -> Result<u64, KvError> {
+        if cx.id().is_empty() || cx.id().len() > MAX_KEY_BYTES {
+            return Err(KvError::BadKey);
+        }
+        if self.value.len() > MAX_VALUE_BYTES {
+            return Err(KvError::TooLarge);
+        }
+        let version = cx.state().map_or(1, |v| v.version + 1);
+        cx.set(Versioned {
+            version,
+            value: self.value,
+        });
+        Ok(version)
+    }
+}
+
+/// Read the key: its durable value, if any.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Get;
+
+impl Command<Kv> for Get {
+    const NAME: &'static str = "get";
+    const IDEMPOTENT: bool = true;
+    type Reply = Option<Versioned>;
+
+    fn handle(self, cx: &mut Context<'_, Kv>) -> Result<Option<Versioned>, KvError> {
+        Ok(cx.state().cloned())
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -36,6 +36,7 @@
 //! ```
 
 mod commit;
+mod durable;
 pub mod engine;
 pub mod key;
 mod marks;
@@ -50,6 +51,8 @@ use tokio::sync::Notify;
 use tokio::time::{Duration, Instant, timeout_at};
 
 use commit::GroupCommit;
+use durable::After;
+pub use durable::Durable;
 pub use engine::{Engine, KeyspaceEngine, Op, SledEngine};
 use marks::Marks;
 
@@ -446,7 +449,7 @@ impl Keyspace {
             return Ok(Durable {
                 seq: commit.written(),
                 store: self.store.clone(),
-                write: None,
+                after: After::Nothing,
             });
         }
         if let Some(marks) = &self.store.inner.marks {
@@ -456,61 +459,28 @@ impl Keyspace {
         Ok(Durable {
             seq: commit.note_write(),
             store: self.store.clone(),
-            write: Some(PendingWrite {
+            after: After::Write {
                 keyspace: self.name.clone(),
                 keys: batch.ops.iter().map(|op| op.key().to_vec()).collect(),
                 _inflight: inflight,
-            }),
+            },
         })
     }
 }
 
 impl Keyspace {
-    /// What a reader waits on before it shows what it read: every write applied to the store
-    /// so far. (While the disk is full this fails: use [`Keyspace::durable`] to read what is
-    /// on disk then.)
-    pub fn seen(&self) -> Durable {
+    /// What a reader of `key` waits on before it shows what it read: every write applied to
+    /// the store so far (while the disk is full: the writes in flight have settled and none
+    /// that failed touched `key`).
+    pub fn seen(&self, key: &[u8]) -> Durable {
         Durable {
             seq: self.store.inner.commit.written(),
             store: self.store.clone(),
-            write: None,
+            after: After::Read {
+                keyspace: self.name.clone(),
+                key: key.to_vec(),
+            },
         }
-    }
-}
-
-/// A write applied to the store and not yet known durable: what [`Keyspace::apply`] returns.
-pub struct Durable {
-    seq: u64,
-    store: Store,
-    write: Option<PendingWrite>,
-}
-
-/// What a failed flush must taint, and the in-flight count readers wait on.
-struct PendingWrite {
-    keyspace: String,
-    keys: Vec<Vec<u8>>,
-    _inflight: commit::OwnedInflight,
-}
-
-impl std::fmt::Debug for Durable {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Durable")
-            .field("seq", &self.seq)
-            .finish_non_exhaustive()
-    }
-}
-
-impl Durable {
-    /// Waits until the write is durable; fails if a flush failed first (the write may or may
-    /// not survive: see [`StoreError`]).
-    pub async fn wait(self) -> Result<(), StoreError> {
-        let commit = &self.store.inner.commit;
-        let result = commit.wait_durable(self.seq).await;
-        if let (Err(StoreError::Full(_)), Some(write)) = (&result, &self.write) {
-            // Applied but not durable: readers must not see it until the reopen.
-            commit.taint_keys(&write.keyspace, write.keys.iter().cloned());
-        }
-        result
     }
 }
 

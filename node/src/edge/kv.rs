@@ -13,8 +13,8 @@ use axum::http::{HeaderMap, header};
 use serde::Serialize;
 use serde_json::Value;
 use tokio::time::Duration;
-use troupe_runtime::CallOptions;
-use troupe_runtime::kv::{Kv, KvRequest, KvResponse, MAX_KEY_BYTES, MAX_VALUE_BYTES};
+use troupe_runtime::entity::AskError;
+use troupe_runtime::kv::{Get, Kv, KvError, MAX_KEY_BYTES, MAX_VALUE_BYTES, Put};
 
 use super::AppState;
 use super::error::ApiError;
@@ -70,21 +70,27 @@ pub(crate) async fn put(
     // grow past the limit it was checked against (`1e9` becomes `1000000000.0`).
     serde_json::from_slice::<Value>(&body)
         .map_err(|e| ApiError::InvalidRequest(format!("malformed JSON: {e}")))?;
-    let request = KvRequest::Put {
-        key: key.clone(),
-        value: body.to_vec(),
-    };
-    let answer = state
+    let version = state
         .runtime()
-        .router::<Kv>()
-        .call_sharded(key.as_bytes(), request, CallOptions::timeout(KV_TIMEOUT))
-        .await?;
-    match answer {
-        KvResponse::Put { version } => Ok(axum::Json(Stored { key, version })),
-        KvResponse::Failed(e) => Err(ApiError::Unavailable(format!(
-            "the write was not stored: {e}"
-        ))),
-        KvResponse::Get(_) => Err(ApiError::Internal("kv answered a put with a get".into())),
+        .entity::<Kv>(key.clone())
+        .with_timeout(KV_TIMEOUT)
+        .ask(Put {
+            value: body.to_vec(),
+        })
+        .await
+        .map_err(|e| match e {
+            AskError::Domain(e) => refused(e),
+            AskError::Call(e) => e.into(),
+            AskError::Store(e) => ApiError::Unavailable(format!("the write was not stored: {e}")),
+        })?;
+    Ok(axum::Json(Stored { key, version }))
+}
+
+/// What kv refuses, as the client's error.
+fn refused(e: KvError) -> ApiError {
+    match e {
+        KvError::BadKey => ApiError::InvalidRequest(e.to_string()),
+        KvError::TooLarge => ApiError::PayloadTooLarge(e.to_string()),
     }
 }
 
@@ -93,29 +99,23 @@ pub(crate) async fn get(
     Path(key): Path<String>,
 ) -> Result<axum::Json<Found>, ApiError> {
     check_key(&key)?;
-    let request = KvRequest::Get { key: key.clone() };
-    let answer = state
+    let found = state
         .runtime()
-        .router::<Kv>()
-        .call_sharded(
-            key.as_bytes(),
-            request,
-            CallOptions::timeout(KV_TIMEOUT).idempotent(),
-        )
+        .entity::<Kv>(key.clone())
+        .with_timeout(KV_TIMEOUT)
+        .ask(Get)
         .await
-        .map_err(ApiError::from_idempotent)?;
-    match answer {
-        KvResponse::Get(Some(found)) => {
-            let value = serde_json::from_slice(&found.value)
-                .map_err(|e| ApiError::Internal(format!("stored value is not JSON: {e}")))?;
-            Ok(axum::Json(Found {
-                key,
-                value,
-                version: found.version,
-            }))
-        }
-        KvResponse::Get(None) => Err(ApiError::NotFound(format!("key {key:?} does not exist"))),
-        KvResponse::Failed(e) => Err(ApiError::Unavailable(format!("the read failed: {e}"))),
-        KvResponse::Put { .. } => Err(ApiError::Internal("kv answered a get with a put".into())),
-    }
+        .map_err(|e| match e {
+            AskError::Domain(e) => refused(e),
+            AskError::Call(e) => ApiError::from_idempotent(e),
+            AskError::Store(e) => ApiError::Unavailable(format!("the read failed: {e}")),
+        })?
+        .ok_or_else(|| ApiError::NotFound(format!("key {key:?} does not exist")))?;
+    let value = serde_json::from_slice(&found.value)
+        .map_err(|e| ApiError::Internal(format!("stored value is not JSON: {e}")))?;
+    Ok(axum::Json(Found {
+        key,
+        value,
+        version: found.version,
+    }))
 }

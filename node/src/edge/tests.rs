@@ -3,6 +3,7 @@ use axum::http::{Request, header};
 use serde_json::Value;
 use tower::ServiceExt;
 use troupe_runtime::echo::Echo;
+use troupe_runtime::entity::EntityService;
 use troupe_runtime::kv::Kv;
 
 use super::*;
@@ -51,7 +52,7 @@ async fn app(formed: bool) -> App {
         .await
         .unwrap();
     runtime.host(Echo).await.unwrap();
-    runtime.host(Kv).await.unwrap();
+    runtime.host(EntityService::<Kv>::new()).await.unwrap();
     let addrs = config
         .nodes
         .iter()

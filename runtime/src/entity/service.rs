@@ -108,7 +108,7 @@ impl<E: Entity> EntityService<E> {
             None
         };
         let durable = match change {
-            None => keyspace.seen(),
+            None => keyspace.seen(&key),
             Some(state) => {
                 let mut batch = WriteBatch::new();
                 match &state {
