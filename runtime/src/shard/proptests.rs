@@ -85,42 +85,44 @@ fn recorded(pool: &[String], shards: u32) -> impl Strategy<Value = Recorded> + u
 
 fn scenario() -> impl Strategy<Value = Scenario> {
     let pool: Vec<String> = (1..=5).map(|i| format!("n{i}")).collect();
-    (1u32..12, prop::sample::subsequence(pool.clone(), 1..=5)).prop_flat_map(move |(shards, hosts)| {
-        let configured = recorded(&hosts, shards);
-        // Records a node may hold: the configured one, an older one over the whole pool, one
-        // with another shard count, and a malformed one (its owners do not match its count).
-        let older = recorded(&pool, shards);
-        let resized = (1u32..12).prop_flat_map({
-            let pool = pool.clone();
-            move |n| recorded(&pool, n)
-        });
-        let malformed = recorded(&pool, shards).prop_map(|mut r| {
-            r.owners.pop();
-            r
-        });
-        (configured, older, resized, malformed).prop_flat_map({
-            let pool = pool.clone();
-            let hosts = hosts.clone();
-            move |(configured, older, resized, malformed)| {
-                let choices = vec![
-                    None,
-                    Some(configured.clone()),
-                    Some(older.clone()),
-                    Some(older),
-                    Some(resized),
-                    Some(malformed),
-                ];
-                let answer = (prop::sample::select(choices), prop::bool::weighted(0.6))
-                    .prop_map(|(recorded, has_data)| Answer { recorded, has_data });
-                let (hosts, pool) = (hosts.clone(), pool.clone());
-                prop::collection::vec(answer, pool.len()).prop_map(move |answers| Scenario {
-                    configured: configured.clone(),
-                    hosts: hosts.clone(),
-                    answers: pool.iter().cloned().zip(answers).collect(),
-                })
-            }
-        })
-    })
+    (1u32..12, prop::sample::subsequence(pool.clone(), 1..=5)).prop_flat_map(
+        move |(shards, hosts)| {
+            let configured = recorded(&hosts, shards);
+            // Records a node may hold: the configured one, an older one over the whole pool, one
+            // with another shard count, and a malformed one (its owners do not match its count).
+            let older = recorded(&pool, shards);
+            let resized = (1u32..12).prop_flat_map({
+                let pool = pool.clone();
+                move |n| recorded(&pool, n)
+            });
+            let malformed = recorded(&pool, shards).prop_map(|mut r| {
+                r.owners.pop();
+                r
+            });
+            (configured, older, resized, malformed).prop_flat_map({
+                let pool = pool.clone();
+                let hosts = hosts.clone();
+                move |(configured, older, resized, malformed)| {
+                    let choices = vec![
+                        None,
+                        Some(configured.clone()),
+                        Some(older.clone()),
+                        Some(older),
+                        Some(resized),
+                        Some(malformed),
+                    ];
+                    let answer = (prop::sample::select(choices), prop::bool::weighted(0.6))
+                        .prop_map(|(recorded, has_data)| Answer { recorded, has_data });
+                    let (hosts, pool) = (hosts.clone(), pool.clone());
+                    prop::collection::vec(answer, pool.len()).prop_map(move |answers| Scenario {
+                        configured: configured.clone(),
+                        hosts: hosts.clone(),
+                        answers: pool.iter().cloned().zip(answers).collect(),
+                    })
+                }
+            })
+        },
+    )
 }
 
 proptest! {
