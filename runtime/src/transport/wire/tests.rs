@@ -365,6 +365,25 @@ mod proptests {
             prop_assert_eq!(error, expected);
         }
 
+        /// A deadline from a peer is any 64-bit number: it never panics, has passed exactly
+        /// when it is not after the wall clock now, and otherwise comes back to the same
+        /// wall-clock time.
+        #[test]
+        fn any_deadline_from_a_peer_is_read_without_panicking(
+            ahead in prop_oneof![any::<u64>(), 0u64..10_000_000],
+            behind in any::<bool>(),
+        ) {
+            let now = Now::read();
+            let us = if behind { now.wall_us.saturating_sub(ahead) } else { now.wall_us.saturating_add(ahead) };
+            match now.mono_of(us) {
+                None => prop_assert!(us <= now.wall_us, "{} us ahead read as passed", us - now.wall_us),
+                Some(at) => {
+                    prop_assert!(us > now.wall_us);
+                    prop_assert_eq!(now.wall_of(at), us);
+                }
+            }
+        }
+
         /// Arbitrary bytes, or a valid frame with bytes changed, never panic the reader.
         #[test]
         fn any_bytes_are_read_or_refused_without_panicking(
