@@ -186,8 +186,10 @@ fn a_claimed_length_allocates_within_the_bound() {
 /// Fails today, so ignored: the bound counts 8 bytes per length and 4 per enum variant
 /// read, but a decoded `String` or `Vec` takes 24 bytes and an enum as much as its largest
 /// variant, so sequences of small elements decode to many times the bound: measured, 1 MB
-/// of zeros decodes as a `Vec<CallError>` that holds 50 MB before it is refused, and 100 kB
-/// as a 6 MB `Vec<String>`. A fix belongs where the payload is decoded (bound the
+/// of zeros decodes as a `Vec<CallError>` that holds 50 MB before it is refused, 100 kB as a
+/// 6 MB `Vec<String>`, and 100 kB as a `Vec` of a 264-byte enum whose variant takes one byte on
+/// the wire: 50 MB, decoded. (Elements of size zero are worse: a 5-byte `Vec<()>` claiming
+/// 2^26 elements decodes in a second of CPU, and a longer claim takes as long as it says.) A fix belongs where the payload is decoded (bound the
 /// decoded size, or the element count against the payload length), not in bincode's
 /// configuration. Run with `--ignored`.
 #[test]
