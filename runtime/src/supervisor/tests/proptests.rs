@@ -1,6 +1,7 @@
 //! Properties of the restart decision over arbitrary policies and histories of deaths: the
 //! intensity limit holds in every window, and nothing escalates before it is reached; crash
-//! loops back off within the policy's bounds and a stable run starts the backoff afresh.
+//! loops back off within the policy's bounds and a stable run starts the backoff afresh; the
+//! same for the pauses of a supervisor that cools down instead of giving up.
 
 use std::collections::VecDeque;
 
@@ -8,6 +9,7 @@ use proptest::prelude::*;
 use tokio::time::{Duration, Instant};
 
 use crate::backoff::Backoff;
+use crate::supervisor::cooling::cool_down_pause;
 use crate::supervisor::{Decision, RestartPolicy};
 
 fn ms(n: u64) -> Duration {
@@ -99,6 +101,41 @@ proptest! {
                 Some(last) => prop_assert!(after >= last, "{:?} after {:?}", after, last),
             }
             last_undisturbed = Some(after);
+        }
+    }
+
+    /// A supervisor that gives up again soon after resuming pauses longer each time (up to
+    /// the backoff's cap); one whose children ran for `within` since resuming starts over
+    /// from the shortest pause.
+    #[test]
+    fn cool_downs_grow_while_storms_go_on_and_start_over_after_calm(
+        min in 1u64..2000,
+        max in 0u64..60_000,
+        within in 1u64..20_000,
+        // The time from each resume to the next give-up.
+        calm in prop::collection::vec(0u64..30_000, 1..30),
+    ) {
+        let backoff = Backoff::new(ms(min), ms(max), 0.2);
+        let within = ms(within);
+        let (shortest, longest) = (backoff.delay(0, 0.0), backoff.delay(u32::MAX, 1.0));
+        let mut num_recent = 0u32;
+        let mut now = Instant::now();
+        let mut resumed_at = None;
+        let mut last: Option<Duration> = None;
+        for calm in calm {
+            // At the middle draw, so that growth is visible without jitter.
+            let jittered = cool_down_pause(&backoff, &mut num_recent.clone(), resumed_at, within, now, 1.0);
+            let pause = cool_down_pause(&backoff, &mut num_recent, resumed_at, within, now, 0.5);
+            prop_assert!(shortest <= pause && jittered <= longest, "{:?} / {:?} outside {:?}..={:?}", pause, jittered, shortest, longest);
+            let fresh = resumed_at.is_none_or(|t: Instant| now.duration_since(t) >= within);
+            match (fresh, last) {
+                (true, _) | (_, None) => prop_assert_eq!(pause, backoff.delay(0, 0.5), "not the shortest pause"),
+                (false, Some(last)) => prop_assert!(pause >= last, "{:?} after {:?}", pause, last),
+            }
+            last = Some(pause);
+            now += pause;
+            resumed_at = Some(now);
+            now += ms(calm);
         }
     }
 }
