@@ -61,7 +61,10 @@ impl Backoff {
             0.5
         };
         let factor = 1.0 + self.jitter * (2.0 * unit - 1.0);
-        base.mul_f64(factor).min(self.max)
+        // Not `mul_f64`: it panics when the product passes `Duration::MAX`, which bounds near
+        // it reach (even at factor 1.0, through rounding to f64); such a delay is the cap.
+        Duration::try_from_secs_f64(base.as_secs_f64() * factor)
+            .map_or(self.max, |d| d.min(self.max))
     }
 
     /// The delay before attempt `attempt`, with the jitter drawn from the thread's generator.
@@ -69,6 +72,9 @@ impl Backoff {
         self.delay(attempt, rand::random::<f64>())
     }
 }
+
+#[cfg(test)]
+mod proptests;
 
 #[cfg(test)]
 mod tests {
@@ -119,5 +125,13 @@ mod tests {
         let b = Backoff::new(ms(100), ms(10), f64::NAN);
         assert_eq!(b.delay(0, f64::NAN), ms(100));
         assert_eq!(b.delay(5, 7.0), ms(100));
+    }
+
+    #[test]
+    fn bounds_near_the_largest_duration_do_not_panic() {
+        let b = Backoff::new(Duration::MAX, Duration::MAX, 0.2);
+        assert_eq!(b.delay(0, 0.5), Duration::MAX);
+        assert_eq!(b.delay(3, 1.0), Duration::MAX);
+        assert!(b.delay(0, 0.0) >= Duration::MAX.mul_f64(0.79));
     }
 }

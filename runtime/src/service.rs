@@ -385,8 +385,10 @@ pub(crate) fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, CallError> {
 /// The largest message a peer may send (payload of one request or response).
 pub const MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
 
-/// Decodes a message from the wire, bounded by [`MAX_MESSAGE_BYTES`].
-pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CallError> {
+/// Decodes a message from the wire, bounded by [`MAX_MESSAGE_BYTES`]: a length that claims
+/// more is refused before anything is allocated for it. Public so that the bound can be
+/// checked from outside the crate (`runtime/tests/decode_bounds.rs`).
+pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CallError> {
     let config = bincode::config::standard().with_limit::<MAX_MESSAGE_BYTES>();
     match bincode::serde::decode_from_slice::<T, _>(bytes, config) {
         Ok((value, used)) if used == bytes.len() => Ok(value),

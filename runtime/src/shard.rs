@@ -56,6 +56,9 @@ mod table;
 
 pub use table::{PlacementView, ShardTable};
 
+#[cfg(test)]
+mod proptests;
+
 use crate::cluster::NodeId;
 use crate::hash::{mix, stable_hash};
 

@@ -161,4 +161,94 @@ mod tests {
         assert!(p.mark_up());
         assert!(!p.mark_up());
     }
+
+    /// Properties over arbitrary sessions, heartbeats and silences.
+    mod proptests {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        #[derive(Debug, Clone)]
+        enum Event {
+            Opened,
+            Closed,
+            Heard { incarnation: u64 },
+        }
+
+        fn events() -> impl Strategy<Value = Vec<(u64, Event)>> {
+            let event = prop_oneof![
+                1 => Just(Event::Opened),
+                1 => Just(Event::Closed),
+                4 => (0u64..3).prop_map(|incarnation| Event::Heard { incarnation }),
+            ];
+            prop::collection::vec((0u64..3000, event), 0..40)
+        }
+
+        fn severity(s: NodeStatus) -> u8 {
+            match s {
+                NodeStatus::Up => 0,
+                NodeStatus::Suspect => 1,
+                _ => 2,
+            }
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(256))]
+
+            /// A peer is up only over an open session heard from within `suspect_after`; with
+            /// no news its status only worsens as time passes; a closed session is down.
+            #[test]
+            fn status_follows_the_session_and_the_silence(
+                events in events(),
+                suspect in 1u64..1500,
+                more in 1u64..1500,
+                probes in prop::collection::vec(0u64..5000, 1..10),
+            ) {
+                let s = DetectorSettings {
+                    heartbeat_interval: ms(100),
+                    suspect_after: ms(suspect),
+                    down_after: ms(suspect + more),
+                };
+                let mut p = PeerHealth::default();
+                let mut now = Instant::now();
+                let mut open = false;
+                let mut last: Option<Instant> = None;
+                for (gap, event) in events {
+                    now += ms(gap);
+                    match event {
+                        Event::Opened => {
+                            p.session_opened();
+                            (open, last) = (true, None);
+                        }
+                        Event::Closed => {
+                            p.session_closed();
+                            (open, last) = (false, None);
+                        }
+                        Event::Heard { incarnation } => {
+                            let heard = p.heard(now, incarnation);
+                            prop_assert_eq!(heard == Heard::Ignored, !open);
+                            if open {
+                                last = Some(now);
+                            }
+                        }
+                    }
+                    let mut probes = probes.clone();
+                    probes.sort_unstable();
+                    let mut worst = 0;
+                    for probe in probes {
+                        let at = now + ms(probe);
+                        let status = p.assess(at, &s);
+                        prop_assert!(severity(status) >= worst, "{:?} after worse", status);
+                        worst = severity(status);
+                        let silent = last.map(|l| at.duration_since(l));
+                        match status {
+                            NodeStatus::Up => prop_assert!(open && silent < Some(s.suspect_after)),
+                            NodeStatus::Suspect => prop_assert!(open && silent < Some(s.down_after)),
+                            _ => prop_assert!(!open || silent.is_none_or(|d| d >= s.down_after)),
+                        }
+                    }
+                }
+            }
+        }
+    }
 }

@@ -117,6 +117,9 @@ impl<K: PartialEq, V> Gate<K, V> {
 }
 
 #[cfg(test)]
+mod proptests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

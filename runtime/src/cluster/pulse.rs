@@ -186,4 +186,77 @@ mod tests {
         assert!(MAX_BEAT_BYTES / len >= 17, "{len} bytes");
         assert_eq!(Beat::decode(&beat.encode()), Some(beat));
     }
+
+    /// Properties over arbitrary heartbeats and arbitrary bytes from a peer.
+    mod proptests {
+        use proptest::prelude::*;
+
+        use super::*;
+        use crate::registry::MemberSlot;
+
+        fn beat() -> impl Strategy<Value = Beat> {
+            let slots = prop::collection::vec(
+                any::<(u32, u64)>().prop_map(|(index, pid)| MemberSlot { index, pid }),
+                0..20,
+            );
+            let directory = (
+                any::<u64>(),
+                prop::collection::btree_map(".{0,20}", slots, 0..6),
+            )
+                .prop_map(|(version, services)| Directory { version, services });
+            (
+                ".{0,64}",
+                any::<u64>(),
+                any::<u64>(),
+                directory,
+                any::<Option<u64>>(),
+            )
+                .prop_map(|(from, incarnation, seq, directory, store_bytes)| Beat {
+                    from,
+                    incarnation,
+                    seq,
+                    directory,
+                    store_bytes,
+                })
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(128))]
+
+            #[test]
+            fn beats_come_back_as_sent(beat in beat()) {
+                prop_assert_eq!(Beat::decode(&beat.encode()), Some(beat));
+            }
+
+            /// A heartbeat cut short, or with bytes after it, is refused, never misread.
+            #[test]
+            fn a_cut_or_padded_beat_is_refused(
+                beat in beat(),
+                cut in any::<prop::sample::Index>(),
+                extra in prop::collection::vec(any::<u8>(), 1..8),
+            ) {
+                let bytes = beat.encode();
+                prop_assert_eq!(Beat::decode(&bytes[..cut.index(bytes.len())]), None);
+                let mut padded = bytes;
+                padded.extend_from_slice(&extra);
+                prop_assert_eq!(Beat::decode(&padded), None);
+            }
+
+            /// Arbitrary bytes, or a real beat with bytes changed, never panic the decoder.
+            #[test]
+            fn any_bytes_decode_or_are_refused_without_panicking(
+                bytes in prop::collection::vec(any::<u8>(), 0..256),
+                beat in beat(),
+                changes in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..4),
+            ) {
+                let _ = Beat::decode(&bytes);
+                let mut bytes = beat.encode();
+                for (at, value) in changes {
+                    let at = at.index(bytes.len());
+                    bytes[at] = value;
+                }
+                let _ = Beat::decode(&bytes);
+            }
+        }
+    }
 }

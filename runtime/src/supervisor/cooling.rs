@@ -22,14 +22,14 @@ impl SupervisorState {
         myself: &ActorRef<SupervisorMsg>,
     ) {
         self.stop_children().await;
-        if self
-            .resumed_at
-            .is_some_and(|t| now.saturating_duration_since(t) >= self.args.policy.within)
-        {
-            self.num_recent_give_ups = 0;
-        }
-        let pause = backoff.delay(self.num_recent_give_ups, rand::random::<f64>());
-        self.num_recent_give_ups = self.num_recent_give_ups.saturating_add(1);
+        let pause = cool_down_pause(
+            &backoff,
+            &mut self.num_recent_give_ups,
+            self.resumed_at,
+            self.args.policy.within,
+            now,
+            rand::random::<f64>(),
+        );
         self.num_give_ups += 1;
         self.emit(SupervisorEvent::CoolingDown {
             supervisor: self.args.name.clone(),
@@ -61,6 +61,25 @@ impl SupervisorState {
             self.restart(msg, myself).await;
         }
     }
+}
+
+/// The pause of a cool-down at `now`: the next step of `backoff` after `num_recent_give_ups`
+/// (counted here), from the first step again when the children ran for `within` since they
+/// were last resumed (`resumed_at`). `unit` is a random draw for jitter.
+pub(super) fn cool_down_pause(
+    backoff: &Backoff,
+    num_recent_give_ups: &mut u32,
+    resumed_at: Option<Instant>,
+    within: Duration,
+    now: Instant,
+    unit: f64,
+) -> Duration {
+    if resumed_at.is_some_and(|t| now.saturating_duration_since(t) >= within) {
+        *num_recent_give_ups = 0;
+    }
+    let pause = backoff.delay(*num_recent_give_ups, unit);
+    *num_recent_give_ups = num_recent_give_ups.saturating_add(1);
+    pause
 }
 
 /// The services of this node whose root supervisor gave up and is cooling down.

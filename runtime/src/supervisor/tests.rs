@@ -405,3 +405,5 @@ async fn an_escalation_is_handled_by_the_parent_supervisor() {
 }
 
 mod cooling;
+
+mod proptests;

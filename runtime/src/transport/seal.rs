@@ -163,10 +163,14 @@ impl Opener {
 }
 
 #[cfg(test)]
+mod proptests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
-    fn pair() -> (Sealer, Opener) {
+    /// A sealer and the opener of its chunks, keyed by a real Noise handshake.
+    pub(super) fn pair() -> (Sealer, Opener) {
         let params: snow::params::NoiseParams =
             "Noise_NN_25519_ChaChaPoly_BLAKE2s".parse().unwrap();
         let mut i = snow::Builder::new(params.clone())

@@ -149,3 +149,86 @@ async fn a_replayed_hello_gets_no_link() {
     assert!(!answer.is_empty());
     assert!(!matches!(outcome, Some(Ok(_))), "{outcome:?}");
 }
+
+/// Properties over arbitrary bytes from a stranger, at every step of the handshake.
+mod proptests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// What a stranger sends: bytes at random, or a valid start (the magic and version, the ids,
+    /// or a whole hello made with the right cookie) followed by bytes at random; and whether
+    /// it starts with that hello.
+    fn sent() -> impl Strategy<Value = (Vec<u8>, bool)> {
+        let tail = prop::collection::vec(any::<u8>(), 0..300);
+        let mut ids = MAGIC.to_vec();
+        ids.extend_from_slice(&VERSION.to_le_bytes());
+        push_id(&mut ids, "n1");
+        push_id(&mut ids, "n2");
+        let starts = vec![
+            (Vec::new(), false),
+            (MAGIC.to_vec(), false),
+            (ids[..6].to_vec(), false),
+            (ids, false),
+            (hello("the-real-cookie"), true),
+        ];
+        (prop::sample::select(starts), tail).prop_map(|((mut start, with_key), tail)| {
+            start.extend_from_slice(&tail);
+            (start, with_key)
+        })
+    }
+
+    fn block_on<F: std::future::Future>(f: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap()
+            .block_on(f)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// The acceptor refuses (never authenticates, never panics) and, since the bytes end,
+        /// ends; it answers only a first Noise message made with the key.
+        #[test]
+        fn an_acceptor_refuses_whatever_a_stranger_sends((sent, with_key) in sent()) {
+            let (answer, outcome) = block_on(async {
+                let (mut a, mut b) = tokio::io::duplex(64 * 1024);
+                a.write_all(&sent).await.unwrap();
+                a.shutdown().await.unwrap();
+                let psk = Psk::for_test("the-real-cookie");
+                let outcome = tokio::time::timeout(
+                    Duration::from_secs(10),
+                    accept(&mut b, &id("n2"), &psk, known),
+                )
+                .await;
+                drop(b);
+                let mut answer = Vec::new();
+                a.read_to_end(&mut answer).await.unwrap();
+                (answer, outcome)
+            });
+            let outcome = outcome.map_err(|_| TestCaseError::fail("the acceptor did not end at the end of the bytes"))?;
+            prop_assert!(outcome.is_err(), "a stranger authenticated as {:?}", outcome.map(|(p, _)| p));
+            if !with_key {
+                prop_assert!(answer.is_empty(), "answered {} bytes to a stranger", answer.len());
+            }
+        }
+
+        /// A dialer refuses whatever answer comes back, and ends when the bytes end.
+        #[test]
+        fn a_dialer_refuses_any_answer_but_the_acceptors(answer in prop::collection::vec(any::<u8>(), 0..300)) {
+            let outcome = block_on(async {
+                let (mut a, mut b) = tokio::io::duplex(64 * 1024);
+                a.write_all(&answer).await.unwrap();
+                a.shutdown().await.unwrap();
+                let psk = Psk::for_test("the-real-cookie");
+                tokio::time::timeout(Duration::from_secs(10), dial(&mut b, &id("n1"), &id("n2"), &psk))
+                    .await
+                    .map(|r| r.map(|_| ()))
+            });
+            let outcome = outcome.map_err(|_| TestCaseError::fail("the dialer did not end at the end of the bytes"))?;
+            prop_assert!(outcome.is_err(), "authenticated by {} random bytes", answer.len());
+        }
+    }
+}
