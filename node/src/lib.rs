@@ -10,12 +10,14 @@
 //! - [`serve`]: one node's life: start the cluster, serve HTTP, shut down within a deadline.
 //! - [`up`]: `troupe up`, the local cluster as child processes.
 //! - [`logging`]: tracing output, JSON or human-readable.
+//! - [`metrics`]: the process's Prometheus recorder, which `/metrics` renders.
 
 mod bench_cmd;
 pub mod cli;
 pub mod config;
 pub mod edge;
 pub mod logging;
+pub mod metrics;
 pub mod secrets;
 pub mod serve;
 mod status;
