@@ -19,6 +19,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::http::{Method, StatusCode, Uri};
 use axum::routing::{get, post};
+use metrics_exporter_prometheus::PrometheusHandle;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
 use troupe_runtime::{ClusterView, Runtime};
@@ -36,17 +37,29 @@ pub struct AppState {
 struct Inner {
     runtime: Runtime,
     http_addrs: HashMap<String, SocketAddr>,
+    /// The recorder the runtime records into (the process's: [`crate::metrics::install`]).
+    metrics: PrometheusHandle,
 }
 
 impl AppState {
-    /// State over this node's `runtime`, knowing every node's HTTP address.
-    pub fn new(runtime: Runtime, http_addrs: HashMap<String, SocketAddr>) -> Self {
+    /// State over this node's `runtime`, knowing every node's HTTP address, serving the metrics
+    /// of the recorder behind `metrics`.
+    pub fn new(
+        runtime: Runtime,
+        http_addrs: HashMap<String, SocketAddr>,
+        metrics: PrometheusHandle,
+    ) -> Self {
         Self {
             inner: Arc::new(Inner {
                 runtime,
                 http_addrs,
+                metrics,
             }),
         }
+    }
+
+    pub(crate) fn metrics(&self) -> &PrometheusHandle {
+        &self.inner.metrics
     }
 
     pub(crate) fn runtime(&self) -> &Runtime {

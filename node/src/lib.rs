@@ -13,6 +13,7 @@
 //! - [`logging`]: tracing output, JSON or human-readable.
 //! - `status`, `bench_cmd`: `troupe status` and `troupe bench`, which ask a node's admin API
 //!   through `admin_client`.
+//! - [`metrics`]: the process's Prometheus recorder, which `/metrics` renders.
 
 mod admin_client;
 mod bench_cmd;
@@ -21,6 +22,7 @@ pub mod config;
 pub mod edge;
 pub mod exit;
 pub mod logging;
+pub mod metrics;
 pub mod secrets;
 pub mod serve;
 mod status;

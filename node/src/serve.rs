@@ -66,6 +66,11 @@ pub async fn run(
     if !http_addr.ip().is_loopback() {
         tracing::warn!(%http_addr, "the edge listens beyond this machine and its admin routes are not authenticated yet");
     }
+    // Before the runtime starts: its store registers its series at open.
+    let metrics = crate::metrics::install();
+    // Dropped (aborting the task) however this function returns.
+    let mut upkeep = tokio::task::JoinSet::new();
+    upkeep.spawn(crate::metrics::upkeep(metrics.clone()));
     let runtime = Runtime::start(settings).await?;
     runtime.host(Echo).await?;
     runtime.host(EntityService::<Kv>::new()).await?;
@@ -83,7 +88,7 @@ pub async fn run(
         .iter()
         .map(|n| (n.id.to_string(), n.http_addr))
         .collect();
-    let state = AppState::new(runtime.clone(), http_addrs);
+    let state = AppState::new(runtime.clone(), http_addrs, metrics);
     let app = edge::router(state, &config.http);
 
     let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<Instant>();

@@ -207,10 +207,31 @@ pub async fn run(runtime: &Runtime, spec: BenchSpec) -> Result<BenchReport, Benc
         .map_err(|_| BenchError::Busy(runtime.node().clone()))?;
     // Every sender holds the permit too: the next run starts only once all of them are gone.
     let permit = Arc::new(permit);
-    if spec.service == BenchService::Kv {
-        return run_kv(runtime, spec, permit).await;
-    }
-    run_echo(runtime, spec, permit).await
+    let labels = [
+        (
+            "service",
+            if spec.service == BenchService::Kv {
+                "kv"
+            } else {
+                "echo"
+            },
+        ),
+        (
+            "mode",
+            if spec.mode == BenchMode::Call {
+                "call"
+            } else {
+                "cast"
+            },
+        ),
+    ];
+    let report = if spec.service == BenchService::Kv {
+        run_kv(runtime, spec, permit).await?
+    } else {
+        run_echo(runtime, spec, permit).await?
+    };
+    ::metrics::counter!(crate::metrics::BENCH_RUNS, &labels).increment(1);
+    Ok(report)
 }
 
 async fn run_echo(

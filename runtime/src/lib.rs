@@ -20,6 +20,7 @@
 //! - [`echo`], [`bench`]: the built-in diagnostic service and the throughput benchmark.
 //! - [`kv`]: the built-in sharded, persistent key-value service (the example to copy).
 //! - [`telemetry`]: W3C trace context carried through every hop.
+//! - [`metrics`]: the series the runtime records through the `metrics` facade.
 //! - [`backoff`], [`hash`]: exponential backoff with jitter; stable hashing.
 //! - [`error`]: [`RuntimeError`] and the [`ErrorKind`] the edge maps to a status.
 
@@ -31,6 +32,7 @@ pub mod entity;
 pub mod error;
 pub mod hash;
 pub mod kv;
+pub mod metrics;
 pub mod registry;
 pub mod router;
 pub mod runtime;

@@ -92,33 +92,6 @@ pub struct KilledMember {
     pub pid: u64,
 }
 
-/// Restart times, for metrics.
-#[derive(Debug, Default)]
-pub struct RestartLog {
-    entries: Mutex<Vec<(String, Duration)>>,
-}
-
-impl RestartLog {
-    fn record(&self, service: &str, took: Duration) {
-        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        if entries.len() >= 100_000 {
-            entries.drain(..50_000);
-        }
-        entries.push((service.to_string(), took));
-    }
-
-    /// Every recorded restart of `service`: how long each took.
-    pub fn of(&self, service: &str) -> Vec<Duration> {
-        self.entries
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-            .filter(|(s, _)| s == service)
-            .map(|(_, d)| *d)
-            .collect()
-    }
-}
-
 pub(crate) struct Core {
     pub(crate) registry: Arc<Registry>,
     pub(crate) transport: Transport,
@@ -128,7 +101,6 @@ pub(crate) struct Core {
     /// requests in flight) is the node's, not a request's.
     routers: Mutex<HashMap<&'static str, Arc<dyn std::any::Any + Send + Sync>>>,
     restart: RestartPolicy,
-    restarts: Arc<RestartLog>,
     store: Option<Store>,
     /// Every configured node, for shard placement.
     pub(crate) nodes: Vec<NodeId>,
@@ -224,7 +196,6 @@ impl Runtime {
                 supervisors: Mutex::new(Vec::new()),
                 routers: Mutex::new(HashMap::new()),
                 restart: settings.restart,
-                restarts: Arc::new(RestartLog::default()),
                 store,
                 nodes,
                 cooling: Arc::default(),
@@ -275,11 +246,6 @@ impl Runtime {
         reasons.extend(self.core.transport.not_ready_reasons());
         reasons.extend(self.core.cooling.reasons());
         reasons
-    }
-
-    /// Restart times of supervised members.
-    pub fn restarts(&self) -> &RestartLog {
-        &self.core.restarts
     }
 
     pub(crate) fn bench_gate(&self) -> &crate::bench::Gate {
@@ -379,7 +345,10 @@ impl Runtime {
         let observer: Arc<dyn SupervisorObserver> = Arc::new(Observer {
             registry: Arc::clone(registry),
             service: S::NAME,
-            restarts: Arc::clone(&self.core.restarts),
+            restarts: ::metrics::histogram!(
+                crate::metrics::MEMBER_RESTART_SECONDS,
+                "service" => S::NAME
+            ),
         });
         // The members' supervisor has a parent of its own: when the members restart too often
         // and it gives up (escalates), the parent starts it again, with its own backoff and
@@ -649,7 +618,8 @@ fn member_spec<S: Service>(
 struct Observer {
     registry: Arc<Registry>,
     service: &'static str,
-    restarts: Arc<RestartLog>,
+    /// The restart times of this service's members (registered once, recorded per restart).
+    restarts: ::metrics::Histogram,
 }
 
 impl SupervisorObserver for Observer {
@@ -664,7 +634,7 @@ impl SupervisorObserver for Observer {
 
     fn event(&self, event: &SupervisorEvent) {
         if let SupervisorEvent::Restarted { took, .. } = event {
-            self.restarts.record(self.service, *took);
+            self.restarts.record(took.as_secs_f64());
         }
     }
 }

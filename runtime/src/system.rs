@@ -147,6 +147,8 @@ impl Service for System {
                 };
                 tracing::warn!(service = %service, index = slot.index, pid = slot.pid, "killing a member on request (failure injection)");
                 cell.kill();
+                ::metrics::counter!(crate::metrics::CHAOS_KILLS, "service" => service.clone())
+                    .increment(1);
                 SystemResponse::Killed(vec![KilledMember {
                     service,
                     node: self.registry.node().to_string(),

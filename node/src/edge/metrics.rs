@@ -1,88 +1,70 @@
-//! `GET /metrics`: Prometheus text format, rendered from the runtime's own counters.
-
-use std::fmt::Write;
+//! `GET /metrics`: Prometheus text, rendered by `metrics-exporter-prometheus`.
+//!
+//! Two parts, each a set of whole metric families:
+//!
+//! - the node's state now (nodes up, cluster formed, members per service, the link counters
+//!   the transport keeps in its own atomics): computed from the runtime at each scrape into a
+//!   recorder of the scrape's own, so that nothing stale survives and several runtimes in one
+//!   process (tests) never mix;
+//! - what happened (member restarts, group commits, chaos kills, benchmark runs): recorded by
+//!   the runtime through the `metrics` facade into the node's recorder ([`crate::metrics`]),
+//!   whose handle [`AppState`] holds.
 
 use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
+use metrics::{Unit, counter, describe_counter, describe_gauge, gauge, histogram};
+use troupe_runtime::metrics::MEMBER_RESTART_SECONDS;
 
 use super::AppState;
-
-/// Escapes a label value.
-fn label(value: &str) -> String {
-    value
-        .replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
-}
-
-fn quantile(sorted: &[f64], q: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
-    sorted[rank - 1]
-}
 
 /// The metrics text of this node.
 pub(crate) fn render(state: &AppState) -> String {
     let runtime = state.runtime();
-    let mut out = String::new();
-    let view = state.cluster_view();
-    out.push_str("# HELP troupe_node_up Whether each node is up as this node sees it (suspect and down are 0).\n# TYPE troupe_node_up gauge\n");
-    for n in &view.nodes {
-        let up = u8::from(n.status == troupe_runtime::NodeStatus::Up);
-        let _ = writeln!(
-            out,
-            "troupe_node_up{{node=\"{}\"}} {up}",
-            label(n.id.as_str())
-        );
-    }
-    out.push_str("# HELP troupe_cluster_formed Whether this node has seen every node up.\n# TYPE troupe_cluster_formed gauge\n");
-    let _ = writeln!(out, "troupe_cluster_formed {}", u8::from(view.formed));
-
+    // Every known service shows its restart series, at zero before its first restart.
     let services = runtime.services();
-    out.push_str("# HELP troupe_service_members Live members of each service per node.\n# TYPE troupe_service_members gauge\n");
     for s in &services {
-        for c in &s.members {
-            let _ = writeln!(
-                out,
-                "troupe_service_members{{service=\"{}\",node=\"{}\"}} {}",
-                label(&s.name),
-                label(&c.node),
-                c.count
-            );
-        }
+        let _ = histogram!(MEMBER_RESTART_SECONDS, "service" => s.name.clone());
     }
-    out.push_str("# HELP troupe_member_restart_seconds Time from a member's death to its replacement running, on this node.\n# TYPE troupe_member_restart_seconds summary\n");
-    for s in &services {
-        let mut took: Vec<f64> = runtime
-            .restarts()
-            .of(&s.name)
-            .iter()
-            .map(std::time::Duration::as_secs_f64)
-            .collect();
-        took.sort_by(f64::total_cmp);
-        let name = label(&s.name);
-        for q in [0.5, 0.9, 0.99] {
-            let _ = writeln!(
-                out,
-                "troupe_member_restart_seconds{{service=\"{name}\",quantile=\"{q}\"}} {}",
-                quantile(&took, q)
-            );
+    let scrape = crate::metrics::recorder();
+    metrics::with_local_recorder(&scrape, || {
+        describe_gauge!(
+            "troupe_node_up",
+            "Whether each node is up as this node sees it (suspect and down are 0)."
+        );
+        let view = state.cluster_view();
+        for n in &view.nodes {
+            let up = u8::from(n.status == troupe_runtime::NodeStatus::Up);
+            gauge!("troupe_node_up", "node" => n.id.to_string()).set(up);
         }
-        let _ = writeln!(
-            out,
-            "troupe_member_restart_seconds_sum{{service=\"{name}\"}} {}",
-            took.iter().sum::<f64>()
+        describe_gauge!(
+            "troupe_cluster_formed",
+            "Whether this node has seen every node up."
         );
-        let _ = writeln!(
-            out,
-            "troupe_member_restart_seconds_count{{service=\"{name}\"}} {}",
-            took.len()
+        gauge!("troupe_cluster_formed").set(u8::from(view.formed));
+        describe_gauge!(
+            "troupe_service_members",
+            "Live members of each service per node."
         );
-    }
-    let t = runtime.transport_stats();
+        for s in &services {
+            for c in &s.members {
+                gauge!(
+                    "troupe_service_members",
+                    "service" => s.name.clone(),
+                    "node" => c.node.clone()
+                )
+                .set(c.count as f64);
+            }
+        }
+        link_counters(&runtime.transport_stats());
+    });
+    let mut out = scrape.handle().render();
+    out.push_str(&state.metrics().render());
+    out
+}
+
+/// The transport's counters (kept per message in its atomics, read here).
+fn link_counters(t: &troupe_runtime::transport::StatsSnapshot) {
     for (name, help, value) in [
         (
             "troupe_link_frames_sent_total",
@@ -125,12 +107,9 @@ pub(crate) fn render(state: &AppState) -> String {
             t.refused_handshakes,
         ),
     ] {
-        let _ = writeln!(
-            out,
-            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
-        );
+        describe_counter!(name, Unit::Count, help);
+        counter!(name).absolute(value);
     }
-    out
 }
 
 pub(crate) async fn metrics(State(state): State<AppState>) -> impl IntoResponse {

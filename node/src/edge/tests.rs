@@ -23,9 +23,15 @@ fn free_ports(n: usize) -> Vec<u16> {
 
 /// A real runtime for node n1 hosting echo: alone (a formed cluster) or with an n2 that never
 /// starts (a cluster that never forms).
-/// A router over a real runtime, and the directory of its store (held so that it is removed
-/// when the test ends, not before).
-struct App(Router, #[allow(dead_code)] tempfile::TempDir);
+/// A router over a real runtime, the directory of its store (held so that it is removed when
+/// the test ends, not before), and the test's own metrics recorder: the default on this
+/// thread while the app lives. Each test runs on a thread of its own under a current-thread
+/// runtime, so whatever its runtime records lands here, apart from the other tests'.
+struct App(
+    Router,
+    #[allow(dead_code)] tempfile::TempDir,
+    #[allow(dead_code)] ::metrics::LocalRecorderGuard<'static>,
+);
 
 impl App {
     fn router(&self) -> Router {
@@ -48,6 +54,10 @@ async fn app(formed: bool) -> App {
         .collect();
     let mut config = NodeConfig::for_test(dir.path(), &nodes);
     config.http.body_limit_bytes = 1024;
+    // Leaked: a few per test process, and the guard must borrow it for the app's life.
+    let recorder: &'static _ = Box::leak(Box::new(crate::metrics::recorder()));
+    let guard = ::metrics::set_default_local_recorder(recorder);
+    troupe_runtime::metrics::describe();
     let runtime = Runtime::start(config.runtime_settings("n1", COOKIE.into()).unwrap())
         .await
         .unwrap();
@@ -58,7 +68,8 @@ async fn app(formed: bool) -> App {
         .iter()
         .map(|n| (n.id.to_string(), n.http_addr))
         .collect();
-    App(router(AppState::new(runtime, addrs), &config.http), dir)
+    let state = AppState::new(runtime, addrs, recorder.handle());
+    App(router(state, &config.http), dir, guard)
 }
 
 async fn send(app: Router, request: Request<Body>) -> (StatusCode, axum::http::HeaderMap, Value) {
@@ -251,6 +262,34 @@ async fn chaos_kills_a_member_and_its_supervisor_brings_it_back() {
     assert!(
         metrics.contains("troupe_member_restart_seconds_count{service=\"echo\"} 1"),
         "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn metrics_show_this_runtimes_group_commits_only() {
+    let app = app(true).await;
+    let written = || async {
+        let text = send_text(app.router(), get("/metrics")).await.2;
+        text.lines()
+            .find_map(|l| {
+                l.strip_prefix("troupe_store_commit_writes_sum ")?
+                    .parse()
+                    .ok()
+            })
+            .unwrap_or_else(|| panic!("no commit series: {text}"))
+    };
+    // Other tests of this process write to stores of their own meanwhile: none of their
+    // writes may show here.
+    let before: f64 = written().await;
+    for i in 0..3 {
+        let path = format!("/admin/kv/k{i}");
+        let (status, _, body) = send(app.router(), put(&path, "1")).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    assert_eq!(
+        written().await - before,
+        3.0,
+        "three acknowledged writes, each durable before its answer"
     );
 }
 

@@ -225,6 +225,9 @@ async fn run(
     room: Option<PathBuf>,
 ) {
     let mut last_size = Instant::now();
+    // One sample of each per flush, not per write: a flush covers many writes.
+    let commit_seconds = ::metrics::histogram!(crate::metrics::STORE_COMMIT_SECONDS);
+    let commit_writes = ::metrics::histogram!(crate::metrics::STORE_COMMIT_WRITES);
     loop {
         let Some(c) = commit.upgrade() else {
             return;
@@ -264,6 +267,7 @@ async fn run(
         }
         let flushing = Arc::clone(&engine);
         let marking = marks.clone();
+        let flush_started = Instant::now();
         let result = tokio::task::spawn_blocking(move || {
             // The marks of the keyspaces written go into this flush (see `marks`).
             let covered = match &marking {
@@ -283,6 +287,8 @@ async fn run(
         c.flushes.fetch_add(1, Ordering::Relaxed);
         match result {
             Ok(()) => {
+                commit_seconds.record(flush_started.elapsed().as_secs_f64());
+                commit_writes.record((target - durable) as f64);
                 let _ = c.durable.send_replace(Ok(target));
             }
             Err((StoreError::Full(m), covered)) => {

@@ -1,0 +1,77 @@
+//! The metrics the runtime records, through the [`metrics`] facade, where things happen.
+//!
+//! The runtime records; it never chooses where the numbers go. The process installs one
+//! recorder (the node installs a Prometheus one and serves its text at `/metrics`); without
+//! one, every record is a no-op. A recorder is process-wide, so these series are the
+//! process's: one node per process, as `troupe node` runs. Tests that run several runtimes in
+//! one process give each test its own recorder on its own thread
+//! ([`metrics::set_default_local_recorder`] under a current-thread tokio runtime, where every
+//! task of the test's runtimes runs).
+//!
+//! What is per message (frames and envelopes on links) is not recorded here: it is counted in
+//! the transport's atomics and read at scrape time ([`crate::Runtime::transport_stats`]), so
+//! the hot path pays nothing for metrics. What is recorded here is rarer: a member restart, a
+//! group commit (one per flush, for many writes), a chaos kill, a benchmark run.
+//!
+//! Histograms are histograms to the facade; the recorder decides how to keep each: the node
+//! keeps restart times as a summary (quantiles) and the store's as histograms with the buckets
+//! given here (they add up across nodes).
+//!
+//! ```
+//! use troupe_runtime::metrics::{MEMBER_RESTART_SECONDS, describe};
+//!
+//! describe(); // no recorder installed: does nothing, and neither does this:
+//! metrics::histogram!(MEMBER_RESTART_SECONDS, "service" => "echo").record(0.002);
+//! ```
+
+use metrics::{Unit, describe_counter, describe_histogram};
+
+/// Summary, seconds, label `service`: from a member's death to its replacement running.
+pub const MEMBER_RESTART_SECONDS: &str = "troupe_member_restart_seconds";
+/// Histogram, seconds: one group commit, from the start of its flush to durable.
+pub const STORE_COMMIT_SECONDS: &str = "troupe_store_commit_seconds";
+/// The buckets of [`STORE_COMMIT_SECONDS`]: a flush of a small write takes about 0.1 ms on a
+/// quiet disk, a busy or failing one seconds.
+pub const STORE_COMMIT_SECONDS_BUCKETS: &[f64] = &[
+    0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
+];
+/// Histogram: how many writes one group commit made durable (one flush for all of them).
+pub const STORE_COMMIT_WRITES: &str = "troupe_store_commit_writes";
+/// The buckets of [`STORE_COMMIT_WRITES`]: powers of two, exact for counts (a write is
+/// counted in the first bucket at least its size).
+pub const STORE_COMMIT_WRITES_BUCKETS: &[f64] = &[
+    1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0, 4096.0,
+];
+/// Counter, label `service`: members killed here on request (failure injection).
+pub const CHAOS_KILLS: &str = "troupe_chaos_kills_total";
+/// Counter, labels `service`, `mode`: benchmarks this node drove to the end.
+pub const BENCH_RUNS: &str = "troupe_bench_runs_total";
+
+/// Tells the current recorder what each series means. Call it once after installing one.
+pub fn describe() {
+    describe_histogram!(
+        MEMBER_RESTART_SECONDS,
+        Unit::Seconds,
+        "Time from a member's death to its replacement running, on this node."
+    );
+    describe_histogram!(
+        STORE_COMMIT_SECONDS,
+        Unit::Seconds,
+        "Time of one group commit of this node's store, from the start of its flush to durable."
+    );
+    describe_histogram!(
+        STORE_COMMIT_WRITES,
+        Unit::Count,
+        "Writes made durable by one group commit of this node's store."
+    );
+    describe_counter!(
+        CHAOS_KILLS,
+        Unit::Count,
+        "Members killed on this node on request (failure injection)."
+    );
+    describe_counter!(
+        BENCH_RUNS,
+        Unit::Count,
+        "Benchmarks this node drove to the end."
+    );
+}
