@@ -21,12 +21,14 @@
 //! - [`kv`]: the built-in sharded, persistent key-value service (the example to copy).
 //! - [`telemetry`]: W3C trace context carried through every hop.
 //! - [`metrics`]: the series the runtime records through the `metrics` facade.
-//! - [`backoff`], [`hash`]: exponential backoff with jitter; stable hashing.
+//! - [`backoff`], [`hash`], `deadline`: exponential backoff with jitter; stable hashing; how
+//!   long a sender may wait.
 //! - [`error`]: [`RuntimeError`] and the [`ErrorKind`] the edge maps to a status.
 
 pub mod backoff;
 pub mod bench;
 pub mod cluster;
+mod deadline;
 pub mod echo;
 pub mod entity;
 pub mod error;

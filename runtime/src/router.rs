@@ -17,7 +17,7 @@
 
 use std::collections::HashMap;
 use std::marker::PhantomData;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize};
 use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
@@ -26,107 +26,25 @@ use tokio::sync::oneshot;
 use tokio::time::{Instant, timeout_at};
 
 use crate::cluster::NodeId;
-use crate::registry::balance::{Balance, Balancer, Candidate, PickInput};
-use crate::registry::{LocalHandle, MemberSlot, Registry};
+use crate::deadline::Patience;
+use crate::registry::Registry;
+use crate::registry::balance::Balance;
 use crate::service::{
     CallError, CallOptions, Envelope, MemberMsg, ReplyTo, Service, Target as WireTarget, decode,
     encode,
 };
 use crate::shard::ShardTable;
 use crate::telemetry::{self, TraceContext};
-use crate::transport::{LinkSlot, Transport};
 
-/// One member a router can send to.
-struct Target<S: Service> {
-    node: NodeId,
-    slot: MemberSlot,
-    outstanding: Arc<AtomicUsize>,
-    local: Option<Arc<LocalHandle<S>>>,
-    /// The link slot of a remote member's node.
-    link: Option<Arc<LinkSlot>>,
-}
+mod local;
+mod sharded;
+mod view;
 
-/// A set of targets a pick may choose from, with their balancer candidates.
-#[derive(Default)]
-struct Pool {
-    indices: Vec<usize>,
-    candidates: Vec<Candidate>,
-}
+use view::{Target, View};
 
-impl Pool {
-    fn push(&mut self, index: usize, candidate: Candidate) {
-        self.indices.push(index);
-        self.candidates.push(candidate);
-    }
-}
-
-struct View<S: Service> {
-    epoch: u64,
-    targets: Vec<Target<S>>,
-    /// Every target.
-    all: Pool,
-    /// The local targets.
-    local: Pool,
-    /// The targets of each node.
-    by_node: Vec<(NodeId, Pool)>,
-}
-
-impl<S: Service> View<S> {
-    fn empty() -> Self {
-        Self {
-            epoch: 0,
-            targets: Vec::new(),
-            all: Pool::default(),
-            local: Pool::default(),
-            by_node: Vec::new(),
-        }
-    }
-}
-
-/// How long a sender may wait for room: computing a deadline reads the clock, so a cast that
-/// finds room at once never does.
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum Patience {
-    /// Until this instant.
-    Until(Instant),
-    /// For this long from when waiting starts.
-    For(std::time::Duration),
-}
-
-impl Patience {
-    pub(crate) fn deadline(self) -> Instant {
-        match self {
-            Self::Until(deadline) => deadline,
-            Self::For(timeout) => Instant::now() + timeout,
-        }
-    }
-
-    /// The deadline, computed on first use and the same afterwards.
-    fn deadline_later(self) -> LazyDeadline {
-        LazyDeadline {
-            patience: self,
-            at: std::cell::Cell::new(None),
-        }
-    }
-}
-
-struct LazyDeadline {
-    patience: Patience,
-    at: std::cell::Cell<Option<Instant>>,
-}
-
-impl LazyDeadline {
-    fn get(&self) -> Instant {
-        match self.at.get() {
-            Some(at) => at,
-            None => {
-                let at = self.patience.deadline();
-                self.at.set(Some(at));
-                at
-            }
-        }
-    }
-}
+use crate::transport::Transport;
+pub(crate) use local::send_local;
+use local::{InFlight, request_of, try_send_local};
 
 struct Inner<S: Service> {
     registry: Arc<Registry>,
@@ -197,128 +115,6 @@ impl<S: Service> Router<S> {
         Self {
             inner: Arc::new(inner),
         }
-    }
-
-    fn view(&self) -> Arc<View<S>> {
-        let epoch = self.inner.registry.epoch();
-        let view = self.inner.view.load_full();
-        if view.epoch == epoch {
-            return view;
-        }
-        let fresh = Arc::new(self.build_view());
-        self.inner.view.store(Arc::clone(&fresh));
-        fresh
-    }
-
-    fn build_view(&self) -> View<S> {
-        let members = self.inner.registry.members(S::NAME);
-        let mut outstanding = self
-            .inner
-            .outstanding
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        let mut view = View::empty();
-        view.epoch = members.epoch;
-        for m in members.members {
-            let identity = Candidate::identity_of(m.node.as_str(), m.slot.index);
-            let candidate = Candidate {
-                identity,
-                outstanding: 0,
-            };
-            let index = view.targets.len();
-            let handle = m.local.and_then(|h| h.downcast::<LocalHandle<S>>().ok());
-            if handle.is_some() {
-                view.local.push(index, candidate);
-            }
-            view.all.push(index, candidate);
-            match view.by_node.iter_mut().find(|(node, _)| *node == m.node) {
-                Some((_, pool)) => pool.push(index, candidate),
-                None => {
-                    let mut pool = Pool::default();
-                    pool.push(index, candidate);
-                    view.by_node.push((m.node.clone(), pool));
-                }
-            }
-            view.targets.push(Target {
-                link: if handle.is_none() {
-                    self.inner.transport.slot(&m.node)
-                } else {
-                    None
-                },
-                node: m.node,
-                slot: m.slot,
-                outstanding: Arc::clone(outstanding.entry(identity).or_default()),
-                local: handle,
-            });
-        }
-        view
-    }
-
-    /// Picks a target index, honouring the node and slot filters, local preference and
-    /// exclusions (targets that already failed this request).
-    fn pick(&self, view: &View<S>, options: &CallOptions, excluded: &[usize]) -> Option<usize> {
-        let empty = Pool::default();
-        let pool = match &options.node {
-            Some(node) => view
-                .by_node
-                .iter()
-                .find(|(n, _)| n == node)
-                .map_or(&empty, |(_, p)| p),
-            None if self.inner.prefer_local && !view.local.indices.is_empty() => &view.local,
-            None => &view.all,
-        };
-        let input = PickInput {
-            counter: self.inner.counter.fetch_add(1, Ordering::Relaxed),
-            random: if self.inner.balance == Balance::LeastOutstanding {
-                [rand::random(), rand::random()]
-            } else {
-                [0, 0]
-            },
-            key: options.key,
-        };
-        let plain = excluded.is_empty()
-            && options.member.is_none()
-            && self.inner.balance != Balance::LeastOutstanding;
-        if plain {
-            // The common case: no filtering, no allocation.
-            return self
-                .inner
-                .balance
-                .pick(&pool.candidates, &input)
-                .map(|chosen| pool.indices[chosen]);
-        }
-        let mut indices: Vec<usize> = pool
-            .indices
-            .iter()
-            .copied()
-            .filter(|i| !excluded.contains(i))
-            .filter(|i| {
-                options
-                    .member
-                    .is_none_or(|m| view.targets[*i].slot.index == m)
-            })
-            .collect();
-        if indices.is_empty() && options.node.is_none() && !excluded.is_empty() {
-            // Local preference exhausted by failures: fall back to any member.
-            indices = view
-                .all
-                .indices
-                .iter()
-                .copied()
-                .filter(|i| !excluded.contains(i))
-                .collect();
-        }
-        let candidates: Vec<Candidate> = indices
-            .iter()
-            .map(|i| Candidate {
-                identity: view.all.candidates[*i].identity,
-                outstanding: view.targets[*i].outstanding.load(Ordering::Relaxed),
-            })
-            .collect();
-        self.inner
-            .balance
-            .pick(&candidates, &input)
-            .map(|chosen| indices[chosen])
     }
 
     fn no_member(&self) -> CallError {
@@ -576,104 +372,6 @@ impl<S: Service> Router<S> {
         }
     }
 
-    /// The shard that owns `key`, and its node (None if the service is not sharded, or the
-    /// shard is not served now: see [`Router::call_sharded`]).
-    pub fn shard_of(&self, key: &[u8]) -> Option<(u32, NodeId)> {
-        self.inner.shards.as_ref()?.route(key).ok()
-    }
-
-    /// [`Router::shard_of`], waiting until `deadline` for the nodes to agree on the placement
-    /// (right after a node starts).
-    pub async fn shard_of_by(&self, key: &[u8], deadline: Instant) -> Option<(u32, NodeId)> {
-        self.inner
-            .shards
-            .as_ref()?
-            .route_by(key, deadline)
-            .await
-            .ok()
-    }
-
-    /// Sends a request to the shard that owns `key`, and waits for the reply.
-    ///
-    /// The request reaches that shard or nothing: never another shard. While the shard's node
-    /// is down this fails at once with [`CallError::ShardUnavailable`] (the caller may retry
-    /// later: nothing moved, nothing is lost). While the shard itself is restarting on a live
-    /// node, the call waits for it, up to its deadline. A failure after the request reached
-    /// the shard ([`crate::ErrorKind::OutcomeUnknown`]) is returned as it is, and is retried
-    /// only for an idempotent request.
-    pub async fn call_sharded(
-        &self,
-        key: &[u8],
-        request: S::Request,
-        options: CallOptions,
-    ) -> Result<S::Response, CallError>
-    where
-        S::Request: Clone,
-    {
-        let Some(shards) = &self.inner.shards else {
-            return Err(CallError::BadMessage(format!(
-                "service {} is not sharded",
-                S::NAME
-            )));
-        };
-        let deadline = options.deadline();
-        // A shard whose data is not where it would be served answers why, never from an empty
-        // keyspace elsewhere; until the nodes agree where the data is, the call waits, but only
-        // while the nodes it waits to hear from are up (a node that is down cannot answer: the
-        // call fails at once, as for a shard on a down node).
-        let (shard, node) = loop {
-            let step = deadline.min(Instant::now() + std::time::Duration::from_millis(50));
-            match shards.route_by(key, step).await {
-                Ok(found) => break found,
-                Err(e) => {
-                    let view = shards.view();
-                    let down = view.waiting_for.iter().any(|peer| {
-                        NodeId::try_new(peer).is_ok_and(|id| !self.inner.registry.is_routable(&id))
-                    });
-                    if view.agreed || down || Instant::now() >= deadline {
-                        return Err(e);
-                    }
-                }
-            }
-        };
-        let unavailable = || CallError::ShardUnavailable {
-            service: S::NAME.to_string(),
-            shard,
-            node: node.to_string(),
-        };
-        loop {
-            if !self.inner.registry.is_routable(&node) {
-                return Err(unavailable());
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            let attempt = CallOptions {
-                timeout: Some(left),
-                node: Some(node.clone()),
-                member: Some(shard),
-                key: None,
-                idempotent: options.idempotent,
-            };
-            let result = self.call(request.clone(), attempt).await;
-            if let Err(e) = &result {
-                tracing::debug!(service = S::NAME, shard, node = %node, error = %e, "sharded call failed");
-            }
-            match result {
-                // The node is up but the shard is not running (it is restarting, or died with
-                // the request queued) or the link to it is being dialled: nothing was applied,
-                // so wait a little and look again.
-                Err(CallError::NoMember(_) | CallError::Unreachable(_) | CallError::Dropped)
-                    if Instant::now() < deadline =>
-                {
-                    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-                }
-                Err(CallError::NoMember(_) | CallError::Unreachable(_) | CallError::Dropped) => {
-                    return Err(unavailable());
-                }
-                other => return other,
-            }
-        }
-    }
-
     /// Calls counted in flight over all members, for tests.
     #[cfg(test)]
     pub(crate) fn num_outstanding(&self) -> usize {
@@ -682,7 +380,7 @@ impl<S: Service> Router<S> {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .values()
-            .map(|c| c.load(Ordering::Relaxed))
+            .map(|c| c.load(std::sync::atomic::Ordering::Relaxed))
             .sum()
     }
 
@@ -693,78 +391,5 @@ impl<S: Service> Router<S> {
             .iter()
             .map(|t| (t.node.clone(), t.slot.index))
             .collect()
-    }
-}
-
-/// One call in flight to a member, counted for the least-outstanding balancer until dropped.
-struct InFlight<'a>(&'a AtomicUsize);
-
-impl<'a> InFlight<'a> {
-    fn new(count: &'a AtomicUsize) -> Self {
-        count.fetch_add(1, Ordering::Relaxed);
-        Self(count)
-    }
-}
-
-impl Drop for InFlight<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-/// Delivers to a local member without waiting: `Err` gives the message back with the reason
-/// (full, or the member is gone).
-fn try_send_local<S: Service>(
-    handle: &LocalHandle<S>,
-    message: MemberMsg<S>,
-) -> Result<(), (CallError, Option<MemberMsg<S>>)> {
-    if !handle.mailbox.try_reserve(1) {
-        return Err((CallError::Overloaded, Some(message)));
-    }
-    match handle.actor.send_message(message) {
-        Ok(()) => Ok(()),
-        Err(e) => {
-            handle.mailbox.release(1);
-            let message = match e {
-                ractor::MessagingErr::SendErr(message) => Some(message),
-                _ => None,
-            };
-            Err((CallError::NoMember(S::NAME.into()), message))
-        }
-    }
-}
-
-/// Delivers to a local member: waits for mailbox room until the deadline. On failure, gives the
-/// message back when it was not queued.
-pub(crate) async fn send_local<S: Service>(
-    handle: &LocalHandle<S>,
-    message: MemberMsg<S>,
-    patience: Patience,
-) -> Result<(), (CallError, Option<MemberMsg<S>>)> {
-    let deadline = patience.deadline_later();
-    let mut message = message;
-    loop {
-        match try_send_local(handle, message) {
-            Err((CallError::Overloaded, Some(back))) => {
-                let deadline = deadline.get();
-                if !handle.mailbox.reserve(1, deadline).await {
-                    return Err((CallError::Overloaded, Some(back)));
-                }
-                // Room came; give it back and take it like any sender (another may be quicker:
-                // then wait again, until the same deadline).
-                handle.mailbox.release(1);
-                message = back;
-            }
-            other => return other,
-        }
-    }
-}
-
-/// The request inside a message that was given back unsent.
-fn request_of<S: Service>(message: Option<MemberMsg<S>>) -> Option<S::Request> {
-    match message? {
-        MemberMsg::Cast(request, _) => Some(request),
-        MemberMsg::One(envelope) => Some(envelope.request),
-        MemberMsg::Batch(_) => None,
     }
 }

@@ -8,7 +8,8 @@ use tokio::time::Duration;
 
 use super::*;
 use crate::cluster::NodeSpec;
-use crate::service::{MemberInfo, RequestContext, ServiceError};
+use crate::registry::LocalHandle;
+use crate::service::{CallError, CallOptions, MemberInfo, RequestContext, ServiceError};
 
 /// Two distinct free ports (held together while chosen, so that they differ).
 fn free_ports() -> (u16, u16) {

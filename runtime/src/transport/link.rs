@@ -36,7 +36,7 @@ use super::handshake::Keys;
 use super::wire::{Incoming, Now, Outgoing, Reader};
 use super::{Core, Stats};
 use crate::cluster::NodeId;
-use crate::router::Patience;
+use crate::deadline::Patience;
 use crate::service::{CallError, RemoteDelivery, ReplySink, Target};
 use crate::telemetry::TraceContext;
 
