@@ -17,8 +17,9 @@
 //!   replies, domain errors; replies after durability.
 //! - [`supervisor`]: restart strategies, backoff and intensity limits over ractor supervision.
 //! - [`runtime`]: [`Runtime`], one node's runtime behind one handle.
-//! - [`echo`], [`bench`]: the built-in diagnostic service and the throughput benchmark.
-//! - [`kv`]: the built-in sharded, persistent key-value service (the example to copy).
+//! - [`builtin`]: the built-in services, together: [`echo`] (diagnostics), [`kv`] (the
+//!   sharded key-value store, the example to copy), the node's system service and the
+//!   [`bench`] driver.
 //! - [`telemetry`]: W3C trace context carried through every hop.
 //! - [`metrics`]: the series the runtime records through the `metrics` facade.
 //! - [`backoff`], [`hash`], `deadline`: exponential backoff with jitter; stable hashing; how
@@ -26,14 +27,12 @@
 //! - [`error`]: [`RuntimeError`] and the [`ErrorKind`] the edge maps to a status.
 
 pub mod backoff;
-pub mod bench;
+pub mod builtin;
 pub mod cluster;
 mod deadline;
-pub mod echo;
 pub mod entity;
 pub mod error;
 pub mod hash;
-pub mod kv;
 pub mod metrics;
 pub mod registry;
 pub mod router;
@@ -42,10 +41,11 @@ pub mod service;
 pub mod shard;
 pub mod store;
 pub mod supervisor;
-mod system;
 pub mod telemetry;
 pub mod transport;
 
+pub(crate) use builtin::system;
+pub use builtin::{bench, echo, kv};
 pub use cluster::{
     Cluster, ClusterEvent, ClusterSettings, ClusterView, NodeId, NodeSpec, NodeStatus, PeerView,
 };
