@@ -287,7 +287,7 @@ impl<S: Service> Router<S> {
                     if (e.not_applied() || (options.idempotent && e.is_retryable()))
                         && Instant::now() < deadline =>
                 {
-                    tracing::debug!(service = S::NAME, node = %target.node, error = %e, "call failed; retrying on another member");
+                    tracing::debug!(service = S::NAME, member_node = %target.node, error = %e, "call failed; retrying on another member");
                     excluded.push(i);
                     if excluded.len() >= view.targets.len() {
                         // Every member failed once: start over (they may be back) after a pause.

@@ -87,7 +87,7 @@ impl<S: Service> Router<S> {
             };
             let result = self.call(request.clone(), attempt).await;
             if let Err(e) = &result {
-                tracing::debug!(service = S::NAME, shard, node = %node, error = %e, "sharded call failed");
+                tracing::debug!(service = S::NAME, shard, shard_node = %node, error = %e, "sharded call failed");
             }
             match result {
                 // The node is up but the shard is not running (it is restarting, or died with
