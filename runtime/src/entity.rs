@@ -94,7 +94,7 @@ use serde::de::DeserializeOwned;
 use tokio::time::Duration;
 
 pub use call::{AskError, EntityRef};
-pub use service::{EntityRequest, EntityResponse, EntityService, Failure, Shard};
+pub use service::{EntityRequest, EntityResponse, EntityService, Failure};
 
 /// A kind of entity: its id, its state, its commands and its domain error.
 pub trait Entity: Send + Sync + Sized + 'static {

@@ -56,36 +56,6 @@ pub(super) fn run<E: Entity, C: Command<E>>(
     }
 }
 
-/// The store key of a shard's batch counter.
-const BATCH_KEY: &[u8] = b"m/batch";
-
-/// One shard of an entity service: its keyspace, and the number of the next batch it writes.
-///
-/// A shard's writes form an ordered sequence of numbered batches: every batch carries its
-/// number (the counter is written in the same batch), so the sequence survives restarts and
-/// can be replayed elsewhere in order (replicating a shard to other nodes builds on it).
-#[derive(Debug)]
-pub struct Shard {
-    keyspace: Keyspace,
-    next_batch: u64,
-}
-
-impl Shard {
-    /// Opens a shard over its claimed keyspace.
-    pub fn open(keyspace: Keyspace) -> Result<Self, crate::store::StoreError> {
-        let next_batch = keyspace.get::<u64>(BATCH_KEY)?.map_or(1, |last| last + 1);
-        Ok(Self {
-            keyspace,
-            next_batch,
-        })
-    }
-
-    /// The number of the last batch this shard wrote (0: none yet).
-    pub fn last_batch(&self) -> u64 {
-        self.next_batch - 1
-    }
-}
-
 /// Hosts the shards of entity `E` (see [`crate::Runtime::host`]).
 pub struct EntityService<E: Entity> {
     commands: Commands<E>,
@@ -115,14 +85,13 @@ impl<E: Entity> EntityService<E> {
         }
     }
 
-    /// Runs one command against `shard`: the reply waits in `rcx` for durability.
+    /// Runs one command against `keyspace`: the reply waits in `rcx` for durability.
     pub(crate) fn apply(
         &self,
-        shard: &mut Shard,
+        keyspace: &Keyspace,
         request: &EntityRequest,
         rcx: &RequestContext<'_>,
     ) -> EntityResponse {
-        let keyspace = &shard.keyspace;
         let Some(handler) = self.commands.get(&request.command) else {
             return Err(Failure::UnknownCommand(request.command.clone()));
         };
@@ -152,14 +121,9 @@ impl<E: Entity> EntityService<E> {
                         batch.delete(&key);
                     }
                 }
-                batch
-                    .put(BATCH_KEY, &shard.next_batch)
-                    .map_err(|e| Failure::Store(e.to_string()))?;
-                let durable = keyspace
+                keyspace
                     .apply(batch)
-                    .map_err(|e| Failure::Store(e.to_string()))?;
-                shard.next_batch += 1;
-                durable
+                    .map_err(|e| Failure::Store(e.to_string()))?
             }
         };
         rcx.reply_when_durable(durable);
@@ -171,26 +135,26 @@ impl<E: Entity> Service for EntityService<E> {
     const NAME: &'static str = E::NAME;
     type Request = EntityRequest;
     type Response = EntityResponse;
-    /// A shard's state is its keyspace (entities are read from it per command: sled caches
-    /// what is hot) and its batch counter.
-    type State = Shard;
+    /// A shard's state is its keyspace: entities are read from it per command (sled caches
+    /// what is hot).
+    type State = Keyspace;
 
-    async fn init(&self, member: &MemberInfo) -> Result<Shard, ServiceError> {
+    async fn init(&self, member: &MemberInfo) -> Result<Keyspace, ServiceError> {
         if !member.sharded {
             return Err(ServiceError(format!(
                 "entity service {} must be configured with shards",
                 E::NAME
             )));
         }
-        Shard::open(member.keyspace().await?).map_err(|e| ServiceError(e.to_string()))
+        member.keyspace().await
     }
 
     async fn handle(
         &self,
-        shard: &mut Shard,
+        keyspace: &mut Keyspace,
         request: EntityRequest,
         cx: &RequestContext<'_>,
     ) -> EntityResponse {
-        self.apply(shard, &request, cx)
+        self.apply(keyspace, &request, cx)
     }
 }

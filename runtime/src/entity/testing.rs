@@ -34,11 +34,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use super::call::AskError;
-use super::service::{EntityRequest, EntityService, Failure, Shard};
+use super::service::{EntityRequest, EntityService, Failure};
 use super::{Command, Entity};
 use crate::cluster::NodeId;
 use crate::service::{CallError, MemberInfo, RequestContext, decode, encode};
-use crate::store::{Engine, Store, StoreError};
+use crate::store::{Engine, Keyspace, Store, StoreError};
 
 /// The cache of a harness's store.
 const CACHE_BYTES: u64 = 8 * 1024 * 1024;
@@ -51,9 +51,7 @@ pub struct Harness<E: Entity> {
     engine: Option<Arc<dyn Engine>>,
     service: EntityService<E>,
     member: MemberInfo,
-    /// A std mutex: held only while a command runs, never across an await (as the member
-    /// actor runs one command at a time).
-    shard: Option<(Store, std::sync::Mutex<Shard>)>,
+    shard: Option<(Store, Keyspace)>,
 }
 
 impl<E: Entity> std::fmt::Debug for Harness<E> {
@@ -117,7 +115,7 @@ impl<E: Entity> Harness<E> {
             .claim(&format!("{}/0", E::NAME), tokio::time::Duration::ZERO)
             .await?;
         self.member = member_info(E::NAME, Some(store.clone()));
-        self.shard = Some((store, std::sync::Mutex::new(Shard::open(keyspace)?)));
+        self.shard = Some((store, keyspace));
         Ok(())
     }
 
@@ -145,7 +143,7 @@ impl<E: Entity> Harness<E> {
         id: E::Id,
         command: C,
     ) -> Result<C::Reply, AskError<E::Error>> {
-        let Some((_, shard)) = &self.shard else {
+        let Some((_, keyspace)) = &self.shard else {
             return Err(AskError::Call(CallError::NoMember(E::NAME.to_string())));
         };
         let request = EntityRequest {
@@ -154,10 +152,7 @@ impl<E: Entity> Harness<E> {
             payload: encode(&command)?,
         };
         let cx = RequestContext::new(&self.member, None, None);
-        let answer = {
-            let mut shard = shard.lock().unwrap_or_else(|p| p.into_inner());
-            self.service.apply(&mut shard, &request, &cx)
-        };
+        let answer = self.service.apply(keyspace, &request, &cx);
         let after = cx
             .reply_after
             .into_inner()
@@ -174,13 +169,6 @@ impl<E: Entity> Harness<E> {
             Err(Failure::Store(e)) => Err(AskError::Store(e)),
             Err(other) => Err(AskError::Call(CallError::BadMessage(other.to_string()))),
         }
-    }
-
-    /// The number of the last batch the shard wrote (0: none yet).
-    pub fn last_batch(&self) -> u64 {
-        self.shard.as_ref().map_or(0, |(_, shard)| {
-            shard.lock().unwrap_or_else(|p| p.into_inner()).last_batch()
-        })
     }
 
     /// Drops the shard and its store as a crash would (nothing is flushed on the way out) and
