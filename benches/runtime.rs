@@ -6,6 +6,7 @@
 //! cargo bench --bench runtime -- remote      # two node processes on 127.0.0.1
 //! cargo bench --bench runtime -- memory      # bytes per idle member, a node's RSS at rest
 //! cargo bench --bench runtime -- store       # durable commits, routed shard puts, disk use
+//! cargo bench --bench runtime -- scale       # kv at 16/256/4096 shards, echo at 2/64/1024 members
 //! ```
 //!
 //! - local: one-way sends to a service member through `Router::cast` (registry, balancer,
@@ -20,6 +21,7 @@
 //! - store: durable commits per second through the store's group commit, one writer and 64,
 //!   beside a bare sled insert+flush loop on the same disk; durable kv puts routed from one
 //!   node to shards on another; disk and memory after 1,000,000 small writes.
+//! - scale: how cost grows with a node's shards and members (two node processes, 64 in flight).
 //!
 //! The machine is noisy (2 shared cores): each figure is the median of several runs, and
 //! only the ratio to the baseline of the same run is meant to be compared across machines.
@@ -108,6 +110,9 @@ fn main() {
     }
     if wanted("store") {
         rt.block_on(store());
+    }
+    if wanted("scale") {
+        rt.block_on(scale());
     }
 }
 
@@ -294,6 +299,12 @@ impl Drop for TwoNodes {
 }
 
 async fn two_nodes() -> TwoNodes {
+    two_nodes_with("", 2).await
+}
+
+/// Two nodes with `extra` appended to their configuration, ready once each hosts
+/// `echo_members` echo members.
+async fn two_nodes_with(extra: &str, echo_members: u64) -> TwoNodes {
     let dir = tempfile::tempdir().unwrap();
     let mut text = String::from("[cluster]\ndata_dir = \"data\"\n[log]\nlevel = \"warn\"\n");
     let mut http = Vec::new();
@@ -307,6 +318,8 @@ async fn two_nodes() -> TwoNodes {
             ports[3 * i + 2]
         ));
     }
+    text.push('\n');
+    text.push_str(extra);
     let config = dir.path().join("cluster.toml");
     std::fs::write(&config, text).unwrap();
     let children = ["n1", "n2"]
@@ -353,7 +366,7 @@ async fn two_nodes() -> TwoNodes {
                 .is_some_and(|e| {
                     e["members"]
                         .as_array()
-                        .is_some_and(|m| m.iter().all(|c| c["count"] == 2))
+                        .is_some_and(|m| m.iter().all(|c| c["count"] == echo_members))
                 });
             if !echo_everywhere {
                 tokio::time::sleep(Duration::from_millis(100)).await;
@@ -677,4 +690,45 @@ fn dir_size(path: &std::path::Path) -> u64 {
                 .sum()
         })
         .unwrap_or(0)
+}
+
+/// How cost grows with the number of shards and members: durable kv puts n1 -> shards on n2 at
+/// 16, 256 and 4,096 shards, and echo calls n1 -> n2 at 2, 64 and 1,024 members per node, all
+/// with 64 in flight.
+async fn scale() {
+    println!("scale, two processes, 64 in flight, 3 s each:");
+    let client = reqwest::Client::new();
+    for shards in [16u32, 256, 4096] {
+        let nodes = two_nodes_with(&format!("[services.kv]\nshards = {shards}\n"), 2).await;
+        // The shards start once the nodes agree where they are; the bench waits for that.
+        let report: Value = client
+            .post(format!("http://127.0.0.1:{}/admin/bench", nodes.http[0]))
+            .json(&json!({"target_node": "n2", "mode": "call", "service": "kv", "payload_bytes": 32, "duration_ms": 3000, "in_flight": 64}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        println!(
+            "  kv puts, {shards:>4} shards          {:>8.0} durable puts/s  p50 {:>5} us  p99 {:>6} us",
+            report["per_second"].as_f64().unwrap_or(0.0),
+            report["latency_us"]["p50"],
+            report["latency_us"]["p99"]
+        );
+    }
+    for members in [2u64, 64, 1024] {
+        let nodes = two_nodes_with(
+            &format!("[services.echo]\nmembers_per_node = {members}\n"),
+            members,
+        )
+        .await;
+        let report = troupe_bench(nodes.http[0], "call", 64, 3000).await;
+        println!(
+            "  echo calls, {members:>4} members/node  {:>8.0} calls/s        p50 {:>5} us  p99 {:>6} us",
+            report["per_second"].as_f64().unwrap_or(0.0),
+            report["latency_us"]["p50"],
+            report["latency_us"]["p99"]
+        );
+    }
 }
