@@ -390,6 +390,19 @@ async fn troupe_bench(port: u16, mode: &str, in_flight: usize, duration_ms: u64)
         .unwrap()
 }
 
+/// Durable kv puts from the node on `port` to the shards on n2, 64 in flight, for 3 s.
+async fn kv_bench(port: u16) -> Value {
+    reqwest::Client::new()
+        .post(format!("http://127.0.0.1:{port}/admin/bench"))
+        .json(&json!({"target_node": "n2", "mode": "call", "service": "kv", "payload_bytes": 32, "duration_ms": 3000, "in_flight": 64}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
 async fn remote() {
     const ROUNDS: usize = 3;
     const MS: u64 = 3000;
@@ -659,16 +672,7 @@ async fn store() {
 
     // Durable kv puts from n1 to the shards on n2, 64 in flight.
     let nodes = two_nodes().await;
-    let client = reqwest::Client::new();
-    let report: Value = client
-        .post(format!("http://127.0.0.1:{}/admin/bench", nodes.http[0]))
-        .json(&json!({"target_node": "n2", "mode": "call", "service": "kv", "payload_bytes": 32, "duration_ms": 3000, "in_flight": 64}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let report = kv_bench(nodes.http[0]).await;
     println!(
         "  kv puts routed n1 -> shards on n2, 64 in flight: {:.0} durable puts/s, p50 {} us, p99 {} us",
         report["per_second"].as_f64().unwrap_or_default(),
@@ -697,19 +701,10 @@ fn dir_size(path: &std::path::Path) -> u64 {
 /// with 64 in flight.
 async fn scale() {
     println!("scale, two processes, 64 in flight, 3 s each:");
-    let client = reqwest::Client::new();
     for shards in [16u32, 256, 4096] {
         let nodes = two_nodes_with(&format!("[services.kv]\nshards = {shards}\n"), 2).await;
         // The shards start once the nodes agree where they are; the bench waits for that.
-        let report: Value = client
-            .post(format!("http://127.0.0.1:{}/admin/bench", nodes.http[0]))
-            .json(&json!({"target_node": "n2", "mode": "call", "service": "kv", "payload_bytes": 32, "duration_ms": 3000, "in_flight": 64}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let report = kv_bench(nodes.http[0]).await;
         println!(
             "  kv puts, {shards:>4} shards          {:>8.0} durable puts/s  p50 {:>5} us  p99 {:>6} us",
             report["per_second"].as_f64().unwrap_or(0.0),

@@ -110,18 +110,23 @@ async fn verify(cluster: &TestCluster, node: &str, acked: &Acked) -> usize {
     expected.len()
 }
 
+/// A kv shard that lives on `node`, once n1 has agreed where the shards are.
+async fn a_kv_shard_on(cluster: &TestCluster, node: &str) -> u32 {
+    wait_until("kv shards placed", Duration::from_secs(30), || async {
+        cluster.shard_map("n1", "kv").await.len() == KV_SHARDS as usize
+    })
+    .await;
+    let map = cluster.shard_map("n1", "kv").await;
+    map.iter().position(|n| n == node).unwrap() as u32
+}
+
 /// Fault 1 of the hardening review: a caller that still holds the pid of a shard that just
 /// restarted had its write handed to another shard, acknowledged, and then not found.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writes_to_a_shard_killed_over_and_over_land_in_that_shard() {
     let mut cluster = TestCluster::new(3);
     cluster.start_formed().await;
-    wait_until("kv shards placed", Duration::from_secs(30), || async {
-        cluster.shard_map("n1", "kv").await.len() == KV_SHARDS as usize
-    })
-    .await;
-    let map = cluster.shard_map("n1", "kv").await;
-    let shard = map.iter().position(|n| n == "n2").unwrap() as u32;
+    let shard = a_kv_shard_on(&cluster, "n2").await;
     let stop = Arc::new(AtomicBool::new(false));
     let acked: Acked = Arc::default();
     let unknown = Arc::new(AtomicU64::new(0));
@@ -184,12 +189,7 @@ async fn writes_to_a_shard_killed_over_and_over_land_in_that_shard() {
 async fn a_write_to_a_frozen_node_is_outcome_unknown_and_expires_there() {
     let mut cluster = TestCluster::new(3);
     cluster.start_formed().await;
-    wait_until("kv shards placed", Duration::from_secs(30), || async {
-        cluster.shard_map("n1", "kv").await.len() == KV_SHARDS as usize
-    })
-    .await;
-    let map = cluster.shard_map("n1", "kv").await;
-    let shard = map.iter().position(|n| n == "n2").unwrap() as u32;
+    let shard = a_kv_shard_on(&cluster, "n2").await;
     let key = keys_of_shard("frozen", shard, 1).remove(0);
     // The shard serves through n1 (its node is up, the shard is running and known to n1).
     wait_until(
