@@ -152,6 +152,15 @@ async fn node(dir: &std::path::Path) -> Runtime {
     runtime
 }
 
+/// One ask of `e`: a durable write, or a read.
+async fn ask(e: EntityRef<Probe>, write: bool) {
+    if write {
+        e.ask(Bump).await.unwrap();
+    } else {
+        e.ask(Read).await.unwrap();
+    }
+}
+
 /// p50 and p99 of `SEQUENTIAL` sequential runs of `one`, in microseconds.
 async fn latency<F, Fut>(mut one: F) -> (f64, f64)
 where
@@ -236,25 +245,13 @@ fn main() {
         for (name, write) in [("entity ask, read", false), ("entity ask, durable write", true)] {
             let (p50, p99) = latency(|i| {
                 let e = entity(i);
-                async move {
-                    if write {
-                        e.ask(Bump).await.unwrap();
-                    } else {
-                        e.ask(Read).await.unwrap();
-                    }
-                }
+                ask(e, write)
             })
             .await;
             let runtime = runtime.clone();
             let rate = throughput(move |i| {
                 let e = runtime.entity::<Probe>(i % 4096);
-                async move {
-                    if write {
-                        e.ask(Bump).await.unwrap();
-                    } else {
-                        e.ask(Read).await.unwrap();
-                    }
-                }
+                ask(e, write)
             })
             .await;
             println!(

@@ -22,22 +22,12 @@ fn slow_client() -> reqwest::Client {
         .unwrap()
 }
 
-/// The resident memory of process `pid`, in bytes (Linux).
-fn rss_bytes(pid: i32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .map_or(0, |kb| kb * 1024)
-}
-
 /// Samples the resident memory of `pids` until `stop`; returns the highest sum seen.
 fn spawn_rss_sampler(pids: Vec<i32>, stop: Arc<AtomicBool>) -> tokio::task::JoinHandle<u64> {
     tokio::spawn(async move {
         let mut peak = 0;
         loop {
-            peak = peak.max(pids.iter().map(|p| rss_bytes(*p)).sum());
+            peak = peak.max(pids.iter().map(|p| support::rss_bytes(*p)).sum());
             if stop.load(Ordering::Relaxed) {
                 return peak;
             }
@@ -85,7 +75,7 @@ async fn a_bench_whose_payload_times_in_flight_is_too_large_is_refused_and_memor
         cluster.proc("n2").pid().as_raw(),
     ];
     let client = slow_client();
-    let before: u64 = pids.iter().map(|p| rss_bytes(*p)).sum();
+    let before: u64 = pids.iter().map(|p| support::rss_bytes(*p)).sum();
 
     // Each field is within its own bound; their product (128 MiB in flight) is not.
     let stop = Arc::new(AtomicBool::new(false));

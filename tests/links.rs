@@ -142,16 +142,6 @@ async fn a_link_cut_while_both_nodes_stay_up_is_redialled_and_traffic_flows_with
     cluster.wait_ready("n2", Duration::from_secs(5)).await;
 }
 
-/// The resident memory of process `pid`, in bytes.
-fn rss_bytes(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .map_or(0, |kb| kb * 1024)
-}
-
 /// The node's resident memory may not pass this while a peer floods it. A debug node idles at
 /// a few tens of MB; a link holds at most its reply budget (16 MiB) of requests and as much
 /// again of replies, plus its read buffers; the rest is headroom. Before the fix the node grew
@@ -183,7 +173,7 @@ async fn flood_without_reading(cluster: &mut TestCluster) -> (u64, Duration, boo
     let mut peak = 0;
     let mut n2_not_ready = false;
     loop {
-        let rss = rss_bytes(pid);
+        let rss = support::rss_bytes(pid);
         peak = peak.max(rss);
         if rss > RSS_BOUND {
             writer.abort();
@@ -221,7 +211,7 @@ async fn a_peer_that_never_reads_cannot_grow_a_nodes_memory_and_is_cut_off() {
     let mut cluster = TestCluster::new(2);
     cluster.start_formed().await;
     let pid = cluster.proc("n1").child.id();
-    let idle = rss_bytes(pid);
+    let idle = support::rss_bytes(pid);
 
     // The flooding peer takes n2's place at n1 (a link for a peer replaces the old one), so
     // n2 is up with no link from n1's point of view until n1 cuts the flood off and redials.
@@ -230,10 +220,10 @@ async fn a_peer_that_never_reads_cannot_grow_a_nodes_memory_and_is_cut_off() {
         n2_not_ready,
         "n2, up without a link to n1 for seconds, said it was ready"
     );
-    let after1 = rss_bytes(pid);
+    let after1 = support::rss_bytes(pid);
     // Once more: what the first flood held was given back, so the peak does not climb.
     let (peak2, cut2, _) = flood_without_reading(&mut cluster).await;
-    let after2 = rss_bytes(pid);
+    let after2 = support::rss_bytes(pid);
     eprintln!(
         "n1 resident: idle {} MB; flood 1 peak {} MB, cut off after {cut1:?}, then {} MB; \
          flood 2 peak {} MB, cut off after {cut2:?}, then {} MB",

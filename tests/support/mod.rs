@@ -493,3 +493,14 @@ impl Lcg {
         self.next() % n.max(1)
     }
 }
+
+/// The resident memory of process `pid`, in bytes (Linux: VmRSS of /proc/<pid>/status; 0 if
+/// the process is gone).
+pub fn rss_bytes(pid: impl std::fmt::Display) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024)
+}
