@@ -120,6 +120,8 @@ struct Controlled {
     held: Mutex<bool>,
     released: Condvar,
     fail: AtomicBool,
+    /// Flushes started so far.
+    flushes: std::sync::atomic::AtomicUsize,
 }
 
 impl Controlled {
@@ -129,6 +131,7 @@ impl Controlled {
             held: Mutex::new(false),
             released: Condvar::new(),
             fail: AtomicBool::new(false),
+            flushes: std::sync::atomic::AtomicUsize::new(0),
         })
     }
 
@@ -138,12 +141,30 @@ impl Controlled {
     }
 }
 
+/// Holds an engine's flushes until dropped: a failing assertion must not leave a flush blocked
+/// forever (the test's runtime waits for its blocking threads when it shuts down).
+struct Held(Arc<Controlled>);
+
+impl Held {
+    fn new(engine: &Arc<Controlled>) -> Self {
+        engine.hold(true);
+        Self(Arc::clone(engine))
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.0.hold(false);
+    }
+}
+
 impl Engine for Controlled {
     fn keyspace(&self, name: &str) -> Result<Arc<dyn KeyspaceEngine>, StoreError> {
         self.inner.keyspace(name)
     }
 
     fn flush(&self) -> Result<(), StoreError> {
+        self.flushes.fetch_add(1, Ordering::SeqCst);
         let mut held = self.held.lock().unwrap();
         while *held {
             held = self.released.wait(held).unwrap();
@@ -171,11 +192,20 @@ async fn a_reply_never_leaves_before_its_batch_is_durable() {
             .await
             .unwrap(),
     );
-    engine.hold(true);
+    let held = Held::new(&engine);
     let pending = {
         let wallets = Arc::clone(&wallets);
         tokio::spawn(async move { wallets.ask("ann".to_string(), Deposit(10)).await })
     };
+    // The write is applied once its flush has started (and is held there).
+    let started = tokio::time::Instant::now();
+    while engine.flushes.load(Ordering::SeqCst) == 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the write never reached its flush"
+        );
+        tokio::task::yield_now().await;
+    }
     // While the flush is held, no reply: not a write's, nor a read's of what it saw.
     let reader = {
         let wallets = Arc::clone(&wallets);
@@ -188,7 +218,7 @@ async fn a_reply_never_leaves_before_its_batch_is_durable() {
     })
     .await;
     assert!(waited.is_err(), "a reply left before its batch was durable");
-    engine.hold(false);
+    drop(held);
     assert_eq!(pending.await.unwrap(), Ok(10));
     assert_eq!(reader.await.unwrap(), Ok(10));
 }
