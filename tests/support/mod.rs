@@ -290,11 +290,19 @@ impl Drop for TestCluster {
     }
 }
 
+/// Prints the end of a node's log, without the access-log lines of the test's own polling (a
+/// test waiting on `/admin/cluster` would otherwise fill the tail with them).
 fn print_tail(log: &Path) {
     let text = std::fs::read_to_string(log).unwrap_or_default();
-    let lines: Vec<_> = text.lines().collect();
-    eprintln!("---- last lines of {} ----", log.display());
-    for line in &lines[lines.len().saturating_sub(40)..] {
+    let (served, lines): (Vec<_>, Vec<_>) = text
+        .lines()
+        .partition(|l| l.contains("\"message\":\"served\""));
+    eprintln!(
+        "---- last lines of {} ({} access-log lines left out) ----",
+        log.display(),
+        served.len()
+    );
+    for line in &lines[lines.len().saturating_sub(60)..] {
         eprintln!("{line}");
     }
 }

@@ -13,6 +13,8 @@ use super::settings::DetectorSettings;
 pub(crate) struct PeerHealth {
     /// Whether an authenticated session with the peer is open.
     session_up: bool,
+    /// When the current session authenticated.
+    session_since: Option<Instant>,
     /// When the last heartbeat arrived over the current session.
     last_heard: Option<Instant>,
     /// The peer's incarnation from its last heartbeat.
@@ -33,16 +35,30 @@ pub(crate) enum Heard {
 }
 
 impl PeerHealth {
-    /// An authenticated session with the peer opened. It is not up until it is heard from.
-    pub(crate) fn session_opened(&mut self) {
+    /// An authenticated session with the peer opened at `now`. It is not up until it is heard
+    /// from.
+    pub(crate) fn session_opened(&mut self, now: Instant) {
         self.session_up = true;
+        self.session_since = Some(now);
         self.last_heard = None;
     }
 
     /// The session closed: the peer is down until a new session opens and it is heard from.
     pub(crate) fn session_closed(&mut self) {
         self.session_up = false;
+        self.session_since = None;
         self.last_heard = None;
+    }
+
+    /// Whether the open session has carried nothing for `down_after`: since its last heartbeat,
+    /// or since it opened if it never carried one. Such a session is closed and dialled afresh:
+    /// a peer behind a partition, or one whose heartbeats never started flowing over this
+    /// session, is not waited for forever.
+    pub(crate) fn silent_session(&self, now: Instant, settings: &DetectorSettings) -> bool {
+        match (self.session_up, self.last_heard.or(self.session_since)) {
+            (true, Some(since)) => now.saturating_duration_since(since) >= settings.down_after,
+            _ => false,
+        }
     }
 
     /// A heartbeat arrived at `now`.
@@ -118,7 +134,7 @@ mod tests {
         let s = settings();
         let mut p = PeerHealth::default();
         assert_eq!(p.assess(t0, &s), NodeStatus::Down, "never heard from");
-        p.session_opened();
+        p.session_opened(t0);
         assert_eq!(p.assess(t0, &s), NodeStatus::Down, "connected but silent");
         assert_eq!(p.heard(t0, 7), Heard::NewIncarnation { previous: None });
         assert_eq!(p.assess(t0 + ms(999), &s), NodeStatus::Up);
@@ -138,7 +154,7 @@ mod tests {
         let t0 = Instant::now();
         let s = settings();
         let mut p = PeerHealth::default();
-        p.session_opened();
+        p.session_opened(t0);
         p.heard(t0, 1);
         p.session_closed();
         assert_eq!(p.assess(t0, &s), NodeStatus::Down);
@@ -147,13 +163,29 @@ mod tests {
     }
 
     #[test]
+    fn a_session_that_never_carries_a_beat_is_given_up_after_down_after() {
+        let t0 = Instant::now();
+        let s = settings();
+        let mut p = PeerHealth::default();
+        assert!(!p.silent_session(t0 + ms(10_000), &s), "no session");
+        p.session_opened(t0);
+        assert!(!p.silent_session(t0 + ms(1999), &s));
+        assert!(p.silent_session(t0 + ms(2000), &s), "never heard over it");
+        p.heard(t0 + ms(1500), 1);
+        assert!(!p.silent_session(t0 + ms(3000), &s), "heard since");
+        assert!(p.silent_session(t0 + ms(3500), &s), "silent since the beat");
+        p.session_closed();
+        assert!(!p.silent_session(t0 + ms(9000), &s), "closed");
+    }
+
+    #[test]
     fn a_restart_shows_as_a_new_incarnation() {
         let t0 = Instant::now();
         let mut p = PeerHealth::default();
-        p.session_opened();
+        p.session_opened(t0);
         p.heard(t0, 1);
         p.session_closed();
-        p.session_opened();
+        p.session_opened(t0);
         assert_eq!(
             p.heard(t0 + ms(10), 2),
             Heard::NewIncarnation { previous: Some(1) }
@@ -213,16 +245,17 @@ mod tests {
                 let mut now = Instant::now();
                 let mut open = false;
                 let mut last: Option<Instant> = None;
+                let mut since: Option<Instant> = None;
                 for (gap, event) in events {
                     now += ms(gap);
                     match event {
                         Event::Opened => {
-                            p.session_opened();
-                            (open, last) = (true, None);
+                            p.session_opened(now);
+                            (open, last, since) = (true, None, Some(now));
                         }
                         Event::Closed => {
                             p.session_closed();
-                            (open, last) = (false, None);
+                            (open, last, since) = (false, None, None);
                         }
                         Event::Heard { incarnation } => {
                             let heard = p.heard(now, incarnation);
@@ -246,6 +279,13 @@ mod tests {
                             NodeStatus::Suspect => prop_assert!(open && silent < Some(s.down_after)),
                             _ => prop_assert!(!open || silent.is_none_or(|d| d >= s.down_after)),
                         }
+                        // A session is given up only when it is open and has carried nothing
+                        // for `down_after` (since it opened, if it never carried a beat).
+                        let quiet = last.or(since).map(|l| at.duration_since(l));
+                        prop_assert_eq!(
+                            p.silent_session(at, &s),
+                            open && quiet.is_some_and(|d| d >= s.down_after)
+                        );
                     }
                 }
             }

@@ -119,9 +119,11 @@ impl Dial {
         }
     }
 
-    /// The last session with the peer closed at `now`: dial again after the shortest delay.
+    /// The last session with the peer closed at `now`: dial again after the shortest delay. A
+    /// dial already due or in flight (one that replaces a session given up for silence) stays
+    /// as it is.
     pub(crate) fn session_lost(&mut self, now: Instant, backoff: &Backoff, unit: f64) {
-        if *self != Self::TheirJob {
+        if *self == Self::Connected {
             *self = Self::Due {
                 at: now + backoff.delay(0, unit),
                 attempt: 1,

@@ -179,22 +179,28 @@ impl State {
     /// Re-judges every peer at `now`, publishing each change.
     fn judge(&mut self, now: Instant) {
         let detector = self.settings.detector();
+        let backoff = self.settings.backoff();
         for (index, peer) in self.peers.iter_mut().enumerate() {
+            if peer.num_sessions > 0 && peer.health.silent_session(now, &detector) {
+                // Nothing heard over the open session for `down_after`: a frozen process, a
+                // network partition, or heartbeats that never started flowing over it. Close
+                // it and dial afresh: a new session after a partition heals does not wait for
+                // TCP to retransmit on the old one, and a session that never carried a beat
+                // does not keep the peer down forever.
+                let ever_heard = peer.health.last_heard().is_some();
+                tracing::info!(peer = %peer.spec.id, ever_heard, "closing the session of a silent peer");
+                for session in self.sessions.values().filter(|s| s.peer == index) {
+                    session.actor.kill();
+                }
+                peer.health.session_closed();
+                peer.dial.session_lost(now, &backoff, rand::random());
+            }
             let status = peer.health.assess(now, &detector);
             if status == peer.status {
                 continue;
             }
             let previous = std::mem::replace(&mut peer.status, status);
             self.registry.peer_status(&peer.spec.id, status);
-            if status == NodeStatus::Down && peer.num_sessions > 0 {
-                // Silent for `down_after` with its session open: a frozen process or a network
-                // partition. Close the session; a fresh one after the partition heals does not
-                // wait for TCP to retransmit on the old one.
-                tracing::info!(peer = %peer.spec.id, "closing the session of a silent peer");
-                for session in self.sessions.values().filter(|s| s.peer == index) {
-                    session.actor.kill();
-                }
-            }
             if status == NodeStatus::Up {
                 peer.health.mark_up();
             }

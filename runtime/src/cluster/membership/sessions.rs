@@ -130,7 +130,7 @@ impl State {
                 );
                 let peer = &mut self.peers[index];
                 peer.num_sessions += 1;
-                peer.health.session_opened();
+                peer.health.session_opened(now);
                 peer.dial.connected();
                 tracing::info!(peer = %peer.spec.id, peer_addr = %info.peer_addr, incoming = info.is_server, "session authenticated");
             }
