@@ -21,6 +21,10 @@
 //! is durable, so no caller ever sees state that a crash could take back. A handler that fails
 //! with a domain error changes nothing.
 //!
+//! Through the same context a handler can tell other entities and services, publish events
+//! (written to the shard's outbox in the same batch as the change) and schedule commands to
+//! itself, in memory or durably; all of it leaves only once the batch is durable ([`effects`]).
+//!
 //! ```no_run
 //! use serde::{Deserialize, Serialize};
 //! use troupe_runtime::entity::{Command, Commands, Context, DomainError, DomainKind, Entity};
@@ -83,6 +87,7 @@
 //! ```
 
 mod call;
+pub mod effects;
 mod service;
 #[cfg(any(test, feature = "testsuite"))]
 pub mod testing;
@@ -94,7 +99,8 @@ use serde::de::DeserializeOwned;
 use tokio::time::Duration;
 
 pub use call::{AskError, EntityRef};
-pub use service::{EntityRequest, EntityResponse, EntityService, Failure};
+pub use effects::OutboxRecord;
+pub use service::{EntityRequest, EntityResponse, EntityService, Failure, Shard};
 
 /// A kind of entity: its id, its state, its commands and its domain error.
 pub trait Entity: Send + Sync + Sized + 'static {
@@ -171,12 +177,27 @@ pub trait DomainError:
     fn kind(&self) -> DomainKind;
 }
 
-/// What a command's handler sees and changes.
-#[derive(Debug)]
+/// What a command's handler sees and changes, and what it causes besides (see [`effects`]:
+/// tells, published events, timers).
 pub struct Context<'a, E: Entity> {
     id: &'a E::Id,
     state: Option<E::State>,
     changed: bool,
+    /// What the handler asked for besides the change ([`effects`]).
+    caused: Vec<effects::Caused>,
+    /// Why an effect could not be encoded: the command then fails and writes nothing.
+    broken: Option<String>,
+}
+
+impl<E: Entity> fmt::Debug for Context<'_, E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Context")
+            .field("entity", &E::NAME)
+            .field("id", &self.id.to_string())
+            .field("changed", &self.changed)
+            .field("caused", &self.caused.len())
+            .finish_non_exhaustive()
+    }
 }
 
 impl<'a, E: Entity> Context<'a, E> {
@@ -185,6 +206,8 @@ impl<'a, E: Entity> Context<'a, E> {
             id,
             state,
             changed: false,
+            caused: Vec::new(),
+            broken: None,
         }
     }
 

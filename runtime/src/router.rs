@@ -37,6 +37,7 @@ use crate::shard::ShardTable;
 use crate::telemetry::{self, TraceContext};
 
 mod local;
+mod post;
 mod sharded;
 mod view;
 
@@ -45,6 +46,7 @@ use view::{Target, View};
 use crate::transport::Transport;
 pub(crate) use local::send_local;
 use local::{InFlight, request_of, try_send_local};
+pub(crate) use post::Poster;
 
 struct Inner<S: Service> {
     registry: Arc<Registry>,

@@ -104,7 +104,9 @@ pub(crate) struct Core {
     /// One benchmark at a time.
     bench: crate::bench::Gate,
     /// The agreed placement of each sharded service ([`crate::shard`]).
-    pub(crate) placements: shard::agree::Placements,
+    pub(crate) placements: Arc<shard::agree::Placements>,
+    /// The members' way out to other services, for the effects of what they handle.
+    pub(crate) outbound: crate::service::Outbound,
 }
 
 /// The runtime of this node. Cheap to clone.
@@ -183,6 +185,12 @@ impl Runtime {
                 return Err(e);
             }
         };
+        let placements = Arc::new(shard::agree::Placements::default());
+        let outbound = crate::service::Outbound::new(Arc::new(crate::router::Poster {
+            registry: Arc::clone(&registry),
+            transport: transport.clone(),
+            placements: Arc::clone(&placements),
+        }));
         let runtime = Self {
             core: Arc::new(Core {
                 registry: Arc::clone(&registry),
@@ -195,7 +203,8 @@ impl Runtime {
                 nodes,
                 cooling: Arc::default(),
                 bench: crate::bench::Gate::default(),
-                placements: shard::agree::Placements::default(),
+                placements,
+                outbound,
             }),
         };
         registry.declare(

@@ -24,6 +24,7 @@
 pub(crate) mod endpoint;
 pub(crate) mod mailbox;
 pub(crate) mod member;
+mod post;
 mod reply;
 
 use std::future::Future;
@@ -40,6 +41,7 @@ use crate::store::{Keyspace, Store};
 use crate::telemetry::TraceContext;
 
 pub(crate) use member::{Envelope, Member, MemberMsg};
+pub use post::{Outbound, Post, Posting, To};
 pub(crate) use reply::ReplySink;
 pub use reply::ReplyTo;
 
@@ -85,6 +87,9 @@ pub struct MemberInfo {
     pub sharded: bool,
     /// The node's store, if it has one.
     pub store: Option<Store>,
+    /// The way out to other services, for the effects of what the member handles (see
+    /// [`Post`]); `None` where there is none (a member run outside a runtime).
+    pub outbound: Option<Outbound>,
 }
 
 /// How long a restarted member waits for its predecessor to release its keyspace.
@@ -110,7 +115,6 @@ impl MemberInfo {
 }
 
 /// What a handler knows about the request it handles.
-#[derive(Debug)]
 pub struct RequestContext<'a> {
     /// The member handling it.
     pub member: &'a MemberInfo,
@@ -121,6 +125,21 @@ pub struct RequestContext<'a> {
     /// What the reply waits for (see [`RequestContext::reply_when_durable`]). A std mutex:
     /// set once by the handler, taken once by the member, never contended.
     pub(crate) reply_after: std::sync::Mutex<Option<crate::store::Durable>>,
+    /// What runs once the reply may leave (see [`RequestContext::when_durable`]).
+    pub(crate) effects: std::sync::Mutex<Vec<Effect>>,
+}
+
+/// Something a handler caused, released once what it waits for is durable.
+pub type Effect = Box<dyn FnOnce() + Send + 'static>;
+
+impl std::fmt::Debug for RequestContext<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RequestContext")
+            .field("member", &self.member)
+            .field("trace", &self.trace)
+            .field("deadline", &self.deadline)
+            .finish_non_exhaustive()
+    }
 }
 
 impl<'a> RequestContext<'a> {
@@ -130,6 +149,17 @@ impl<'a> RequestContext<'a> {
     /// outcome is unknown ([`CallError::NotDurable`]). The last call wins.
     pub fn reply_when_durable(&self, durable: crate::store::Durable) {
         *self.reply_after.lock().unwrap_or_else(|p| p.into_inner()) = Some(durable);
+    }
+
+    /// Runs `effect` once the reply may leave: after what
+    /// [`RequestContext::reply_when_durable`] waits for is durable (at once if nothing), for a
+    /// call and a cast alike; never if the flush fails. Effects run in the order they were
+    /// added, before the reply is sent.
+    pub fn when_durable(&self, effect: Effect) {
+        self.effects
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(effect);
     }
 
     pub(crate) fn new(
@@ -142,7 +172,18 @@ impl<'a> RequestContext<'a> {
             trace,
             deadline,
             reply_after: std::sync::Mutex::new(None),
+            effects: std::sync::Mutex::new(Vec::new()),
         }
+    }
+
+    /// What the reply waits for and the effects to release then, taken by the member.
+    pub(crate) fn into_release(self) -> (Option<crate::store::Durable>, Vec<Effect>) {
+        (
+            self.reply_after
+                .into_inner()
+                .unwrap_or_else(|p| p.into_inner()),
+            self.effects.into_inner().unwrap_or_else(|p| p.into_inner()),
+        )
     }
 }
 

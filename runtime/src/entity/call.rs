@@ -7,7 +7,7 @@ use tokio::time::Duration;
 use super::service::{EntityRequest, EntityService, Failure};
 use super::{Command, DomainError, Entity, EntityId};
 use crate::router::Router;
-use crate::service::{CallError, CallOptions, decode, encode};
+use crate::service::{CallError, CallOptions, decode};
 
 /// How an ask fails: the entity's own refusal, or the call's failure.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -81,11 +81,7 @@ impl<E: Entity> EntityRef<E> {
     }
 
     fn request<C: Command<E>>(&self, command: &C) -> Result<EntityRequest, CallError> {
-        Ok(EntityRequest {
-            command: C::NAME.to_string(),
-            id: encode(&self.id)?,
-            payload: encode(command)?,
-        })
+        EntityRequest::new::<E, C>(&self.id, command, None)
     }
 
     /// Sends `command` and waits for its reply: it comes once the change the command made (or

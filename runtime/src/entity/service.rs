@@ -5,9 +5,12 @@ use std::marker::PhantomData;
 
 use serde::{Deserialize, Serialize};
 
+use tokio::time::Duration;
+
+use super::effects::{self, Caused, OUTBOX_PREFIX, TIMER_PREFIX, TimerRecord};
 use super::{Command, Commands, Context, Entity, EntityId, state_key};
-use crate::service::{MemberInfo, RequestContext, Service, ServiceError, decode, encode};
-use crate::store::{Keyspace, WriteBatch};
+use crate::service::{MemberInfo, Outbound, RequestContext, Service, ServiceError, decode, encode};
+use crate::store::{Keyspace, StoreError, WriteBatch};
 
 /// A command as it travels to its shard.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -18,6 +21,109 @@ pub struct EntityRequest {
     pub id: Vec<u8>,
     /// The command, encoded.
     pub payload: Vec<u8>,
+    /// The durable timer this command is the firing of (its record's key), if it is one: the
+    /// command's batch deletes the record, and a timer whose record is gone does nothing.
+    pub timer: Option<Vec<u8>>,
+}
+
+impl EntityRequest {
+    /// Command `command` for entity `id` of type `E`.
+    pub(crate) fn new<E: Entity, C: Command<E>>(
+        id: &E::Id,
+        command: &C,
+        timer: Option<Vec<u8>>,
+    ) -> Result<Self, crate::CallError> {
+        Ok(Self {
+            command: C::NAME.to_string(),
+            id: encode(id)?,
+            payload: encode(command)?,
+            timer,
+        })
+    }
+}
+
+/// One shard of an entity service: its keyspace, and what it numbers.
+#[derive(Debug)]
+pub struct Shard {
+    keyspace: Keyspace,
+    /// The entity type's name, for its outbox records.
+    entity: &'static str,
+    /// How long a tell may wait for room or a link.
+    timeout: Duration,
+    /// Arms a timer of the entity type.
+    arm: fn(&Outbound, Vec<u8>, u64, EntityRequest),
+    /// The next outbox record's number.
+    next_outbox: u64,
+    /// The next durable timer's number (to tell apart timers due the same millisecond).
+    next_timer: u64,
+    outbound: Option<Outbound>,
+}
+
+impl Shard {
+    /// Opens a shard over its keyspace: numbers the outbox after its last record and arms
+    /// every durable timer it holds.
+    pub(crate) fn open<E: Entity>(
+        keyspace: Keyspace,
+        outbound: Option<Outbound>,
+    ) -> Result<Self, StoreError> {
+        let mut next_outbox = 0;
+        let mut after: Option<Vec<u8>> = None;
+        loop {
+            let page =
+                keyspace.scan::<effects::OutboxRecord>(OUTBOX_PREFIX, after.as_deref(), 1024)?;
+            let Some((last, _)) = page.last() else { break };
+            next_outbox = effects::outbox_seq(last).map_or(next_outbox, |s| s + 1);
+            after = Some(last.clone());
+        }
+        let mut timers = 0;
+        let mut after: Option<Vec<u8>> = None;
+        loop {
+            let page = keyspace.scan::<TimerRecord>(TIMER_PREFIX, after.as_deref(), 1024)?;
+            let Some((last, _)) = page.last() else { break };
+            after = Some(last.clone());
+            for (key, record) in page {
+                timers += 1;
+                let Some(outbound) = &outbound else { continue };
+                let Ok(id) = decode::<E::Id>(&record.request.id) else {
+                    continue;
+                };
+                let mut request = record.request;
+                request.timer = Some(key);
+                effects::arm::<E>(outbound, id.key(), record.due_ms, request);
+            }
+        }
+        if timers > 0 {
+            tracing::debug!(
+                keyspace = keyspace.name(),
+                timers,
+                "armed the shard's durable timers"
+            );
+        }
+        Ok(Self {
+            keyspace,
+            entity: E::NAME,
+            timeout: E::TIMEOUT,
+            arm: effects::arm::<E>,
+            next_outbox,
+            next_timer: 0,
+            outbound,
+        })
+    }
+
+    /// The shard's keyspace.
+    pub fn keyspace(&self) -> &Keyspace {
+        &self.keyspace
+    }
+
+    /// The events in the shard's outbox, oldest first, up to `limit` after `after` (a key of
+    /// an earlier page).
+    pub fn outbox(
+        &self,
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, effects::OutboxRecord)>, StoreError> {
+        self.keyspace.scan(OUTBOX_PREFIX, after, limit)
+    }
 }
 
 /// A shard's answer: the encoded reply, or why there is none.
@@ -85,49 +191,147 @@ impl<E: Entity> EntityService<E> {
         }
     }
 
-    /// Runs one command against `keyspace`: the reply waits in `rcx` for durability.
+    /// Runs one command against `shard`: the reply and the effects wait in `rcx` for
+    /// durability.
     pub(crate) fn apply(
         &self,
-        keyspace: &Keyspace,
+        shard: &mut Shard,
         request: &EntityRequest,
         rcx: &RequestContext<'_>,
     ) -> EntityResponse {
         let Some(handler) = self.commands.get(&request.command) else {
             return Err(Failure::UnknownCommand(request.command.clone()));
         };
+        let store = |e: StoreError| Failure::Store(e.to_string());
         let id: E::Id = decode(&request.id).map_err(|e| Failure::Malformed(e.to_string()))?;
-        let key = state_key(&id.key());
-        let state = keyspace
-            .get::<E::State>(&key)
-            .map_err(|e| Failure::Store(e.to_string()))?;
+        let id_key = id.key();
+        let key = state_key(&id_key);
+        let mut batch = WriteBatch::new();
+        if let Some(timer) = &request.timer {
+            if !timer.starts_with(TIMER_PREFIX) {
+                return Err(Failure::Malformed("not a timer key".into()));
+            }
+            if shard
+                .keyspace
+                .get::<TimerRecord>(timer)
+                .map_err(store)?
+                .is_none()
+            {
+                // Fired before (its record went with that command's batch).
+                return Err(Failure::Malformed("the timer has fired already".into()));
+            }
+            // Gone with this command's batch, whether the handler succeeds or not.
+            batch.delete(timer);
+        }
+        let state = shard.keyspace.get::<E::State>(&key).map_err(store)?;
         let mut cx = Context::new(&id, state);
         let outcome = handler(&request.payload, &mut cx);
-        let change = if outcome.is_ok() {
-            cx.into_change()
-        } else {
-            None
+        let caused = match cx.take_caused() {
+            Ok(caused) => caused,
+            Err(why) => return Err(Failure::Malformed(why)),
         };
-        let durable = match change {
-            None => keyspace.seen(&key),
-            Some(state) => {
-                let mut batch = WriteBatch::new();
+        let caused = if outcome.is_ok() {
+            if let Some(state) = cx.into_change() {
                 match &state {
                     Some(state) => {
-                        batch
-                            .put(&key, state)
-                            .map_err(|e| Failure::Store(e.to_string()))?;
+                        batch.put(&key, state).map_err(store)?;
                     }
                     None => {
                         batch.delete(&key);
                     }
                 }
-                keyspace
-                    .apply(batch)
-                    .map_err(|e| Failure::Store(e.to_string()))?
             }
+            caused
+        } else {
+            Vec::new()
+        };
+        let released = shard
+            .write_effects(&mut batch, caused, &id_key)
+            .map_err(store)?;
+        let durable = if batch.is_empty() {
+            shard.keyspace.seen(&key)
+        } else {
+            shard.keyspace.apply(batch).map_err(store)?
         };
         rcx.reply_when_durable(durable);
+        for effect in released {
+            rcx.when_durable(effect);
+        }
         outcome
+    }
+}
+
+impl Shard {
+    /// Writes the outbox records and durable timers of `caused` into `batch`, and returns
+    /// what to release once it is durable: the tells and the timers to arm.
+    fn write_effects(
+        &mut self,
+        batch: &mut WriteBatch,
+        caused: Vec<Caused>,
+        id_key: &[u8],
+    ) -> Result<Vec<crate::service::Effect>, StoreError> {
+        let mut released: Vec<crate::service::Effect> = Vec::new();
+        for caused in caused {
+            match caused {
+                Caused::Publish { topic, payload } => {
+                    let record = effects::OutboxRecord {
+                        topic,
+                        entity: self.entity.to_string(),
+                        id: id_key.to_vec(),
+                        payload,
+                        at_ms: effects::now_ms(),
+                    };
+                    batch.put(&effects::outbox_key(self.next_outbox), &record)?;
+                    self.next_outbox += 1;
+                }
+                Caused::Tell {
+                    service,
+                    to,
+                    request,
+                } => {
+                    let Some(outbound) = self.outbound.clone() else {
+                        tracing::warn!(service, "no way out of this shard: a tell is dropped");
+                        continue;
+                    };
+                    let timeout = self.timeout;
+                    released.push(Box::new(move || {
+                        let posting = outbound.post(service, to, request, timeout);
+                        tokio::spawn(async move {
+                            if let Err(e) = posting.await {
+                                tracing::warn!(service, error = %e, "a tell was not delivered");
+                            }
+                        });
+                    }));
+                }
+                Caused::Timer {
+                    after,
+                    mut request,
+                    durable,
+                } => {
+                    let due_ms = effects::now_ms()
+                        .saturating_add(u64::try_from(after.as_millis()).unwrap_or(u64::MAX));
+                    if durable {
+                        let key = effects::timer_key(due_ms, self.next_timer);
+                        self.next_timer += 1;
+                        batch.put(
+                            &key,
+                            &TimerRecord {
+                                due_ms,
+                                request: request.clone(),
+                            },
+                        )?;
+                        request.timer = Some(key);
+                    }
+                    let Some(outbound) = self.outbound.clone() else {
+                        continue;
+                    };
+                    let arm = self.arm;
+                    let id_key = id_key.to_vec();
+                    released.push(Box::new(move || arm(&outbound, id_key, due_ms, request)));
+                }
+            }
+        }
+        Ok(released)
     }
 }
 
@@ -137,24 +341,25 @@ impl<E: Entity> Service for EntityService<E> {
     type Response = EntityResponse;
     /// A shard's state is its keyspace: entities are read from it per command (sled caches
     /// what is hot).
-    type State = Keyspace;
+    type State = Shard;
 
-    async fn init(&self, member: &MemberInfo) -> Result<Keyspace, ServiceError> {
+    async fn init(&self, member: &MemberInfo) -> Result<Shard, ServiceError> {
         if !member.sharded {
             return Err(ServiceError(format!(
                 "entity service {} must be configured with shards",
                 E::NAME
             )));
         }
-        member.keyspace().await
+        let keyspace = member.keyspace().await?;
+        Shard::open::<E>(keyspace, member.outbound.clone()).map_err(|e| ServiceError(e.to_string()))
     }
 
     async fn handle(
         &self,
-        keyspace: &mut Keyspace,
+        shard: &mut Shard,
         request: EntityRequest,
         cx: &RequestContext<'_>,
     ) -> EntityResponse {
-        self.apply(keyspace, &request, cx)
+        self.apply(shard, &request, cx)
     }
 }

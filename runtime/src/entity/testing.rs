@@ -31,17 +31,52 @@
 //! ```
 
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+
+use tokio::time::Duration;
 
 use super::call::AskError;
-use super::service::{EntityRequest, EntityService, Failure};
+use super::effects::{OutboxRecord, TIMER_PREFIX, TimerRecord};
+use super::service::{EntityRequest, EntityService, Failure, Shard};
 use super::{Command, Entity};
 use crate::cluster::NodeId;
-use crate::service::{CallError, MemberInfo, RequestContext, decode, encode};
-use crate::store::{Engine, Keyspace, Store, StoreError};
+use crate::service::{CallError, MemberInfo, Outbound, Post, Posting, RequestContext, To, decode};
+use crate::store::{Engine, Store, StoreError};
 
 /// The cache of a harness's store.
 const CACHE_BYTES: u64 = 8 * 1024 * 1024;
+
+/// One request a handler's effects posted (a tell, or a timer that fired).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Posted {
+    /// The service it was for.
+    pub service: String,
+    /// Which member.
+    pub to: To,
+    /// The encoded request.
+    pub request: Vec<u8>,
+}
+
+/// Records what is posted, in order, instead of delivering it.
+#[derive(Debug, Default)]
+struct Recorder(Mutex<Vec<Posted>>);
+
+impl Recorder {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Posted>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Post for Recorder {
+    fn post(&self, service: &str, to: To, request: Vec<u8>, _timeout: Duration) -> Posting {
+        self.lock().push(Posted {
+            service: service.to_string(),
+            to,
+            request,
+        });
+        Box::pin(async { Ok(()) })
+    }
+}
 
 /// One shard of entity `E` over a store of its own.
 pub struct Harness<E: Entity> {
@@ -51,7 +86,9 @@ pub struct Harness<E: Entity> {
     engine: Option<Arc<dyn Engine>>,
     service: EntityService<E>,
     member: MemberInfo,
-    shard: Option<(Store, Keyspace)>,
+    posted: Arc<Recorder>,
+    /// A std mutex: held while a command is applied, never across an await.
+    shard: Mutex<Option<(Store, Shard)>>,
 }
 
 impl<E: Entity> std::fmt::Debug for Harness<E> {
@@ -62,13 +99,14 @@ impl<E: Entity> std::fmt::Debug for Harness<E> {
     }
 }
 
-fn member_info(service: &'static str, store: Option<Store>) -> MemberInfo {
+fn member_info(service: &'static str, store: Option<Store>, posted: &Arc<Recorder>) -> MemberInfo {
     MemberInfo {
         service,
         node: NodeId::try_new("harness").unwrap_or_else(|_| unreachable!("a valid id")),
         index: 0,
         sharded: true,
         store,
+        outbound: Some(Outbound::new(Arc::clone(posted) as Arc<dyn Post>)),
     }
 }
 
@@ -76,29 +114,34 @@ impl<E: Entity> Harness<E> {
     /// A harness over a fresh store in a temporary directory.
     pub async fn new() -> Result<Self, StoreError> {
         let dir = tempfile::tempdir().map_err(|e| StoreError::Engine(e.to_string()))?;
-        let mut harness = Self {
-            dir: Some(dir),
-            engine: None,
-            service: EntityService::new(),
-            member: member_info(E::NAME, None),
-            shard: None,
-        };
-        harness.open().await?;
-        Ok(harness)
+        Self::build(Some(dir), None).await
     }
 
     /// A harness over a store of `engine` (to hold or fail its flushes); [`Harness::crash`]
     /// reopens the keyspace over the same engine.
     pub async fn with_engine(engine: Arc<dyn Engine>) -> Result<Self, StoreError> {
+        Self::build(None, Some(engine)).await
+    }
+
+    async fn build(
+        dir: Option<tempfile::TempDir>,
+        engine: Option<Arc<dyn Engine>>,
+    ) -> Result<Self, StoreError> {
+        let posted = Arc::new(Recorder::default());
         let mut harness = Self {
-            dir: None,
-            engine: Some(engine),
+            dir,
+            engine,
             service: EntityService::new(),
-            member: member_info(E::NAME, None),
-            shard: None,
+            member: member_info(E::NAME, None, &posted),
+            posted,
+            shard: Mutex::new(None),
         };
         harness.open().await?;
         Ok(harness)
+    }
+
+    fn shard(&self) -> std::sync::MutexGuard<'_, Option<(Store, Shard)>> {
+        self.shard.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn path(&self) -> Option<PathBuf> {
@@ -112,17 +155,18 @@ impl<E: Entity> Harness<E> {
             (None, None) => return Err(StoreError::Engine("the harness has no store".into())),
         };
         let keyspace = store
-            .claim(&format!("{}/0", E::NAME), tokio::time::Duration::ZERO)
+            .claim(&format!("{}/0", E::NAME), Duration::ZERO)
             .await?;
-        self.member = member_info(E::NAME, Some(store.clone()));
-        self.shard = Some((store, keyspace));
+        self.member = member_info(E::NAME, Some(store.clone()), &self.posted);
+        let shard = Shard::open::<E>(keyspace, self.member.outbound.clone())?;
+        *self.shard() = Some((store, shard));
         Ok(())
     }
 
     async fn open_path(path: PathBuf) -> Result<Store, StoreError> {
         // The store just dropped lets go of its files once its committer has noticed: retry
         // the open until then.
-        let deadline = tokio::time::Instant::now() + tokio::time::Duration::from_secs(10);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         let store = loop {
             let path = path.clone();
             let opened = tokio::task::spawn_blocking(move || Store::open(&path, CACHE_BYTES))
@@ -131,38 +175,21 @@ impl<E: Entity> Harness<E> {
             match opened {
                 Ok(store) => break store,
                 Err(e) if tokio::time::Instant::now() >= deadline => return Err(e),
-                Err(_) => tokio::time::sleep(tokio::time::Duration::from_millis(20)).await,
+                Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
             }
         };
         Ok(store)
     }
 
-    /// Sends `command` to entity `id` and waits for its reply, which comes once durable.
+    /// Sends `command` to entity `id` and waits for its reply, which comes once durable (its
+    /// effects are released then too: see [`Harness::posted`]).
     pub async fn ask<C: Command<E>>(
         &self,
         id: E::Id,
         command: C,
     ) -> Result<C::Reply, AskError<E::Error>> {
-        let Some((_, keyspace)) = &self.shard else {
-            return Err(AskError::Call(CallError::NoMember(E::NAME.to_string())));
-        };
-        let request = EntityRequest {
-            command: C::NAME.to_string(),
-            id: encode(&id)?,
-            payload: encode(&command)?,
-        };
-        let cx = RequestContext::new(&self.member, None, None);
-        let answer = self.service.apply(keyspace, &request, &cx);
-        let after = cx
-            .reply_after
-            .into_inner()
-            .unwrap_or_else(|p| p.into_inner());
-        if let Some(durable) = after {
-            durable
-                .wait()
-                .await
-                .map_err(|e| AskError::Call(CallError::NotDurable(e.to_string())))?;
-        }
+        let request = EntityRequest::new::<E, C>(&id, &command, None)?;
+        let answer = self.run(&request).await?;
         match answer {
             Ok(bytes) => Ok(decode(&bytes)?),
             Err(Failure::Domain(bytes)) => Err(AskError::Domain(decode(&bytes)?)),
@@ -171,12 +198,107 @@ impl<E: Entity> Harness<E> {
         }
     }
 
+    /// Runs `request` as the member would: applies it, waits for durability, releases its
+    /// effects.
+    async fn run(
+        &self,
+        request: &EntityRequest,
+    ) -> Result<Result<Vec<u8>, Failure>, AskError<E::Error>> {
+        let cx = RequestContext::new(&self.member, None, None);
+        let answer = {
+            let mut guard = self.shard();
+            let Some((_, shard)) = guard.as_mut() else {
+                return Err(AskError::Call(CallError::NoMember(E::NAME.to_string())));
+            };
+            self.service.apply(shard, request, &cx)
+        };
+        let (after, effects) = cx.into_release();
+        if let Some(durable) = after {
+            durable
+                .wait()
+                .await
+                .map_err(|e| AskError::Call(CallError::NotDurable(e.to_string())))?;
+        }
+        effects.into_iter().for_each(|effect| effect());
+        Ok(answer)
+    }
+
+    /// Everything the effects of the commands so far posted, in order: tells, and timers
+    /// that fired (a timer fires after its delay, on the runtime's clock: a test with a
+    /// paused clock advances it).
+    pub fn posted(&self) -> Vec<Posted> {
+        self.posted.lock().clone()
+    }
+
+    /// Adds `posted` to what was posted, as if an effect had posted it again (a duplicate
+    /// delivery, to show that a command copes with one).
+    pub fn inject(&self, posted: Posted) {
+        self.posted.lock().push(posted);
+    }
+
+    /// The commands `C` told to entities of type `T` so far, with their ids, in order.
+    pub fn told<T: Entity, C: Command<T>>(&self) -> Vec<(T::Id, C)> {
+        self.posted()
+            .into_iter()
+            .filter(|p| p.service == T::NAME)
+            .filter_map(|p| decode::<EntityRequest>(&p.request).ok())
+            .filter(|r| r.command == C::NAME)
+            .filter_map(|r| Some((decode(&r.id).ok()?, decode(&r.payload).ok()?)))
+            .collect()
+    }
+
+    /// Delivers to this shard what was posted to entities of type `E` (tells to itself and
+    /// timers that fired), in order, as the runtime would; returns how many it delivered.
+    /// What they post in turn waits for the next call.
+    pub async fn deliver_to_self(&self) -> Result<usize, AskError<E::Error>> {
+        let mine: Vec<Posted> = {
+            let mut posted = self.posted.lock();
+            let (mine, others) = posted.drain(..).partition(|p| p.service == E::NAME);
+            *posted = others;
+            mine
+        };
+        for p in &mine {
+            let request: EntityRequest = decode(&p.request)?;
+            // A refusal or a timer that fired already is the command's own business.
+            let _ = self.run(&request).await?;
+        }
+        Ok(mine.len())
+    }
+
+    /// The events in the shard's outbox, oldest first.
+    pub fn outbox(&self) -> Result<Vec<OutboxRecord>, StoreError> {
+        let guard = self.shard();
+        let Some((_, shard)) = guard.as_ref() else {
+            return Ok(Vec::new());
+        };
+        Ok(shard
+            .outbox(None, usize::MAX)?
+            .into_iter()
+            .map(|(_, record)| record)
+            .collect())
+    }
+
+    /// The durable timers waiting in the shard: when each is due (milliseconds since the Unix
+    /// epoch) and its command's name.
+    pub fn timers(&self) -> Result<Vec<(u64, String)>, StoreError> {
+        let guard = self.shard();
+        let Some((_, shard)) = guard.as_ref() else {
+            return Ok(Vec::new());
+        };
+        Ok(shard
+            .keyspace()
+            .scan::<TimerRecord>(TIMER_PREFIX, None, usize::MAX)?
+            .into_iter()
+            .map(|(_, t)| (t.due_ms, t.request.command))
+            .collect())
+    }
+
     /// Drops the shard and its store as a crash would (nothing is flushed on the way out) and
     /// opens them again from disk (over a caller's engine: a new store over it), as the
-    /// node's restart would.
+    /// node's restart would. Durable timers are armed again; in-memory ones are gone.
     pub async fn crash(&mut self) -> Result<(), StoreError> {
-        self.shard = None;
-        self.member = member_info(E::NAME, None);
+        *self.shard() = None;
+        self.member = member_info(E::NAME, None, &self.posted);
         self.open().await
     }
 }

@@ -115,17 +115,17 @@ async fn state_is_created_changed_and_reloaded_after_a_crash() {
 }
 
 /// An engine over sled whose flushes the test can hold, or make fail.
-struct Controlled {
+pub(super) struct Controlled {
     inner: SledEngine,
     held: Mutex<bool>,
     released: Condvar,
-    fail: AtomicBool,
+    pub(super) fail: AtomicBool,
     /// Flushes started so far.
-    flushes: std::sync::atomic::AtomicUsize,
+    pub(super) flushes: std::sync::atomic::AtomicUsize,
 }
 
 impl Controlled {
-    fn new() -> Arc<Self> {
+    pub(super) fn new() -> Arc<Self> {
         Arc::new(Self {
             inner: SledEngine::temporary().unwrap(),
             held: Mutex::new(false),
@@ -143,10 +143,10 @@ impl Controlled {
 
 /// Holds an engine's flushes until dropped: a failing assertion must not leave a flush blocked
 /// forever (the test's runtime waits for its blocking threads when it shuts down).
-struct Held(Arc<Controlled>);
+pub(super) struct Held(Arc<Controlled>);
 
 impl Held {
-    fn new(engine: &Arc<Controlled>) -> Self {
+    pub(super) fn new(engine: &Arc<Controlled>) -> Self {
         engine.hold(true);
         Self(Arc::clone(engine))
     }
@@ -250,6 +250,13 @@ async fn a_failed_flush_fails_what_was_not_acknowledged_and_loses_nothing_that_w
 
 /// One node with a store, hosting `Wallet` in 4 shards.
 async fn node_with_wallets(dir: &std::path::Path) -> crate::Runtime {
+    let runtime = one_node(dir, &[Wallet::NAME]).await;
+    runtime.host(EntityService::<Wallet>::new()).await.unwrap();
+    runtime
+}
+
+/// One node with a store in `dir`, with `services` configured in 4 shards each (not hosted).
+pub(super) async fn one_node(dir: &std::path::Path, services: &[&str]) -> crate::Runtime {
     use std::collections::HashMap;
 
     use crate::cluster::NodeSpec;
@@ -265,7 +272,7 @@ async fn node_with_wallets(dir: &std::path::Path) -> crate::Runtime {
         })
         .collect();
     let me = NodeId::try_new("e1").unwrap();
-    let runtime = crate::Runtime::start(RuntimeSettings {
+    crate::Runtime::start(RuntimeSettings {
         cluster: ClusterSettings::new(
             "e1",
             vec![NodeSpec {
@@ -276,13 +283,16 @@ async fn node_with_wallets(dir: &std::path::Path) -> crate::Runtime {
         )
         .unwrap(),
         link_addrs: HashMap::from([(me, format!("127.0.0.1:{}", ports[1]).parse().unwrap())]),
-        services: HashMap::from([(
-            Wallet::NAME.to_string(),
-            ServiceSpec {
-                shards: Some(4),
-                ..ServiceSpec::default()
-            },
-        )]),
+        services: services
+            .iter()
+            .map(|name| {
+                let spec = ServiceSpec {
+                    shards: Some(4),
+                    ..ServiceSpec::default()
+                };
+                (name.to_string(), spec)
+            })
+            .collect(),
         restart: RestartPolicy::default(),
         store: Some(StoreSettings {
             path: dir.join("store"),
@@ -290,9 +300,7 @@ async fn node_with_wallets(dir: &std::path::Path) -> crate::Runtime {
         }),
     })
     .await
-    .unwrap();
-    runtime.host(EntityService::<Wallet>::new()).await.unwrap();
-    runtime
+    .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -9,7 +9,7 @@ use super::{COOL_DOWN, ESCALATION_POLICY, Runtime};
 use crate::registry::{LocalHandle, MemberSlot, Registry};
 use crate::service::endpoint::TypedEndpoint;
 use crate::service::mailbox::Mailbox;
-use crate::service::{Member, MemberInfo, Service};
+use crate::service::{Member, MemberInfo, Outbound, Service};
 use crate::store::Store;
 use crate::supervisor::{
     ChildSpec, CoolingObserver, OnGiveUp, Strategy, Supervisor, SupervisorArgs, SupervisorEvent,
@@ -80,6 +80,7 @@ impl Runtime {
                         index: *index,
                         sharded,
                         store: self.core.store.clone(),
+                        outbound: self.core.outbound.clone(),
                         mailbox_capacity: spec.mailbox_capacity,
                     },
                 )
@@ -150,6 +151,7 @@ struct MemberSlotSpec {
     index: u32,
     sharded: bool,
     store: Option<Store>,
+    outbound: Outbound,
     mailbox_capacity: usize,
 }
 
@@ -162,6 +164,7 @@ fn member_spec<S: Service>(
         index,
         sharded,
         store,
+        outbound,
         mailbox_capacity,
     } = slot_spec;
     ChildSpec::new(
@@ -170,6 +173,7 @@ fn member_spec<S: Service>(
             let service = Arc::clone(&service);
             let registry = Arc::clone(&registry);
             let store = store.clone();
+            let outbound = outbound.clone();
             Box::pin(async move {
                 let info = MemberInfo {
                     service: S::NAME,
@@ -177,6 +181,7 @@ fn member_spec<S: Service>(
                     index,
                     sharded,
                     store,
+                    outbound: Some(outbound),
                 };
                 let mailbox = Arc::new(Mailbox::new(mailbox_capacity));
                 let member = Member {

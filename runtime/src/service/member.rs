@@ -79,25 +79,50 @@ impl<S: Service> Member<S> {
             }
             None => self.service.handle(state, request, &cx).await,
         };
-        let after = cx
-            .reply_after
-            .into_inner()
-            .unwrap_or_else(|p| p.into_inner());
-        match (reply, after) {
-            (Some(reply), None) => reply.send(Ok(response)),
-            // The reply leaves once what the handler wrote or read is durable; the member
-            // goes on meanwhile. The task is the member's no longer: a kill of the member
-            // from now on does not cut this answer off.
-            (Some(reply), Some(durable)) => {
-                tokio::spawn(async move {
-                    match durable.wait().await {
-                        Ok(()) => reply.send(Ok(response)),
-                        Err(e) => reply.send(Err(CallError::NotDurable(e.to_string()))),
-                    }
-                });
+        let (after, effects) = cx.into_release();
+        release(reply.map(|r| (r, response)), after, effects);
+    }
+}
+
+/// Sends the reply (if anyone waits for one) and releases the effects, once `after` is durable:
+/// at once if there is nothing to wait for, else from a task of its own while the member goes
+/// on. The task is the member's no longer: a kill of the member from now on does not cut the
+/// answer or the effects off. If the flush fails, the caller is told the outcome is unknown
+/// and the effects are dropped (nothing a command caused leaves unless its batch is durable).
+fn release<Resp: serde::Serialize + Send + 'static>(
+    reply: Option<(ReplyTo<Resp>, Resp)>,
+    after: Option<crate::store::Durable>,
+    effects: Vec<super::Effect>,
+) {
+    let run = |effects: Vec<super::Effect>| effects.into_iter().for_each(|effect| effect());
+    match after {
+        None => {
+            run(effects);
+            if let Some((reply, response)) = reply {
+                reply.send(Ok(response));
             }
-            (None, _) => {}
         }
+        Some(durable) if reply.is_some() || !effects.is_empty() => {
+            tokio::spawn(async move {
+                match durable.wait().await {
+                    Ok(()) => {
+                        run(effects);
+                        if let Some((reply, response)) = reply {
+                            reply.send(Ok(response));
+                        }
+                    }
+                    Err(e) => {
+                        if !effects.is_empty() {
+                            tracing::warn!(error = %e, dropped = effects.len(), "a flush failed: the effects of its commands are dropped");
+                        }
+                        if let Some((reply, _)) = reply {
+                            reply.send(Err(CallError::NotDurable(e.to_string())));
+                        }
+                    }
+                }
+            });
+        }
+        Some(_) => {}
     }
 }
 
@@ -174,6 +199,10 @@ impl<S: Service> Actor for Member<S> {
             MemberMsg::Cast(request, None) => {
                 let cx = RequestContext::new(&self.info, None, None);
                 let _ = self.service.handle(&mut state.inner, request, &cx).await;
+                let (after, effects) = cx.into_release();
+                if !effects.is_empty() {
+                    release::<S::Response>(None, after, effects);
+                }
                 self.handled(state, 1);
             }
             // The others carry more (reply channels, deadlines, batches) and make a larger

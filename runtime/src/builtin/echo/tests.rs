@@ -10,6 +10,7 @@ fn info() -> MemberInfo {
         index: 0,
         sharded: false,
         store: None,
+        outbound: None,
     }
 }
 

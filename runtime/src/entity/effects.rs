@@ -1,0 +1,209 @@
+//! What a command causes besides changing its entity's state: a tell to another entity or
+//! service, an event published into the shard's outbox, a message to itself after a delay.
+//!
+//! A handler asks for these through its [`Context`]; nothing leaves while it runs. The shard
+//! writes the state change, the outbox records and the durable timers of one command as one
+//! atomic batch, and the tells and timers are released only once that batch is durable (the
+//! same moment the reply leaves). A command that fails with a domain error causes nothing.
+//!
+//! What each promises:
+//! - **tell**: at most once, after the batch is durable (a crash between the flush and the
+//!   send loses it). For a message that must arrive, publish an event (issue 9's event bus
+//!   delivers the outbox at least once) or schedule a durable timer that checks.
+//! - **publish**: the event is an outbox record `o/<seq>` in the shard's keyspace, written in
+//!   the same batch as the state change: it exists if and only if the change does.
+//! - **schedule**: a command to this entity after a delay, from memory: lost if the node stops
+//!   first (a shard that restarts on the same node still gets it).
+//! - **schedule_durable**: the same, kept as a timer record `t/<due><seq>` in the same batch;
+//!   the shard arms every timer record when it starts, and the command it fires deletes the
+//!   record in its own batch. So it fires at least once, after a crash too (a fire whose batch
+//!   was not durable before a crash fires again); a fire whose record is already gone does
+//!   nothing.
+
+use serde::{Deserialize, Serialize};
+use tokio::time::Duration;
+
+use super::service::EntityRequest;
+use super::{Command, Context, Entity, EntityId};
+use crate::service::{Outbound, Service, To, encode};
+
+/// The keyspace prefix of outbox records.
+pub(crate) const OUTBOX_PREFIX: &[u8] = b"o/";
+/// The keyspace prefix of durable timers.
+pub(crate) const TIMER_PREFIX: &[u8] = b"t/";
+
+/// An event published by a command, as kept in its shard's outbox until delivered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutboxRecord {
+    /// The topic (`order.created`).
+    pub topic: String,
+    /// The entity type that published it.
+    pub entity: String,
+    /// The publishing entity's id, encoded ([`EntityId::key`]).
+    pub id: Vec<u8>,
+    /// The event, encoded.
+    pub payload: Vec<u8>,
+    /// When it was published, in milliseconds since the Unix epoch.
+    pub at_ms: u64,
+}
+
+/// A durable timer as kept in its shard's keyspace: the command to fire.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct TimerRecord {
+    /// When it is due, in milliseconds since the Unix epoch.
+    pub(crate) due_ms: u64,
+    /// The command, for this entity.
+    pub(crate) request: EntityRequest,
+}
+
+/// One thing a handler asked for.
+pub(crate) enum Caused {
+    /// An encoded request for `service`'s member `to`.
+    Tell {
+        service: &'static str,
+        to: To,
+        request: Vec<u8>,
+    },
+    /// An event for the outbox.
+    Publish { topic: String, payload: Vec<u8> },
+    /// A command to this entity after `after`, kept on disk if `durable`.
+    Timer {
+        after: Duration,
+        request: EntityRequest,
+        durable: bool,
+    },
+}
+
+/// Milliseconds since the Unix epoch now (0 if the clock is before it).
+pub(crate) fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// The key of outbox record `seq`: in publishing order.
+pub(crate) fn outbox_key(seq: u64) -> Vec<u8> {
+    let mut key = OUTBOX_PREFIX.to_vec();
+    key.extend_from_slice(&seq.to_be_bytes());
+    key
+}
+
+/// The key of a durable timer: in order of when it is due.
+pub(crate) fn timer_key(due_ms: u64, seq: u64) -> Vec<u8> {
+    let mut key = TIMER_PREFIX.to_vec();
+    key.extend_from_slice(&due_ms.to_be_bytes());
+    key.extend_from_slice(&seq.to_be_bytes());
+    key
+}
+
+/// The sequence number in an outbox key.
+pub(crate) fn outbox_seq(key: &[u8]) -> Option<u64> {
+    let bytes = key.strip_prefix(OUTBOX_PREFIX)?;
+    Some(u64::from_be_bytes(bytes.try_into().ok()?))
+}
+
+impl<E: Entity> Context<'_, E> {
+    fn cause(&mut self, caused: Result<Caused, crate::CallError>) {
+        match caused {
+            Ok(caused) => self.caused.push(caused),
+            // The command fails as malformed, and nothing it did is written.
+            Err(e) => self.broken = Some(e.to_string()),
+        }
+    }
+
+    /// Sends `command` to entity `id` of type `T` once this command's batch is durable (at
+    /// most once: see the module docs).
+    pub fn tell<T: Entity, C: Command<T>>(&mut self, id: T::Id, command: C) {
+        let request = EntityRequest::new::<T, C>(&id, &command, None).and_then(|r| encode(&r));
+        self.cause(request.map(|request| Caused::Tell {
+            service: T::NAME,
+            to: To::Shard(id.key()),
+            request,
+        }));
+    }
+
+    /// Sends `request` to any member of the stateless service `S` once this command's batch
+    /// is durable (at most once).
+    pub fn tell_service<S: Service>(&mut self, request: &S::Request) {
+        self.cause(encode(request).map(|request| Caused::Tell {
+            service: S::NAME,
+            to: To::Any,
+            request,
+        }));
+    }
+
+    /// Publishes `event` on `topic`: written to the shard's outbox in the same batch as this
+    /// command's state change.
+    pub fn publish<V: Serialize>(&mut self, topic: &str, event: &V) {
+        let topic = topic.to_string();
+        self.cause(encode(event).map(|payload| Caused::Publish { topic, payload }));
+    }
+
+    /// Sends `command` to this entity after `after`, from memory (lost if the node stops
+    /// first).
+    pub fn schedule<C: Command<E>>(&mut self, after: Duration, command: C) {
+        self.timer(after, &command, false);
+    }
+
+    /// Sends `command` to this entity after `after`, surviving crashes and restarts (see the
+    /// module docs: at least once).
+    pub fn schedule_durable<C: Command<E>>(&mut self, after: Duration, command: C) {
+        self.timer(after, &command, true);
+    }
+
+    fn timer<C: Command<E>>(&mut self, after: Duration, command: &C, durable: bool) {
+        let request = EntityRequest::new::<E, C>(self.id, command, None);
+        self.cause(request.map(|request| Caused::Timer {
+            after,
+            request,
+            durable,
+        }));
+    }
+
+    /// Why the effects cannot be written, if one did not encode.
+    pub(crate) fn take_caused(&mut self) -> Result<Vec<Caused>, String> {
+        match self.broken.take() {
+            Some(why) => Err(why),
+            None => Ok(std::mem::take(&mut self.caused)),
+        }
+    }
+}
+
+/// Fires `request` (for entity `E`, whose id key is `key`) at `due_ms` through `outbound`. A
+/// durable timer whose post fails (its shard restarting, its node unreachable) tries again
+/// every second for a minute; it also fires when the shard next starts.
+pub(crate) fn arm<E: Entity>(
+    outbound: &Outbound,
+    key: Vec<u8>,
+    due_ms: u64,
+    request: EntityRequest,
+) {
+    let outbound = outbound.clone();
+    tokio::spawn(async move {
+        let wait = Duration::from_millis(due_ms.saturating_sub(now_ms()));
+        tokio::time::sleep(wait).await;
+        let durable = request.timer.is_some();
+        let Ok(bytes) = encode(&request) else {
+            return;
+        };
+        for attempt in 0..60 {
+            match outbound
+                .post(E::NAME, To::Shard(key.clone()), bytes.clone(), E::TIMEOUT)
+                .await
+            {
+                Ok(()) => return,
+                Err(e) if durable && attempt < 59 => {
+                    tracing::debug!(entity = E::NAME, error = %e, attempt, "a timer could not fire yet");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+                Err(e) => {
+                    tracing::warn!(entity = E::NAME, error = %e, durable, "a timer could not fire");
+                    return;
+                }
+            }
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,93 @@
+//! [`Poster`]: the runtime's [`Post`], which delivers a member's effects by service name.
+//!
+//! A request for a shard goes to the node that serves the shard and to that shard's member
+//! only (as [`Router::call_sharded`] does, without its retries: a post is a cast, at most once
+//! delivered); one for any member goes to a local member if there is one, else to a member on
+//! a routable peer. On this node the request is handed to the service's endpoint, as if it had
+//! come from a peer (it is decoded there); elsewhere it travels over the link.
+//!
+//! [`Router::call_sharded`]: super::Router::call_sharded
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use tokio::time::{Duration, Instant};
+
+use crate::cluster::NodeId;
+use crate::deadline::Patience;
+use crate::registry::Registry;
+use crate::service::{CallError, Post, Posting, RemoteDelivery, Target, To};
+use crate::shard::agree::Placements;
+use crate::telemetry;
+use crate::transport::Transport;
+
+/// Delivers encoded requests to services by name (see the module docs).
+pub(crate) struct Poster {
+    pub(crate) registry: Arc<Registry>,
+    pub(crate) transport: Transport,
+    pub(crate) placements: Arc<Placements>,
+}
+
+impl Poster {
+    /// The node and member `to` names in `service`.
+    fn resolve(&self, service: &str, to: &To) -> Result<(NodeId, Target), CallError> {
+        match to {
+            To::Shard(key) => {
+                let table = self.placements.table(service).ok_or_else(|| {
+                    CallError::BadMessage(format!("service {service} is not sharded"))
+                })?;
+                let (shard, node) = table.route(key)?;
+                if !self.registry.is_routable(&node) {
+                    return Err(CallError::ShardUnavailable {
+                        service: service.to_string(),
+                        shard,
+                        node: node.to_string(),
+                    });
+                }
+                Ok((node, Target::Slot(shard)))
+            }
+            To::Any => {
+                let members = self.registry.members(service).members;
+                // Local members come first.
+                let member = members
+                    .first()
+                    .ok_or_else(|| CallError::NoMember(service.to_string()))?;
+                Ok((member.node.clone(), Target::Any))
+            }
+        }
+    }
+}
+
+impl Post for Poster {
+    fn post(&self, service: &str, to: To, request: Vec<u8>, timeout: Duration) -> Posting {
+        let resolved = self.resolve(service, &to);
+        let registry = Arc::clone(&self.registry);
+        let transport = self.transport.clone();
+        let service: Arc<str> = Arc::from(service);
+        let trace = telemetry::current();
+        Box::pin(async move {
+            let (node, target) = resolved?;
+            if node == *registry.node() {
+                let endpoint = registry
+                    .endpoint(&service)
+                    .ok_or_else(|| CallError::UnknownService(service.to_string()))?;
+                endpoint
+                    .deliver_batch(vec![RemoteDelivery {
+                        target,
+                        payload: Bytes::from(request),
+                        deadline: Some(Instant::now() + timeout),
+                        trace,
+                        reply: None,
+                    }])
+                    .await;
+                return Ok(());
+            }
+            let link = transport
+                .slot(&node)
+                .and_then(|slot| slot.get())
+                .ok_or_else(|| CallError::Unreachable(node.to_string()))?;
+            link.cast(service, target, request, trace, Patience::For(timeout))
+                .await
+        })
+    }
+}
