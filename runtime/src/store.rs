@@ -35,6 +35,7 @@
 //! # Ok(()) }
 //! ```
 
+mod batches;
 mod commit;
 mod durable;
 pub mod engine;
@@ -99,6 +100,10 @@ struct Inner {
     owned: Mutex<HashSet<String>>,
     /// Signalled when a claim is released.
     released: Notify,
+    /// This open's generation of batch numbers ([`batches`]).
+    generation: u64,
+    /// Each keyspace's batch counter since the store opened.
+    batches: batches::Counters,
 }
 
 impl Drop for Inner {
@@ -153,6 +158,7 @@ impl Store {
         damaged: HashMap<String, String>,
         room: Option<std::path::PathBuf>,
     ) -> Self {
+        let generation = batches::next_generation(&*engine);
         let commit = GroupCommit::start(Arc::clone(&engine), marks.clone(), room);
         Self {
             inner: Arc::new(Inner {
@@ -162,6 +168,8 @@ impl Store {
                 damaged,
                 owned: Mutex::new(HashSet::new()),
                 released: Notify::new(),
+                generation,
+                batches: batches::Counters::default(),
             }),
         }
     }
@@ -193,6 +201,7 @@ impl Store {
         match self.inner.engine.keyspace(name) {
             Ok(engine) => Ok(Keyspace {
                 name: name.to_string(),
+                batches: self.inner.batches.of(name),
                 engine,
                 store: self.clone(),
                 damaged: self.inner.damaged.get(name).cloned(),
@@ -339,6 +348,8 @@ pub struct Keyspace {
     store: Store,
     /// Why this keyspace serves nothing, if it is damaged.
     damaged: Option<String>,
+    /// Its batch counter ([`batches`]).
+    batches: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl std::fmt::Debug for Keyspace {
@@ -411,6 +422,7 @@ impl Keyspace {
         if let Some(marks) = &self.store.inner.marks {
             marks.note(&self.name);
         }
+        batches::next(self.store.inner.generation, &self.batches);
         let result = match self.engine.apply(&batch.ops) {
             Ok(()) => commit.wait_durable(commit.note_write()).await,
             Err(e) => Err(e),
@@ -448,6 +460,7 @@ impl Keyspace {
         if batch.is_empty() {
             return Ok(Durable {
                 seq: commit.written(),
+                batch: None,
                 store: self.store.clone(),
                 after: After::Nothing,
             });
@@ -455,9 +468,11 @@ impl Keyspace {
         if let Some(marks) = &self.store.inner.marks {
             marks.note(&self.name);
         }
+        let number = batches::next(self.store.inner.generation, &self.batches);
         self.engine.apply(&batch.ops)?;
         Ok(Durable {
             seq: commit.note_write(),
+            batch: Some(number),
             store: self.store.clone(),
             after: After::Write {
                 keyspace: self.name.clone(),
@@ -475,6 +490,7 @@ impl Keyspace {
     pub fn seen(&self, key: &[u8]) -> Durable {
         Durable {
             seq: self.store.inner.commit.written(),
+            batch: None,
             store: self.store.clone(),
             after: After::Read {
                 keyspace: self.name.clone(),

@@ -7,6 +7,8 @@ use super::{Store, StoreError, commit};
 /// what a reader saw ([`super::Keyspace::seen`]).
 pub struct Durable {
     pub(super) seq: u64,
+    /// The keyspace's number for the batch, if this is a write ([`super::batches`]).
+    pub(super) batch: Option<u64>,
     pub(super) store: Store,
     pub(super) after: After,
 }
@@ -38,6 +40,12 @@ impl std::fmt::Debug for Durable {
 }
 
 impl Durable {
+    /// The number of the batch this write applied, in its keyspace's sequence (None for what
+    /// a read saw): numbers only grow, across restarts too.
+    pub fn batch(&self) -> Option<u64> {
+        self.batch
+    }
+
     /// Waits until the write (or what was read) is durable; fails if a flush failed first
     /// (a write may or may not survive: see [`StoreError`]).
     pub async fn wait(self) -> Result<(), StoreError> {

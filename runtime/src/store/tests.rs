@@ -289,3 +289,60 @@ async fn a_full_disk_refuses_writes_serves_durable_reads_and_resumes() {
     assert!(store.problems().is_empty());
     assert_eq!(ks.get::<u8>(b"lost").unwrap(), Some(2));
 }
+
+/// Opens the store at `path`, retrying while the one just dropped still holds its files.
+async fn reopen(path: &Path) -> Store {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match Store::open(path, 1024 * 1024) {
+            Ok(store) => return store,
+            Err(e) => {
+                assert!(Instant::now() < deadline, "reopen: {e}");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_keyspaces_batch_numbers_only_grow_across_restarts_of_its_owner_and_of_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store");
+    let apply = |ks: &Keyspace, value: u64| {
+        let mut batch = WriteBatch::new();
+        batch.put(b"k", &value).unwrap();
+        ks.apply(batch).unwrap().batch().unwrap()
+    };
+    let mut seen = Vec::new();
+    {
+        let store = reopen(&path).await;
+        let ks = store.claim("orders/0", Duration::ZERO).await.unwrap();
+        let other = store.claim("orders/1", Duration::ZERO).await.unwrap();
+        for i in 0..3 {
+            seen.push(apply(&ks, i));
+        }
+        // Another keyspace has a sequence of its own; a read or an empty batch has no number.
+        assert_eq!(apply(&other, 0) & u64::from(u32::MAX), 1);
+        assert_eq!(ks.apply(WriteBatch::new()).unwrap().batch(), None);
+        assert_eq!(ks.seen(b"k").batch(), None);
+        // The owner restarts (its successor claims the keyspace): the sequence goes on.
+        drop(ks);
+        let ks = store.claim("orders/0", Duration::ZERO).await.unwrap();
+        seen.push(apply(&ks, 3));
+        store.sync().await.unwrap();
+    }
+    // The node restarts: a new generation, still above everything before.
+    let store = reopen(&path).await;
+    let ks = store.claim("orders/0", Duration::ZERO).await.unwrap();
+    seen.push(apply(&ks, 4));
+    assert!(
+        seen.windows(2).all(|w| w[0] < w[1]),
+        "batch numbers grow: {seen:x?}"
+    );
+    assert_eq!(
+        seen[1] - seen[0],
+        1,
+        "consecutive within one open: {seen:x?}"
+    );
+    assert!(seen[4] >> 32 > seen[3] >> 32, "a new generation: {seen:x?}");
+}
