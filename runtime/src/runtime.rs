@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use tokio::time::Duration;
 
 use crate::cluster::StoreSize;
-use crate::cluster::{Cluster, ClusterSettings, NodeId};
+use crate::cluster::{Cluster, ClusterSettings, Gossip, NodeId};
 use crate::registry::{Registry, ServiceSummary};
 use crate::router::Router;
 use crate::service::{Service, ServiceSpec};
@@ -168,7 +168,9 @@ impl Runtime {
         let store_bytes: Option<StoreSize> = store
             .clone()
             .map(|s| -> StoreSize { Arc::new(move || s.size_on_disk()) });
-        let cluster = Cluster::start(settings.cluster, Arc::clone(&registry), store_bytes).await?;
+        // The registry's directory of members travels in the cluster's heartbeats.
+        let gossip: Arc<dyn Gossip> = registry.clone();
+        let cluster = Cluster::start(settings.cluster, gossip, store_bytes).await?;
         let transport = match Transport::start(
             TransportSettings::new(listen, peers),
             &cookie,
