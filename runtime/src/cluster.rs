@@ -32,6 +32,13 @@
 //! modules subscribe to, and the latest [`ClusterView`] is kept in a watch channel for readers
 //! such as the HTTP edge.
 //!
+//! # Gossip
+//!
+//! Heartbeats also carry one opaque payload per node for the modules above: the [`Gossip`]
+//! given to [`Cluster::start`] publishes this node's and hears its peers' (see `gossip`). The
+//! cluster never looks inside; the runtime gives it the registry, whose directory of members
+//! travels that way.
+//!
 //! # Lifecycle
 //!
 //! [`Cluster::start`] binds the cluster port and starts dialling. The cluster is *formed* once
@@ -48,8 +55,9 @@
 //!     NodeSpec::new("n2", "127.0.0.1:7102".parse().unwrap()),
 //! ];
 //! let settings = ClusterSettings::new("n1", nodes, "a-secret-cookie-0123".to_string())?;
-//! let registry = std::sync::Arc::new(troupe_runtime::Registry::new(settings.self_id().clone()));
-//! let cluster = Cluster::start(settings, registry, None).await?;
+//! // Whatever this node gossips to its peers: here the runtime's registry of members.
+//! let members = std::sync::Arc::new(troupe_runtime::Registry::new(settings.self_id().clone()));
+//! let cluster = Cluster::start(settings, members, None).await?;
 //! let mut events = cluster.subscribe();
 //! while let Ok(event) = events.recv().await {
 //!     println!("{} is now {}", event.node, event.status);
@@ -60,6 +68,7 @@
 mod detector;
 mod dial;
 mod gate;
+mod gossip;
 mod membership;
 mod pulse;
 mod settings;
@@ -73,11 +82,11 @@ use serde::Serialize;
 use tokio::sync::{broadcast, watch};
 use tokio::time::Duration;
 
+pub use self::gossip::{Gossip, MAX_PAYLOAD_BYTES, PayloadChanged};
 pub use self::settings::{
     ClusterSettings, DetectorSettings, MIN_COOKIE_LEN, NodeId, NodeSpec, ReconnectSettings,
     check_cookie,
 };
-use crate::registry::Registry;
 use crate::{Result, RuntimeError};
 use membership::{Membership, MembershipArgs, MembershipMsg};
 
@@ -178,10 +187,10 @@ impl fmt::Debug for Cluster {
 impl Cluster {
     /// Binds the cluster port, starts the failure detector and starts dialling the peers.
     /// Returns once the port is bound; joining the peers happens in the background. The
-    /// heartbeats carry `registry`'s local directory and feed it the peers' directories.
+    /// heartbeats carry `gossip`'s payload, and feed it the peers' payloads and statuses.
     pub async fn start(
         settings: ClusterSettings,
-        registry: Arc<Registry>,
+        gossip: Arc<dyn Gossip>,
         store_bytes: Option<StoreSize>,
     ) -> Result<Self> {
         let (events, _) = broadcast::channel(1024);
@@ -193,7 +202,7 @@ impl Cluster {
             Membership,
             MembershipArgs {
                 settings: settings.clone(),
-                registry,
+                gossip,
                 store_bytes,
                 events: events.clone(),
                 view: view_tx,

@@ -5,11 +5,13 @@
 //! Each node knows its own members exactly: the supervisor of each service tells the registry
 //! when a member starts and when it stops ([`Registry::add_local`], [`Registry::remove_local`]).
 //! That local list is the node's *directory*; it has a version that grows with every change.
-//! The directory travels in every heartbeat ([`crate::cluster`]), so each node learns its peers'
-//! members within one heartbeat of a change (a change also sends a heartbeat at once), and a
-//! node that comes back is known again with its first heartbeat. When the failure detector
-//! marks a peer down, its members are dropped at once; a suspect peer's members are kept but not
-//! routed to.
+//! The directory travels in every heartbeat as the cluster's opaque gossip payload (the
+//! registry is the [`crate::cluster::Gossip`] of its node, see `gossip`), so each node learns
+//! its peers' members within one heartbeat of a change (a change also sends a heartbeat at
+//! once), and a node that comes back is known again with its first heartbeat. When the failure
+//! detector marks a peer down, its members are dropped at once; a suspect peer's members are
+//! kept but not routed to. A directory that does not decode is dropped, logged and counted
+//! ([`Registry::num_bad_payloads`]).
 //!
 //! This is our own gossip over the membership channel rather than ractor's `pg`, so that the
 //! registry follows our failure detector (which notices frozen nodes), needs no stand-in actor
@@ -19,10 +21,11 @@
 //! registry's epoch changes, so the hot path costs one atomic load.
 
 pub mod balance;
+mod gossip;
 
 use std::any::Any;
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, RwLock};
 
 use ractor::{ActorCell, ActorRef};
@@ -113,6 +116,10 @@ pub struct Registry {
     epoch: AtomicU64,
     /// Told when the local directory changes, to send it without waiting for the next beat.
     on_local_change: OnceLock<Box<dyn Fn() + Send + Sync>>,
+    /// Peers' directories dropped because they did not decode.
+    num_bad_payloads: AtomicU64,
+    /// Whether the local directory was last too large to gossip (logged once per episode).
+    too_large: AtomicBool,
 }
 
 impl std::fmt::Debug for Registry {
@@ -132,6 +139,8 @@ impl Registry {
             state: RwLock::new(State::default()),
             epoch: AtomicU64::new(1),
             on_local_change: OnceLock::new(),
+            num_bad_payloads: AtomicU64::new(0),
+            too_large: AtomicBool::new(false),
         }
     }
 

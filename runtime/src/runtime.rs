@@ -16,11 +16,10 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use ractor::ActorRef;
-use serde::{Deserialize, Serialize};
 use tokio::time::Duration;
 
 use crate::cluster::StoreSize;
-use crate::cluster::{Cluster, ClusterSettings, NodeId};
+use crate::cluster::{Cluster, ClusterSettings, Gossip, NodeId};
 use crate::registry::{Registry, ServiceSummary};
 use crate::router::Router;
 use crate::service::{Service, ServiceSpec};
@@ -28,7 +27,7 @@ use crate::shard;
 use crate::store::Store;
 use crate::supervisor::{CoolingDown, RestartPolicy, SupervisorMsg};
 use crate::system::System;
-pub use crate::system::{KILLS_PER_SECOND, KillError};
+pub use crate::system::{KILLS_PER_SECOND, KillError, KilledMember};
 use crate::transport::{StatsSnapshot, Transport, TransportSettings};
 use crate::{Result, RuntimeError};
 
@@ -73,19 +72,6 @@ const ESCALATION_POLICY: RestartPolicy = RestartPolicy {
 /// one starts again from 5 s). Meanwhile `not_ready_reasons` names it.
 const COOL_DOWN: crate::backoff::Backoff =
     crate::backoff::Backoff::constant_bounds(Duration::from_secs(5), Duration::from_secs(30));
-
-/// A member killed on purpose (failure injection).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct KilledMember {
-    /// The service.
-    pub service: String,
-    /// The node it ran on.
-    pub node: String,
-    /// Its slot.
-    pub index: u32,
-    /// Its actor id (the restarted member gets a new one).
-    pub pid: u64,
-}
 
 pub(crate) struct Core {
     pub(crate) registry: Arc<Registry>,
@@ -170,7 +156,9 @@ impl Runtime {
         let store_bytes: Option<StoreSize> = store
             .clone()
             .map(|s| -> StoreSize { Arc::new(move || s.size_on_disk()) });
-        let cluster = Cluster::start(settings.cluster, Arc::clone(&registry), store_bytes).await?;
+        // The registry's directory of members travels in the cluster's heartbeats.
+        let gossip: Arc<dyn Gossip> = registry.clone();
+        let cluster = Cluster::start(settings.cluster, gossip, store_bytes).await?;
         let transport = match Transport::start(
             TransportSettings::new(listen, peers),
             &cookie,

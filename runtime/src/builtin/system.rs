@@ -13,7 +13,6 @@ use serde::{Deserialize, Serialize};
 use tokio::time::{Duration, Instant};
 
 use crate::registry::Registry;
-use crate::runtime::KilledMember;
 use crate::service::{CallError, MemberInfo, RequestContext, Service, ServiceError};
 
 /// The most chaos kills a node takes per second (and in one burst).
@@ -71,6 +70,19 @@ impl Bucket {
         self.next = next + self.interval;
         Ok(())
     }
+}
+
+/// A member killed on purpose (failure injection).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KilledMember {
+    /// The service.
+    pub service: String,
+    /// The node it ran on.
+    pub node: String,
+    /// Its slot.
+    pub index: u32,
+    /// Its actor id (the restarted member gets a new one).
+    pub pid: u64,
 }
 
 /// Node-local operations.

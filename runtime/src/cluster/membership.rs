@@ -20,24 +20,24 @@ use tokio::time::{Duration, Instant};
 use super::detector::PeerHealth;
 use super::dial::{Dial, Failure};
 use super::gate::{AUTH_DEADLINE, Gate, MAX_UNAUTHENTICATED};
+use super::gossip::{Gossip, PayloadChanged};
 use super::pulse::{Beat, Pulse, PulseMsg};
 use super::{
     ClusterEvent, ClusterSettings, ClusterView, NodeId, NodeSpec, NodeStatus, PeerView, StoreSize,
 };
-use crate::registry::Registry;
 
 /// The detector's resolution: statuses are re-judged and dials scheduled this often.
 const TICK: Duration = Duration::from_millis(50);
 
-/// How long a directory change waits before it is sent, so that many changes in quick
-/// succession (a service starting thousands of members) share one heartbeat.
-const DIRECTORY_DELAY: Duration = Duration::from_millis(2);
+/// How long a change of the gossip payload waits before it is sent, so that many changes in
+/// quick succession (a service starting thousands of members) share one heartbeat.
+const PAYLOAD_DELAY: Duration = Duration::from_millis(2);
 
 pub(crate) struct Membership;
 
 pub(crate) struct MembershipArgs {
     pub(crate) settings: ClusterSettings,
-    pub(crate) registry: Arc<Registry>,
+    pub(crate) gossip: Arc<dyn Gossip>,
     pub(crate) store_bytes: Option<StoreSize>,
     pub(crate) events: broadcast::Sender<ClusterEvent>,
     pub(crate) view: watch::Sender<ClusterView>,
@@ -57,13 +57,13 @@ pub(crate) enum MembershipMsg {
     ServerStarted(ActorRef<NodeServerMessage>),
     /// Time to send heartbeats, judge peers and dial.
     Tick,
-    /// The local directory changed: send it soon rather than at the next heartbeat.
-    DirectoryChanged,
-    /// Send the changed directory now (changes in quick succession share one heartbeat).
-    SendDirectory,
+    /// This node's gossip payload changed: send it soon rather than at the next heartbeat.
+    PayloadChanged,
+    /// Send the changed payload now (changes in quick succession share one heartbeat).
+    SendPayload,
     /// A peer asks for this node's heartbeat.
     Pull(ractor::RpcReplyPort<Vec<u8>>),
-    /// A peer's directory changed: pull heartbeats now.
+    /// A peer's gossip payload changed: pull heartbeats now.
     PullNow,
     /// A peer answered a pull over the session `session` (`ractor_cluster`'s node id):
     /// its heartbeat, None if it did not decode (then `len` is its size).
@@ -110,7 +110,8 @@ struct Session {
 
 pub(crate) struct State {
     settings: ClusterSettings,
-    registry: Arc<Registry>,
+    /// What heartbeats carry for the modules above (see [`super::gossip`]).
+    gossip: Arc<dyn Gossip>,
     store_bytes: Option<StoreSize>,
     incarnation: u64,
     seq: u64,
@@ -133,8 +134,8 @@ pub(crate) struct State {
     /// Heartbeats refused because they claimed another node than their session's.
     num_misbound_beats: u64,
     last_beat_sent: Option<Instant>,
-    /// A directory change waits to be sent (see [`DIRECTORY_DELAY`]).
-    directory_pending: bool,
+    /// A payload change waits to be sent (see [`PAYLOAD_DELAY`]).
+    payload_pending: bool,
     formed: bool,
     bad_beats: u64,
     events: broadcast::Sender<ClusterEvent>,
@@ -200,7 +201,7 @@ impl State {
                 continue;
             }
             let previous = std::mem::replace(&mut peer.status, status);
-            self.registry.peer_status(&peer.spec.id, status);
+            self.gossip.peer_status(&peer.spec.id, status);
             if status == NodeStatus::Up {
                 peer.health.mark_up();
             }
@@ -298,13 +299,14 @@ impl Actor for Membership {
         myself.send_interval(TICK, || MembershipMsg::Tick);
         let incarnation = rand::random::<u64>();
         let notify = myself.clone();
-        args.registry.set_on_local_change(move || {
-            let _ = notify.cast(MembershipMsg::DirectoryChanged);
-        });
+        args.gossip.attach(PayloadChanged::new(move || {
+            // Refused only once membership stopped, at shutdown: nothing to send then.
+            let _ = notify.cast(MembershipMsg::PayloadChanged);
+        }));
         tracing::info!(node = %settings.self_id(), incarnation, "membership started");
         Ok(State {
             settings,
-            registry: args.registry,
+            gossip: args.gossip,
             store_bytes: args.store_bytes,
             incarnation,
             seq: 0,
@@ -319,7 +321,7 @@ impl Actor for Membership {
             beat_too_large: false,
             num_misbound_beats: 0,
             last_beat_sent: None,
-            directory_pending: false,
+            payload_pending: false,
             formed: false,
             bad_beats: 0,
             events: args.events,
@@ -357,14 +359,14 @@ impl Actor for Membership {
                 state.dial_due(now, &myself);
                 state.judge(now);
             }
-            MembershipMsg::DirectoryChanged => {
-                if !state.directory_pending {
-                    state.directory_pending = true;
-                    myself.send_after(DIRECTORY_DELAY, || MembershipMsg::SendDirectory);
+            MembershipMsg::PayloadChanged => {
+                if !state.payload_pending {
+                    state.payload_pending = true;
+                    myself.send_after(PAYLOAD_DELAY, || MembershipMsg::SendPayload);
                 }
             }
-            MembershipMsg::SendDirectory => {
-                state.directory_pending = false;
+            MembershipMsg::SendPayload => {
+                state.payload_pending = false;
                 state.refresh_beat(now);
                 state.poke_all();
             }
@@ -453,3 +455,6 @@ impl NodeEventSubscription for Subscription {
         self.forward(SessionChange::Authenticated, ses);
     }
 }
+
+#[cfg(test)]
+mod tests;

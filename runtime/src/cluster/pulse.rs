@@ -7,18 +7,18 @@
 //! session), and the asking node knows which peer that session authenticated as; so a beat is
 //! bound to its session, and a beat that claims to come from another node than the one its
 //! session belongs to is refused (a pushed message carries no sender, so a node holding the
-//! cookie could otherwise speak for another). When a node's directory changes it *pokes* its
-//! peers, which pull at once; a poke carries nothing, so a forged one costs only a pull.
+//! cookie could otherwise speak for another). When a node's gossip payload changes it *pokes*
+//! its peers, which pull at once; a poke carries nothing, so a forged one costs only a pull.
 //!
 //! A heartbeat is a bincode-encoded [`Beat`]. It comes from the network, so its decoding is
-//! bounded and one that does not decode is counted, logged and dropped.
+//! bounded and one that does not decode is counted, logged and dropped. Its payload is opaque
+//! here: whoever publishes it decodes it (see `gossip`).
 
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use ractor_cluster::RactorClusterMessage;
 use serde::{Deserialize, Serialize};
 
 use super::membership::MembershipMsg;
-use crate::registry::Directory;
 
 /// The `pg` scope and group every node's pulse actor joins.
 pub(crate) const PULSE_SCOPE: &str = "troupe.cluster";
@@ -34,11 +34,10 @@ pub(crate) const MAX_FRAME_BYTES: u64 = 1024 * 1024;
 /// variant name, trace context), a few dozen bytes in practice.
 const FRAME_OVERHEAD: usize = 4 * 1024;
 
-/// The largest heartbeat we send or decode. A heartbeat is its sender's directory plus a few
-/// integers: at most 14 bytes per member (a varint slot index and pid) and the service's name
-/// (at most 64 bytes). Configuration allows at most 4,096 members of one service on a node,
-/// 57 KiB at most ([`tests::largest_service_directory`]), so this leaves room for at least 17
-/// services at their largest; the default services take a few hundred bytes. A heartbeat that
+/// The largest heartbeat we send or decode. A heartbeat is its sender's gossip payload plus a
+/// few integers; a payload of at most [`super::MAX_PAYLOAD_BYTES`] always fits
+/// ([`tests::the_largest_payload_fits`]). (The registry's directory, the payload a node
+/// gossips, is at most 57 KiB per service at the configuration's bounds.) A heartbeat that
 /// would not fit is not sent and says so in the log (see `Membership`).
 pub(crate) const MAX_BEAT_BYTES: usize = MAX_FRAME_BYTES as usize - FRAME_OVERHEAD;
 
@@ -51,15 +50,15 @@ pub(crate) struct Beat {
     pub(crate) incarnation: u64,
     /// A counter per incarnation, for diagnostics.
     pub(crate) seq: u64,
-    /// The sender's members, so that every peer's registry follows them.
-    pub(crate) directory: Directory,
+    /// The sender's gossip payload, opaque here (see `gossip`).
+    pub(crate) payload: Vec<u8>,
     /// The size of the sender's store on disk.
     pub(crate) store_bytes: Option<u64>,
 }
 
 impl Beat {
     pub(crate) fn encode(&self) -> Vec<u8> {
-        // Encoding a struct of a string and two integers into a Vec cannot fail.
+        // Encoding a struct of a string, bytes and integers into a Vec cannot fail.
         bincode::serde::encode_to_vec(self, bincode::config::standard()).unwrap_or_default()
     }
 
@@ -82,7 +81,7 @@ pub(crate) enum PulseMsg {
     /// diagnostics.
     #[rpc]
     Pull(u64, ractor::RpcReplyPort<Vec<u8>>),
-    /// The sender's directory changed: pull from it (from every peer) now.
+    /// The sender's gossip payload changed: pull from it (from every peer) now.
     Poke(u64),
 }
 
@@ -125,22 +124,15 @@ impl Actor for Pulse {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cluster::gossip::{BEAT_HEADER_BYTES, MAX_PAYLOAD_BYTES};
 
     #[test]
     fn beats_round_trip_and_garbage_is_refused() {
-        let mut directory = Directory {
-            version: 3,
-            ..Directory::default()
-        };
-        directory.services.insert(
-            "echo".into(),
-            vec![crate::registry::MemberSlot { index: 1, pid: 77 }],
-        );
         let beat = Beat {
             from: "n1".into(),
             incarnation: u64::MAX,
             seq: 42,
-            directory,
+            payload: b"any bytes at all".to_vec(),
             store_bytes: Some(1 << 40),
         };
         assert_eq!(Beat::decode(&beat.encode()), Some(beat.clone()));
@@ -152,70 +144,52 @@ mod tests {
         // A length prefix claiming a huge string must not allocate it.
         assert_eq!(Beat::decode(&[0xfc, 0xff, 0xff, 0xff, 0x7f, b'a']), None);
         assert_eq!(Beat::decode(&vec![1; MAX_BEAT_BYTES + 1]), None);
-        // A directory claiming billions of members must not allocate them.
+        // A payload claiming billions of bytes must not allocate them.
         let mut huge = beat.encode();
-        huge.truncate(12);
+        huge.truncate(3 + 9 + 1); // the id "n1", the incarnation and the sequence number
+        assert_eq!(huge[12], 42);
         huge.extend_from_slice(&[0xfc, 0xff, 0xff, 0xff, 0x7f]);
         assert_eq!(Beat::decode(&huge), None);
     }
 
-    /// The largest directory one service can have under the configuration's bounds (4,096
-    /// members on one node, a 64-character name, pids and slot indexes at their largest).
+    /// A payload of [`MAX_PAYLOAD_BYTES`] fits in a heartbeat whose every other field is at its
+    /// largest (a 64-character node id, integers at their widest).
     #[test]
-    fn largest_service_directory() {
-        let mut directory = Directory {
-            version: u64::MAX,
-            ..Directory::default()
-        };
-        let members = (0..4096)
-            .map(|i| crate::registry::MemberSlot {
-                index: u32::MAX - i,
-                pid: u64::MAX - u64::from(i),
-            })
-            .collect();
-        directory.services.insert("s".repeat(64), members);
-        let beat = Beat {
+    fn the_largest_payload_fits() {
+        let mut beat = Beat {
             from: "n".repeat(64),
             incarnation: u64::MAX,
             seq: u64::MAX,
-            directory,
+            payload: Vec::new(),
             store_bytes: Some(u64::MAX),
         };
+        let header = beat.encode().len();
+        assert!(header + 9 <= BEAT_HEADER_BYTES, "{header} bytes");
+        beat.payload = vec![0xff; MAX_PAYLOAD_BYTES];
         let len = beat.encode().len();
-        assert!(len <= 58 * 1024, "{len} bytes");
-        assert!(MAX_BEAT_BYTES / len >= 17, "{len} bytes");
+        assert!(len <= MAX_BEAT_BYTES, "{len} bytes");
         assert_eq!(Beat::decode(&beat.encode()), Some(beat));
     }
 
-    /// Properties over arbitrary heartbeats and arbitrary bytes from a peer.
+    /// Properties over arbitrary heartbeats (opaque payloads) and arbitrary bytes from a peer.
     mod proptests {
         use proptest::prelude::*;
 
         use super::*;
-        use crate::registry::MemberSlot;
 
         fn beat() -> impl Strategy<Value = Beat> {
-            let slots = prop::collection::vec(
-                any::<(u32, u64)>().prop_map(|(index, pid)| MemberSlot { index, pid }),
-                0..20,
-            );
-            let directory = (
-                any::<u64>(),
-                prop::collection::btree_map(".{0,20}", slots, 0..6),
-            )
-                .prop_map(|(version, services)| Directory { version, services });
             (
                 ".{0,64}",
                 any::<u64>(),
                 any::<u64>(),
-                directory,
+                prop::collection::vec(any::<u8>(), 0..512),
                 any::<Option<u64>>(),
             )
-                .prop_map(|(from, incarnation, seq, directory, store_bytes)| Beat {
+                .prop_map(|(from, incarnation, seq, payload, store_bytes)| Beat {
                     from,
                     incarnation,
                     seq,
-                    directory,
+                    payload,
                     store_bytes,
                 })
         }

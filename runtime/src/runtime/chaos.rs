@@ -2,15 +2,15 @@
 
 use tokio::time::Duration;
 
-use super::{KilledMember, Runtime};
+use super::Runtime;
 use crate::cluster::NodeId;
 use crate::service::{CallError, CallOptions};
-use crate::system::{KillError, System, SystemRequest, SystemResponse};
+use crate::system::{KillError, KilledMember, System, SystemRequest, SystemResponse};
 
 impl Runtime {
     /// Kills a member of `service` abruptly (its supervisor restarts it): member `pid` on
     /// `node`, or a random member on `node`, or a random member anywhere. A node takes at most
-    /// [`KILLS_PER_SECOND`]; beyond, [`KillError::RateLimited`].
+    /// [`KILLS_PER_SECOND`](crate::runtime::KILLS_PER_SECOND); beyond, [`KillError::RateLimited`].
     pub async fn kill_member(
         &self,
         service: &str,

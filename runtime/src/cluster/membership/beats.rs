@@ -7,6 +7,7 @@ use tokio::time::Instant;
 use super::{MembershipMsg, State};
 use crate::cluster::NodeId;
 use crate::cluster::detector::Heard;
+use crate::cluster::gossip::MAX_PAYLOAD_BYTES;
 use crate::cluster::pulse::{Beat, MAX_BEAT_BYTES, PULSE_GROUP, PULSE_SCOPE, PulseMsg};
 
 /// Why a pulled heartbeat is refused.
@@ -33,23 +34,27 @@ impl State {
     pub(super) fn refresh_beat(&mut self, now: Instant) {
         self.seq += 1;
         self.last_beat_sent = Some(now);
+        let payload = self.gossip.payload();
+        let payload_len = payload.len();
         let beat = Beat {
             from: self.settings.self_id().to_string(),
             incarnation: self.incarnation,
             seq: self.seq,
-            directory: self.registry.local_directory(),
+            payload,
             store_bytes: self.store_bytes.as_ref().map(|f| f()),
         }
         .encode();
-        if beat.len() > MAX_BEAT_BYTES {
+        // A payload within its bound always fits (see `gossip`); the whole beat is checked too.
+        if payload_len > MAX_PAYLOAD_BYTES || beat.len() > MAX_BEAT_BYTES {
             // Peers would refuse it (and their cluster port would drop the connection): say so
             // once, and answer no pulls, so that peers see this node suspect rather than
             // silently out of date.
             if !std::mem::replace(&mut self.beat_too_large, true) {
                 tracing::error!(
                     len = beat.len(),
+                    payload_len,
                     max = MAX_BEAT_BYTES,
-                    "heartbeat too large to send: this node has too many service members"
+                    "heartbeat too large to send: its gossip payload is too large"
                 );
             }
             self.beat.clear();
@@ -97,7 +102,8 @@ impl State {
         }
     }
 
-    /// Tells every connected peer that this node's directory changed, so that they pull now.
+    /// Tells every connected peer that this node's gossip payload changed, so that they pull
+    /// now.
     pub(super) fn poke_all(&self) {
         for pulse in Self::remote_pulses() {
             // A peer whose session is closing refuses the cast; its status follows from that.
@@ -147,8 +153,8 @@ impl State {
         }
         if heard != Heard::Ignored {
             peer.store_bytes = beat.store_bytes;
-            self.registry
-                .apply_peer(&peer.spec.id, beat.incarnation, beat.directory);
+            self.gossip
+                .peer_payload(&peer.spec.id, beat.incarnation, &beat.payload);
         }
         if self.peers[index].status != crate::cluster::NodeStatus::Up {
             self.judge(now);
