@@ -32,6 +32,7 @@ pub mod cluster;
 mod deadline;
 pub mod entity;
 pub mod error;
+pub mod events;
 pub mod hash;
 pub mod metrics;
 pub mod registry;
