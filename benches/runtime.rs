@@ -390,11 +390,12 @@ async fn troupe_bench(port: u16, mode: &str, in_flight: usize, duration_ms: u64)
         .unwrap()
 }
 
-/// Durable kv puts from the node on `port` to the shards on n2, 64 in flight, for 3 s.
-async fn kv_bench(port: u16) -> Value {
+/// Durable kv puts (entity asks) from the node on `port` to the shards on n2, `in_flight` at
+/// a time, for 3 s.
+async fn kv_bench(port: u16, in_flight: usize) -> Value {
     reqwest::Client::new()
         .post(format!("http://127.0.0.1:{port}/admin/bench"))
-        .json(&json!({"target_node": "n2", "mode": "call", "service": "kv", "payload_bytes": 32, "duration_ms": 3000, "in_flight": 64}))
+        .json(&json!({"target_node": "n2", "mode": "call", "service": "kv", "payload_bytes": 32, "duration_ms": 3000, "in_flight": in_flight}))
         .send()
         .await
         .unwrap()
@@ -672,12 +673,23 @@ async fn store() {
 
     // Durable kv puts from n1 to the shards on n2, 64 in flight.
     let nodes = two_nodes().await;
-    let report = kv_bench(nodes.http[0]).await;
+    let report = kv_bench(nodes.http[0], 64).await;
     println!(
         "  kv puts routed n1 -> shards on n2, 64 in flight: {:.0} durable puts/s, p50 {} us, p99 {} us",
         report["per_second"].as_f64().unwrap_or_default(),
         report["latency_us"]["p50"],
         report["latency_us"]["p99"]
+    );
+    // One at a time: an entity ask across nodes (a durable write) beside a plain echo call
+    // across the same link.
+    let one = kv_bench(nodes.http[0], 1).await;
+    let echo = troupe_bench(nodes.http[0], "call", 1, 3000).await;
+    println!(
+        "  1 in flight n1 -> n2: kv put (entity ask, durable) p50 {} us, p99 {} us; echo call p50 {} us, p99 {} us",
+        one["latency_us"]["p50"],
+        one["latency_us"]["p99"],
+        echo["latency_us"]["p50"],
+        echo["latency_us"]["p99"]
     );
 }
 
@@ -704,7 +716,7 @@ async fn scale() {
     for shards in [16u32, 256, 4096] {
         let nodes = two_nodes_with(&format!("[services.kv]\nshards = {shards}\n"), 2).await;
         // The shards start once the nodes agree where they are; the bench waits for that.
-        let report = kv_bench(nodes.http[0]).await;
+        let report = kv_bench(nodes.http[0], 64).await;
         println!(
             "  kv puts, {shards:>4} shards          {:>8.0} durable puts/s  p50 {:>5} us  p99 {:>6} us",
             report["per_second"].as_f64().unwrap_or(0.0),

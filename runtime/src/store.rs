@@ -379,6 +379,19 @@ impl Keyspace {
         &self.name
     }
 
+    /// Why the keyspace serves nothing, if it is damaged (every read and write fails with
+    /// [`StoreError::Damaged`]).
+    pub fn damaged(&self) -> Option<&str> {
+        self.damaged.as_deref()
+    }
+
+    /// A number above every batch number this keyspace was given before its store last
+    /// opened, and at most every number it is given after ([`batches`]): a floor for
+    /// sequences that must keep growing across restarts without a counter on disk.
+    pub fn sequence_floor(&self) -> u64 {
+        self.store.inner.generation << 32
+    }
+
     /// Fails if the keyspace is damaged.
     fn check(&self) -> Result<(), StoreError> {
         match &self.damaged {

@@ -66,13 +66,40 @@ impl Shard {
         keyspace: Keyspace,
         outbound: Option<Outbound>,
     ) -> Result<Self, StoreError> {
-        let mut next_outbox = 0;
+        let mut shard = Self {
+            entity: E::NAME,
+            timeout: E::TIMEOUT,
+            arm: effects::arm::<E>,
+            // Above every number given before, even if the outbox is empty now.
+            next_outbox: keyspace.sequence_floor(),
+            next_timer: 0,
+            outbound,
+            keyspace,
+        };
+        if let Some(why) = shard.keyspace.damaged() {
+            // It serves nothing (each command says why); there is nothing to arm.
+            tracing::error!(
+                keyspace = shard.keyspace.name(),
+                why,
+                "a damaged shard starts without its outbox and timers"
+            );
+            return Ok(shard);
+        }
+        shard.recover::<E>()?;
+        Ok(shard)
+    }
+
+    /// Numbers the outbox after its last record and arms every durable timer.
+    fn recover<E: Entity>(&mut self) -> Result<(), StoreError> {
+        let keyspace = &self.keyspace;
         let mut after: Option<Vec<u8>> = None;
         loop {
             let page =
                 keyspace.scan::<effects::OutboxRecord>(OUTBOX_PREFIX, after.as_deref(), 1024)?;
             let Some((last, _)) = page.last() else { break };
-            next_outbox = effects::outbox_seq(last).map_or(next_outbox, |s| s + 1);
+            if let Some(seq) = effects::outbox_seq(last) {
+                self.next_outbox = self.next_outbox.max(seq + 1);
+            }
             after = Some(last.clone());
         }
         let mut timers = 0;
@@ -83,7 +110,9 @@ impl Shard {
             after = Some(last.clone());
             for (key, record) in page {
                 timers += 1;
-                let Some(outbound) = &outbound else { continue };
+                let Some(outbound) = &self.outbound else {
+                    continue;
+                };
                 let Ok(id) = decode::<E::Id>(&record.request.id) else {
                     continue;
                 };
@@ -99,15 +128,7 @@ impl Shard {
                 "armed the shard's durable timers"
             );
         }
-        Ok(Self {
-            keyspace,
-            entity: E::NAME,
-            timeout: E::TIMEOUT,
-            arm: effects::arm::<E>,
-            next_outbox,
-            next_timer: 0,
-            outbound,
-        })
+        Ok(())
     }
 
     /// The shard's keyspace.
