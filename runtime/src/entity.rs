@@ -88,7 +88,9 @@
 
 mod call;
 pub mod effects;
+mod relay;
 mod service;
+mod subscriber;
 #[cfg(any(test, feature = "testsuite"))]
 pub mod testing;
 
@@ -100,7 +102,10 @@ use tokio::time::Duration;
 
 pub use call::{AskError, EntityRef};
 pub use effects::OutboxRecord;
+pub use relay::DeadLetter;
 pub use service::{EntityRequest, EntityResponse, EntityService, Failure, Shard};
+pub use subscriber::ToCommand;
+pub(crate) use subscriber::{entity_deliverer, service_deliverer};
 
 /// A kind of entity: its id, its state, its commands and its domain error.
 pub trait Entity: Send + Sync + Sized + 'static {
@@ -187,6 +192,8 @@ pub struct Context<'a, E: Entity> {
     caused: Vec<effects::Caused>,
     /// Why an effect could not be encoded: the command then fails and writes nothing.
     broken: Option<String>,
+    /// The event this command delivers, if it does.
+    delivery: Option<&'a crate::events::Delivery>,
 }
 
 impl<E: Entity> fmt::Debug for Context<'_, E> {
@@ -208,6 +215,7 @@ impl<'a, E: Entity> Context<'a, E> {
             changed: false,
             caused: Vec::new(),
             broken: None,
+            delivery: None,
         }
     }
 

@@ -27,8 +27,11 @@
 //! to the number of pattern words times the number of topic words, whatever the pattern (no
 //! backtracking, so `#.#.#.x` costs no more than it looks).
 //!
-//! This module holds the pure part: names, patterns and the set of subscriptions. It does no
-//! I/O.
+//! Names, patterns and the set of subscriptions are pure ([`topic`], [`subscription`]); the
+//! [`Bus`] holds the subscriptions a node's code declares ([`crate::Runtime::subscribe`]),
+//! with how each turns an event into a request to its subscriber. Delivery itself is the
+//! publishing shard's relay (see [`crate::entity::effects`]): at least once, in order per
+//! publishing shard and key, applied once by an entity subscriber.
 //!
 //! ```
 //! use troupe_runtime::events::{Pattern, Subscription, Subscriptions, Topic};
@@ -54,8 +57,10 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+pub mod bus;
 pub mod subscription;
 pub mod topic;
 
+pub use bus::{Build, Bus, Deliverer, Delivery, Event, Route, Verdict};
 pub use subscription::{Subscription, SubscriptionError, Subscriptions};
 pub use topic::{MAX_NAME_LEN, Pattern, Topic, TopicError};

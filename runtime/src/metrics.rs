@@ -46,9 +46,27 @@ pub const STORE_COMMIT_WRITES_BUCKETS: &[f64] = &[
 pub const CHAOS_KILLS: &str = "troupe_chaos_kills_total";
 /// Counter, labels `service`, `mode`: benchmarks this node drove to the end.
 pub const BENCH_RUNS: &str = "troupe_bench_runs_total";
+/// Counter, label `topic`: events committed to an outbox on this node.
+pub const EVENTS_PUBLISHED: &str = "troupe_events_published_total";
+/// Counter, label `subscription`: deliveries acknowledged by their subscriber.
+pub const EVENTS_DELIVERED: &str = "troupe_events_delivered_total";
+/// Counter, label `subscription`: events set aside after their subscriber refused them.
+pub const EVENTS_DEAD_LETTERED: &str = "troupe_events_dead_lettered_total";
 
 /// Tells the current recorder what each series means. Call it once after installing one.
 pub fn describe() {
+    describe_counter!(
+        EVENTS_PUBLISHED,
+        "Events committed to an outbox on this node, by topic."
+    );
+    describe_counter!(
+        EVENTS_DELIVERED,
+        "Event deliveries acknowledged by their subscriber, by subscription (relays on this node)."
+    );
+    describe_counter!(
+        EVENTS_DEAD_LETTERED,
+        "Events set aside after their subscriber refused them too often, by subscription."
+    );
     describe_histogram!(
         MEMBER_RESTART_SECONDS,
         Unit::Seconds,

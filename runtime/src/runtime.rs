@@ -93,6 +93,8 @@ pub(crate) struct Core {
     pub(crate) placements: Arc<shard::agree::Placements>,
     /// The members' way out to other services, for the effects of what they handle.
     pub(crate) outbound: crate::service::Outbound,
+    /// The subscriptions this node's code declared.
+    pub(crate) bus: Arc<crate::events::Bus>,
 }
 
 /// The runtime of this node. Cheap to clone.
@@ -174,11 +176,15 @@ impl Runtime {
             }
         };
         let placements = Arc::new(shard::agree::Placements::default());
-        let outbound = crate::service::Outbound::new(Arc::new(crate::router::Poster {
-            registry: Arc::clone(&registry),
-            transport: transport.clone(),
-            placements: Arc::clone(&placements),
-        }));
+        let bus = Arc::new(crate::events::Bus::default());
+        let outbound = crate::service::Outbound::new(
+            Arc::new(crate::router::Poster {
+                registry: Arc::clone(&registry),
+                transport: transport.clone(),
+                placements: Arc::clone(&placements),
+            }),
+            Arc::clone(&bus),
+        );
         let runtime = Self {
             core: Arc::new(Core {
                 registry: Arc::clone(&registry),
@@ -193,6 +199,7 @@ impl Runtime {
                 bench: crate::bench::Gate::default(),
                 placements,
                 outbound,
+                bus,
             }),
         };
         registry.declare(
@@ -353,6 +360,7 @@ pub(crate) fn hosts(spec: &ServiceSpec, nodes: &[NodeId]) -> Vec<NodeId> {
 }
 
 mod chaos;
+mod events;
 mod hosting;
 
 #[cfg(test)]

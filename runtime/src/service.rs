@@ -41,7 +41,7 @@ use crate::store::{Keyspace, Store};
 use crate::telemetry::TraceContext;
 
 pub(crate) use member::{Envelope, Member, MemberMsg};
-pub use post::{Outbound, Post, Posting, To};
+pub use post::{Answering, Outbound, Post, Posting, To};
 pub(crate) use reply::ReplySink;
 pub use reply::ReplyTo;
 

@@ -35,16 +35,20 @@ pub(crate) const TIMER_PREFIX: &[u8] = b"t/";
 /// An event published by a command, as kept in its shard's outbox until delivered.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OutboxRecord {
-    /// The topic (`order.created`).
+    /// The event's unique id (a UUID v7).
+    pub event: [u8; 16],
+    /// The topic (`order.created`), validated when published.
     pub topic: String,
     /// The entity type that published it.
     pub entity: String,
     /// The publishing entity's id, encoded ([`EntityId::key`]).
-    pub id: Vec<u8>,
+    pub key: Vec<u8>,
     /// The event, encoded.
     pub payload: Vec<u8>,
     /// When it was published, in milliseconds since the Unix epoch.
     pub at_ms: u64,
+    /// A re-drive from the dead letters, for this subscription only.
+    pub only: Option<String>,
 }
 
 /// A durable timer as kept in its shard's keyspace: the command to fire.
@@ -135,8 +139,22 @@ impl<E: Entity> Context<'_, E> {
     /// Publishes `event` on `topic`: written to the shard's outbox in the same batch as this
     /// command's state change.
     pub fn publish<V: Serialize>(&mut self, topic: &str, event: &V) {
-        let topic = topic.to_string();
-        self.cause(encode(event).map(|payload| Caused::Publish { topic, payload }));
+        let caused = crate::events::Topic::parse(topic)
+            .map_err(|e| crate::CallError::BadMessage(format!("topic {topic:?}: {e}")))
+            .and_then(|topic| {
+                let payload = encode(event)?;
+                Ok(Caused::Publish {
+                    topic: topic.as_str().to_string(),
+                    payload,
+                })
+            });
+        self.cause(caused);
+    }
+
+    /// The event this command is the delivery of, if it is one (see [`crate::events`]): the
+    /// runtime already makes sure it is applied once.
+    pub fn delivery(&self) -> Option<&crate::events::Delivery> {
+        self.delivery
     }
 
     /// Sends `command` to this entity after `after`, from memory (lost if the node stops

@@ -2,13 +2,16 @@
 //! entity's state, runs the command's handler, applies the change and answers once durable.
 
 use std::marker::PhantomData;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
-
 use tokio::time::Duration;
 
 use super::effects::{self, Caused, OUTBOX_PREFIX, TIMER_PREFIX, TimerRecord};
+use super::relay::{self, RelayHandle};
+use super::subscriber::{self, Seen};
 use super::{Command, Commands, Context, Entity, EntityId, state_key};
+use crate::events::Delivery;
 use crate::service::{MemberInfo, Outbound, RequestContext, Service, ServiceError, decode, encode};
 use crate::store::{Keyspace, StoreError, WriteBatch};
 
@@ -24,6 +27,8 @@ pub struct EntityRequest {
     /// The durable timer this command is the firing of (its record's key), if it is one: the
     /// command's batch deletes the record, and a timer whose record is gone does nothing.
     pub timer: Option<Vec<u8>>,
+    /// The event this command is the delivery of, if it is one: applied at most once.
+    pub event: Option<Delivery>,
 }
 
 impl EntityRequest {
@@ -38,6 +43,7 @@ impl EntityRequest {
             id: encode(id)?,
             payload: encode(command)?,
             timer,
+            event: None,
         })
     }
 }
@@ -45,7 +51,8 @@ impl EntityRequest {
 /// One shard of an entity service: its keyspace, and what it numbers.
 #[derive(Debug)]
 pub struct Shard {
-    keyspace: Keyspace,
+    /// Shared with the relay, which reads and trims the outbox.
+    keyspace: Arc<Keyspace>,
     /// The entity type's name, for its outbox records.
     entity: &'static str,
     /// How long a tell may wait for room or a link.
@@ -57,6 +64,8 @@ pub struct Shard {
     /// The next durable timer's number (to tell apart timers due the same millisecond).
     next_timer: u64,
     outbound: Option<Outbound>,
+    /// The relay delivering the outbox (none while no subscription is declared).
+    relay: Option<RelayHandle>,
 }
 
 impl Shard {
@@ -74,7 +83,8 @@ impl Shard {
             next_outbox: keyspace.sequence_floor(),
             next_timer: 0,
             outbound,
-            keyspace,
+            keyspace: Arc::new(keyspace),
+            relay: None,
         };
         if let Some(why) = shard.keyspace.damaged() {
             // It serves nothing (each command says why); there is nothing to arm.
@@ -86,6 +96,18 @@ impl Shard {
             return Ok(shard);
         }
         shard.recover::<E>()?;
+        if let Some(outbound) = &shard.outbound
+            && !outbound.bus().is_empty()
+        {
+            // Everything in the outbox now was recovered from disk: durable.
+            shard.relay = Some(relay::start(
+                Arc::clone(&shard.keyspace),
+                Arc::clone(outbound.bus()),
+                outbound.clone(),
+                E::NAME,
+                shard.next_outbox,
+            ));
+        }
         Ok(shard)
     }
 
@@ -244,14 +266,32 @@ impl<E: Entity> EntityService<E> {
             // Gone with this command's batch, whether the handler succeeds or not.
             batch.delete(timer);
         }
+        let seen = match &request.event {
+            Some(delivery) => Some(subscriber::seen(&shard.keyspace, delivery).map_err(store)?),
+            None => None,
+        };
+        if let Some(Seen::Before) = seen {
+            // Applied before: acknowledged once what says so is durable.
+            let delivery = request
+                .event
+                .as_ref()
+                .map(relay::applied_key)
+                .unwrap_or_default();
+            rcx.reply_when_durable(shard.keyspace.seen(&delivery));
+            return Ok(Vec::new());
+        }
         let state = shard.keyspace.get::<E::State>(&key).map_err(store)?;
         let mut cx = Context::new(&id, state);
+        cx.delivery = request.event.as_ref();
         let outcome = handler(&request.payload, &mut cx);
         let caused = match cx.take_caused() {
             Ok(caused) => caused,
             Err(why) => return Err(Failure::Malformed(why)),
         };
         let caused = if outcome.is_ok() {
+            if let Some(seen) = &seen {
+                seen.write(&mut batch).map_err(store)?;
+            }
             if let Some(state) = cx.into_change() {
                 match &state {
                     Some(state) => {
@@ -292,18 +332,22 @@ impl Shard {
         id_key: &[u8],
     ) -> Result<Vec<crate::service::Effect>, StoreError> {
         let mut released: Vec<crate::service::Effect> = Vec::new();
+        let mut published = Vec::new();
         for caused in caused {
             match caused {
                 Caused::Publish { topic, payload } => {
                     let record = effects::OutboxRecord {
+                        event: uuid::Uuid::now_v7().into_bytes(),
                         topic,
                         entity: self.entity.to_string(),
-                        id: id_key.to_vec(),
+                        key: id_key.to_vec(),
                         payload,
                         at_ms: effects::now_ms(),
+                        only: None,
                     };
                     batch.put(&effects::outbox_key(self.next_outbox), &record)?;
                     self.next_outbox += 1;
+                    published.push(record.topic);
                 }
                 Caused::Tell {
                     service,
@@ -351,6 +395,19 @@ impl Shard {
                     released.push(Box::new(move || arm(&outbound, id_key, due_ms, request)));
                 }
             }
+        }
+        if !published.is_empty() {
+            let wake = self.relay.as_ref().map(RelayHandle::releaser);
+            let below = self.next_outbox;
+            released.push(Box::new(move || {
+                for topic in published {
+                    ::metrics::counter!(crate::metrics::EVENTS_PUBLISHED, "topic" => topic)
+                        .increment(1);
+                }
+                if let Some(wake) = wake {
+                    wake(below);
+                }
+            }));
         }
         Ok(released)
     }

@@ -40,7 +40,9 @@ use super::effects::{OutboxRecord, TIMER_PREFIX, TimerRecord};
 use super::service::{EntityRequest, EntityService, Failure, Shard};
 use super::{Command, Entity};
 use crate::cluster::NodeId;
-use crate::service::{CallError, MemberInfo, Outbound, Post, Posting, RequestContext, To, decode};
+use crate::service::{
+    Answering, CallError, MemberInfo, Outbound, Post, Posting, RequestContext, To, decode,
+};
 use crate::store::{Engine, Store, StoreError};
 
 /// The cache of a harness's store.
@@ -76,6 +78,14 @@ impl Post for Recorder {
         });
         Box::pin(async { Ok(()) })
     }
+
+    /// Records the request too; no one answers in a harness.
+    fn call(&self, service: &str, to: To, request: Vec<u8>, timeout: Duration) -> Answering {
+        // Recorded when posted; the posting itself has nothing left to do.
+        drop(self.post(service, to, request, timeout));
+        let service = service.to_string();
+        Box::pin(async move { Err(CallError::NoMember(service)) })
+    }
 }
 
 /// One shard of entity `E` over a store of its own.
@@ -106,7 +116,11 @@ fn member_info(service: &'static str, store: Option<Store>, posted: &Arc<Recorde
         index: 0,
         sharded: true,
         store,
-        outbound: Some(Outbound::new(Arc::clone(posted) as Arc<dyn Post>)),
+        // No subscription: the outbox stays for the test to read.
+        outbound: Some(Outbound::new(
+            Arc::clone(posted) as Arc<dyn Post>,
+            Arc::new(crate::events::Bus::default()),
+        )),
     }
 }
 

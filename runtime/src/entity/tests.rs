@@ -265,42 +265,53 @@ pub(super) async fn one_node(dir: &std::path::Path, services: &[&str]) -> crate:
     use crate::supervisor::RestartPolicy;
     use crate::{ClusterSettings, NodeId};
 
-    let ports: Vec<u16> = (0..2)
-        .map(|_| {
-            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            l.local_addr().unwrap().port()
-        })
-        .collect();
-    let me = NodeId::try_new("e1").unwrap();
-    crate::Runtime::start(RuntimeSettings {
-        cluster: ClusterSettings::new(
-            "e1",
-            vec![NodeSpec {
-                id: me.clone(),
-                cluster_addr: format!("127.0.0.1:{}", ports[0]).parse().unwrap(),
-            }],
-            "entity-test-cookie-0123456".into(),
-        )
-        .unwrap(),
-        link_addrs: HashMap::from([(me, format!("127.0.0.1:{}", ports[1]).parse().unwrap())]),
-        services: services
-            .iter()
-            .map(|name| {
-                let spec = ServiceSpec {
-                    shards: Some(4),
-                    ..ServiceSpec::default()
-                };
-                (name.to_string(), spec)
+    // A store just dropped (a runtime shut down) lets go of its files once its committer
+    // notices: the start is tried again until then.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let ports: Vec<u16> = (0..2)
+            .map(|_| {
+                let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+                l.local_addr().unwrap().port()
             })
-            .collect(),
-        restart: RestartPolicy::default(),
-        store: Some(StoreSettings {
-            path: dir.join("store"),
-            cache_bytes: 8 * 1024 * 1024,
-        }),
-    })
-    .await
-    .unwrap()
+            .collect();
+        let me = NodeId::try_new("e1").unwrap();
+        let started = crate::Runtime::start(RuntimeSettings {
+            cluster: ClusterSettings::new(
+                "e1",
+                vec![NodeSpec {
+                    id: me.clone(),
+                    cluster_addr: format!("127.0.0.1:{}", ports[0]).parse().unwrap(),
+                }],
+                "entity-test-cookie-0123456".into(),
+            )
+            .unwrap(),
+            link_addrs: HashMap::from([(me, format!("127.0.0.1:{}", ports[1]).parse().unwrap())]),
+            services: services
+                .iter()
+                .map(|name| {
+                    let spec = ServiceSpec {
+                        shards: Some(4),
+                        ..ServiceSpec::default()
+                    };
+                    (name.to_string(), spec)
+                })
+                .collect(),
+            restart: RestartPolicy::default(),
+            store: Some(StoreSettings {
+                path: dir.join("store"),
+                cache_bytes: 8 * 1024 * 1024,
+            }),
+        })
+        .await;
+        match started {
+            Ok(runtime) => return runtime,
+            Err(e) => {
+                assert!(tokio::time::Instant::now() < deadline, "start: {e}");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -16,7 +16,7 @@ use tokio::time::{Duration, Instant};
 use crate::cluster::NodeId;
 use crate::deadline::Patience;
 use crate::registry::Registry;
-use crate::service::{CallError, Post, Posting, RemoteDelivery, Target, To};
+use crate::service::{Answering, CallError, Post, Posting, RemoteDelivery, ReplySink, Target, To};
 use crate::shard::agree::Placements;
 use crate::telemetry;
 use crate::transport::Transport;
@@ -58,7 +58,56 @@ impl Poster {
     }
 }
 
+/// Hands a local member's encoded reply to a waiting call.
+struct Oneshot(tokio::sync::oneshot::Sender<Result<Vec<u8>, CallError>>);
+
+impl ReplySink for Oneshot {
+    fn send(self: Box<Self>, result: Result<Vec<u8>, CallError>) {
+        let _ = self.0.send(result);
+    }
+}
+
 impl Post for Poster {
+    fn call(&self, service: &str, to: To, request: Vec<u8>, timeout: Duration) -> Answering {
+        let resolved = self.resolve(service, &to);
+        let registry = Arc::clone(&self.registry);
+        let transport = self.transport.clone();
+        let service: Arc<str> = Arc::from(service);
+        let trace = telemetry::current();
+        Box::pin(async move {
+            let (node, target) = resolved?;
+            let deadline = Instant::now() + timeout;
+            if node == *registry.node() {
+                let endpoint = registry
+                    .endpoint(&service)
+                    .ok_or_else(|| CallError::UnknownService(service.to_string()))?;
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                endpoint
+                    .deliver_batch(vec![RemoteDelivery {
+                        target,
+                        payload: Bytes::from(request),
+                        deadline: Some(deadline),
+                        trace,
+                        reply: Some(Box::new(Oneshot(tx))),
+                    }])
+                    .await;
+                return match tokio::time::timeout_at(deadline, rx).await {
+                    Ok(Ok(answer)) => answer,
+                    // The reply channel went without an answer: the member died with it.
+                    Ok(Err(_)) => Err(CallError::MemberFailed),
+                    Err(_) => Err(CallError::Timeout),
+                };
+            }
+            let link = transport
+                .slot(&node)
+                .and_then(|slot| slot.get())
+                .ok_or_else(|| CallError::Unreachable(node.to_string()))?;
+            link.call(service, target, request, trace, deadline)
+                .await
+                .map(|bytes| bytes.to_vec())
+        })
+    }
+
     fn post(&self, service: &str, to: To, request: Vec<u8>, timeout: Duration) -> Posting {
         let resolved = self.resolve(service, &to);
         let registry = Arc::clone(&self.registry);

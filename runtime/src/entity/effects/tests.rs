@@ -182,7 +182,7 @@ async fn a_payment_tells_the_payee_and_publishes_in_the_same_batch_and_a_refusal
     assert_eq!(outbox.len(), 1, "{outbox:?}");
     assert_eq!(outbox[0].topic, "account.paid");
     assert_eq!(outbox[0].entity, "accounts");
-    assert_eq!(outbox[0].id, b"ann".to_vec());
+    assert_eq!(outbox[0].key, b"ann".to_vec());
     let paid: Paid = crate::service::decode(&outbox[0].payload).unwrap();
     assert_eq!(paid.amount, 30);
 

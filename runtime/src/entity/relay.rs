@@ -1,0 +1,440 @@
+//! The relay: delivers a shard's outbox to the subscriptions of each event, at least once, in
+//! order per subscription and key, and removes an event once every subscription has
+//! acknowledged it.
+//!
+//! One relay runs per shard, as a task the shard owns (it stops when the shard stops; the
+//! shard's successor starts its own, which begins again from the oldest event left). It
+//! delivers only what is durable: events the shard found at start, and then those of each
+//! batch once its flush is done ([`RelayHandle::durable_below`]).
+//!
+//! For each subscription, the events of one key go one at a time: the next waits until the
+//! previous is acknowledged (or sent to the dead letters), so a subscriber applies them in
+//! order; events of other keys go meanwhile, up to [`WINDOW`] in flight. A delivery that fails
+//! (the subscriber's node unreachable, its shard restarting, a timeout) is retried with a
+//! capped backoff and holds up only its own key. A subscriber that refuses an event (a domain
+//! error) [`Bus::max_attempts`] times sends it to the dead letters: a record in the shard's
+//! keyspace (`x/...`) with the event, the subscription, the attempts and the last error.
+//!
+//! A subscriber applies each delivery at most once: it keeps, in the same batch as the change
+//! the event caused, the highest event number it applied per publishing shard and key (see
+//! [`crate::events::Delivery`]); a redelivery at or below it is acknowledged without effect.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::Notify;
+use tokio::task::JoinSet;
+use tokio::time::{Duration, Instant};
+
+use super::effects::{OUTBOX_PREFIX, OutboxRecord, outbox_seq};
+use crate::backoff::Backoff;
+use crate::events::{Bus, Delivery, Event, Route, Topic, Verdict};
+use crate::service::{CallError, Outbound, To};
+use crate::store::{Keyspace, WriteBatch};
+
+/// Deliveries in flight at once per shard.
+pub(crate) const WINDOW: usize = 256;
+/// Events read ahead of the oldest unacknowledged one.
+const READ_AHEAD: usize = 4096;
+/// How long a delivery waits for its subscriber's answer.
+const DELIVERY_TIMEOUT: Duration = Duration::from_secs(5);
+/// The keyspace prefix of dead letters.
+pub(crate) const DEAD_PREFIX: &[u8] = b"x/";
+
+/// An event a subscriber refused too often, kept in the publishing shard.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeadLetter {
+    /// The event as it was published.
+    pub event: OutboxRecord,
+    /// Its number in the shard's outbox.
+    pub seq: u64,
+    /// The subscription that refused it.
+    pub subscription: String,
+    /// How many times it was refused.
+    pub attempts: u32,
+    /// The last refusal.
+    pub last_error: String,
+    /// When it was set aside, in milliseconds since the Unix epoch.
+    pub at_ms: u64,
+}
+
+/// The key of a dead letter: by subscription, then event number.
+pub(crate) fn dead_key(subscription: &str, seq: u64) -> Vec<u8> {
+    let mut key = DEAD_PREFIX.to_vec();
+    let name = subscription.as_bytes();
+    key.extend_from_slice(&u16::try_from(name.len()).unwrap_or(u16::MAX).to_be_bytes());
+    key.extend_from_slice(name);
+    key.extend_from_slice(&seq.to_be_bytes());
+    key
+}
+
+/// A shard's handle on its relay: stops it when dropped.
+#[derive(Debug)]
+pub(crate) struct RelayHandle {
+    /// Events numbered below this are durable.
+    durable_below: Arc<AtomicU64>,
+    wake: Arc<Notify>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl RelayHandle {
+    /// A waker for effects released after a batch's flush: the events below `seq` are durable.
+    pub(crate) fn releaser(&self) -> impl Fn(u64) + Send + Sync + 'static {
+        let durable_below = Arc::clone(&self.durable_below);
+        let wake = Arc::clone(&self.wake);
+        move |seq| {
+            durable_below.fetch_max(seq, Ordering::AcqRel);
+            wake.notify_one();
+        }
+    }
+}
+
+impl Drop for RelayHandle {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Starts the relay of the shard over `keyspace`, whose events numbered below `durable_below`
+/// are durable.
+pub(crate) fn start(
+    keyspace: Arc<Keyspace>,
+    bus: Arc<Bus>,
+    outbound: Outbound,
+    entity: &'static str,
+    durable_below: u64,
+) -> RelayHandle {
+    let durable = Arc::new(AtomicU64::new(durable_below));
+    let wake = Arc::new(Notify::new());
+    let relay = Relay {
+        source: keyspace.name().to_string(),
+        keyspace,
+        bus,
+        outbound,
+        entity,
+        durable_below: Arc::clone(&durable),
+        wake: Arc::clone(&wake),
+        pending: BTreeMap::new(),
+        cursor: None,
+        in_flight: JoinSet::new(),
+        backoff: Backoff::new(Duration::from_millis(50), Duration::from_secs(5), 0.2),
+    };
+    RelayHandle {
+        durable_below: durable,
+        wake,
+        task: tokio::spawn(relay.run()),
+    }
+}
+
+/// One subscription's progress with one event.
+struct Progress {
+    subscription: String,
+    acked: bool,
+    in_flight: bool,
+    /// Refusals so far.
+    refusals: u32,
+    /// Failures of any kind in a row, for the backoff.
+    failures: u32,
+    next_try: Instant,
+    last_error: String,
+}
+
+/// An event read from the outbox and not yet acknowledged by every subscription.
+struct Pending {
+    key: Vec<u8>,
+    record: OutboxRecord,
+    event: Event,
+    progress: Vec<Progress>,
+}
+
+/// The answer to one delivery.
+struct Done {
+    seq: u64,
+    subscription: String,
+    verdict: Result<Verdict, CallError>,
+}
+
+struct Relay {
+    keyspace: Arc<Keyspace>,
+    source: String,
+    bus: Arc<Bus>,
+    outbound: Outbound,
+    entity: &'static str,
+    durable_below: Arc<AtomicU64>,
+    wake: Arc<Notify>,
+    pending: BTreeMap<u64, Pending>,
+    /// The last outbox key read.
+    cursor: Option<Vec<u8>>,
+    in_flight: JoinSet<Done>,
+    backoff: Backoff,
+}
+
+impl Relay {
+    async fn run(mut self) {
+        loop {
+            let mut done_with = Vec::new();
+            if let Err(e) = self.read(&mut done_with) {
+                tracing::warn!(shard = %self.source, error = %e, "the relay cannot read the outbox");
+            }
+            let next_try = self.launch(&mut done_with);
+            self.remove(done_with);
+            let wait = next_try.unwrap_or_else(|| Instant::now() + Duration::from_secs(1));
+            tokio::select! {
+                Some(done) = self.in_flight.join_next(), if !self.in_flight.is_empty() => {
+                    // Every answer that is in, before looking at the outbox again.
+                    let mut done_with = Vec::new();
+                    let mut next = Some(done);
+                    while let Some(done) = next {
+                        if let Ok(done) = done {
+                            self.answered(done, &mut done_with);
+                        }
+                        next = self.in_flight.try_join_next();
+                    }
+                    self.remove(done_with);
+                }
+                () = self.wake.notified() => {}
+                () = tokio::time::sleep_until(wait) => {}
+            }
+        }
+    }
+
+    /// Reads the durable events after the cursor, up to the read-ahead; those no
+    /// subscription wants go into `done_with` at once.
+    fn read(&mut self, done_with: &mut Vec<Vec<u8>>) -> Result<(), crate::store::StoreError> {
+        let below = self.durable_below.load(Ordering::Acquire);
+        while self.pending.len() < READ_AHEAD {
+            let page =
+                self.keyspace
+                    .scan::<OutboxRecord>(OUTBOX_PREFIX, self.cursor.as_deref(), 256)?;
+            let full = page.len() == 256;
+            for (key, record) in page {
+                let Some(seq) = outbox_seq(&key) else {
+                    continue;
+                };
+                if seq >= below {
+                    return Ok(());
+                }
+                self.cursor = Some(key.clone());
+                let Ok(topic) = Topic::parse(&record.topic) else {
+                    done_with.push(key);
+                    continue;
+                };
+                let subscriptions = match &record.only {
+                    Some(only) => vec![only.clone()],
+                    None => self.bus.matching(&topic),
+                };
+                if subscriptions.is_empty() {
+                    done_with.push(key);
+                    continue;
+                }
+                let now = Instant::now();
+                let event = Event {
+                    id: record.event,
+                    topic,
+                    source: record.entity.clone(),
+                    key: record.key.clone(),
+                    payload: record.payload.clone(),
+                    at_ms: record.at_ms,
+                };
+                let progress = subscriptions
+                    .into_iter()
+                    .map(|subscription| Progress {
+                        subscription,
+                        acked: false,
+                        in_flight: false,
+                        refusals: 0,
+                        failures: 0,
+                        next_try: now,
+                        last_error: String::new(),
+                    })
+                    .collect();
+                self.pending.insert(
+                    seq,
+                    Pending {
+                        key,
+                        record,
+                        event,
+                        progress,
+                    },
+                );
+            }
+            if !full {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Starts every delivery that may go now; returns when the next retry is due.
+    fn launch(&mut self, done_with: &mut Vec<Vec<u8>>) -> Option<Instant> {
+        let now = Instant::now();
+        let mut next_try: Option<Instant> = None;
+        // (subscription, key) pairs with an earlier event not acknowledged yet.
+        let mut held: HashSet<(u64, u64)> = HashSet::new();
+        for (&seq, pending) in &mut self.pending {
+            let key_hash = crate::hash::stable_hash(&pending.record.key);
+            for progress in pending.progress.iter_mut().filter(|p| !p.acked) {
+                let sub_hash = crate::hash::stable_hash(progress.subscription.as_bytes());
+                if !held.insert((sub_hash, key_hash)) || progress.in_flight {
+                    continue;
+                }
+                if progress.next_try > now {
+                    next_try =
+                        Some(next_try.map_or(progress.next_try, |t| t.min(progress.next_try)));
+                    continue;
+                }
+                if self.in_flight.len() >= WINDOW {
+                    continue;
+                }
+                let Some(deliverer) = self.bus.deliverer(&progress.subscription) else {
+                    // The subscription is no longer declared: nothing to deliver to.
+                    progress.acked = true;
+                    continue;
+                };
+                let delivery = Delivery {
+                    subscription: progress.subscription.clone(),
+                    source: self.source.clone(),
+                    key: pending.record.key.clone(),
+                    seq,
+                    event: pending.record.event,
+                    redrive: pending.record.only.is_some(),
+                };
+                let Some((route, request)) = (deliverer.build)(&pending.event, &delivery) else {
+                    progress.acked = true;
+                    continue;
+                };
+                let to = match route {
+                    Route::Shard(key) => To::Shard(key),
+                    Route::Any => To::Any,
+                };
+                progress.in_flight = true;
+                let answer = self
+                    .outbound
+                    .call(deliverer.service, to, request, DELIVERY_TIMEOUT);
+                let judge = deliverer.judge;
+                let subscription = progress.subscription.clone();
+                self.in_flight.spawn(async move {
+                    Done {
+                        seq,
+                        subscription,
+                        verdict: answer.await.map(|bytes| judge(&bytes)),
+                    }
+                });
+            }
+            if pending.progress.iter().all(|p| p.acked) {
+                done_with.push(pending.key.clone());
+            }
+        }
+        next_try
+    }
+
+    /// Records the answer to one delivery.
+    fn answered(&mut self, done: Done, done_with: &mut Vec<Vec<u8>>) {
+        let Some(pending) = self.pending.get_mut(&done.seq) else {
+            return;
+        };
+        let Some(progress) = pending
+            .progress
+            .iter_mut()
+            .find(|p| p.subscription == done.subscription)
+        else {
+            return;
+        };
+        progress.in_flight = false;
+        let subscription = done.subscription.as_str();
+        let error = match done.verdict {
+            Ok(Verdict::Ack) => {
+                progress.acked = true;
+                ::metrics::counter!(crate::metrics::EVENTS_DELIVERED, "subscription" => subscription.to_string())
+                    .increment(1);
+                None
+            }
+            Ok(Verdict::Rejected(why)) => {
+                progress.refusals += 1;
+                Some(why)
+            }
+            Ok(Verdict::Retry(why)) => Some(why),
+            Err(e) => Some(e.to_string()),
+        };
+        if let Some(why) = error {
+            progress.failures += 1;
+            progress.next_try = Instant::now()
+                + self
+                    .backoff
+                    .delay_random(progress.failures.saturating_sub(1));
+            tracing::debug!(shard = %self.source, subscription, seq = done.seq, error = %why, "an event was not delivered yet");
+            progress.last_error = why;
+            if progress.refusals >= self.bus.max_attempts() {
+                let letter = DeadLetter {
+                    event: pending.record.clone(),
+                    seq: done.seq,
+                    subscription: subscription.to_string(),
+                    attempts: progress.refusals,
+                    last_error: progress.last_error.clone(),
+                    at_ms: super::effects::now_ms(),
+                };
+                let written = (|| {
+                    let mut batch = WriteBatch::new();
+                    batch.put(&dead_key(subscription, done.seq), &letter)?;
+                    self.keyspace.apply(batch)
+                })();
+                match written {
+                    Ok(_) => {
+                        tracing::warn!(shard = %self.source, entity = self.entity, subscription, seq = done.seq, attempts = letter.attempts, error = %letter.last_error, "an event went to the dead letters");
+                        ::metrics::counter!(crate::metrics::EVENTS_DEAD_LETTERED, "subscription" => subscription.to_string())
+                            .increment(1);
+                        progress.acked = true;
+                    }
+                    Err(e) => {
+                        tracing::warn!(shard = %self.source, error = %e, "cannot write a dead letter; will try again");
+                    }
+                }
+            }
+        }
+        if pending.progress.iter().all(|p| p.acked) {
+            done_with.push(pending.key.clone());
+        }
+    }
+
+    /// Removes the events every subscription is done with, from memory and the outbox.
+    fn remove(&mut self, done_with: Vec<Vec<u8>>) {
+        if done_with.is_empty() {
+            return;
+        }
+        let mut batch = WriteBatch::new();
+        for key in &done_with {
+            if let Some(seq) = outbox_seq(key) {
+                self.pending.remove(&seq);
+            }
+            batch.delete(key);
+        }
+        // Not waited for: if it is lost in a crash, the events are delivered again and the
+        // subscribers ignore them.
+        if let Err(e) = self.keyspace.apply(batch) {
+            tracing::warn!(shard = %self.source, error = %e, "cannot remove delivered events from the outbox");
+        }
+    }
+}
+
+/// The highest-applied mark of a subscriber for one publishing shard and key.
+pub(crate) fn applied_key(delivery: &Delivery) -> Vec<u8> {
+    let mut key = b"h/".to_vec();
+    for part in [delivery.subscription.as_bytes(), delivery.source.as_bytes()] {
+        key.extend_from_slice(&u16::try_from(part.len()).unwrap_or(u16::MAX).to_be_bytes());
+        key.extend_from_slice(part);
+    }
+    key.extend_from_slice(&delivery.key);
+    key
+}
+
+/// The mark of a re-driven event applied.
+pub(crate) fn redriven_key(delivery: &Delivery) -> Vec<u8> {
+    let mut key = b"r/".to_vec();
+    key.extend_from_slice(&delivery.event);
+    key
+}
+
+#[cfg(test)]
+mod tests;

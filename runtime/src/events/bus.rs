@@ -1,0 +1,188 @@
+//! The bus: the subscriptions this node's code declared, each with how an event becomes a
+//! request to its subscriber, and what an event and one delivery of it look like.
+//!
+//! Every node runs the same code, so every node declares the same subscriptions: a shard's
+//! relay (see `entity::relay`) looks up the subscriptions matching each event it publishes
+//! and delivers the event to each, through the subscription's [`Deliverer`]. Declare
+//! subscriptions before hosting the services that publish: a relay started with no
+//! subscription declared leaves its outbox alone.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use serde::{Deserialize, Serialize};
+
+use super::{Subscription, SubscriptionError, Subscriptions, Topic};
+
+/// An event as a subscriber receives it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Event {
+    /// Its unique id (a UUID v7: in publishing time order).
+    pub id: [u8; 16],
+    /// Its topic.
+    pub topic: Topic,
+    /// The entity type that published it.
+    pub source: String,
+    /// The publishing entity's id, encoded: events of one key are delivered in order.
+    pub key: Vec<u8>,
+    /// The event, encoded (bincode): [`Event::decode`].
+    pub payload: Vec<u8>,
+    /// When it was published, in milliseconds since the Unix epoch.
+    pub at_ms: u64,
+}
+
+impl Event {
+    /// The event's payload as a `T`.
+    pub fn decode<T: serde::de::DeserializeOwned>(&self) -> Result<T, crate::CallError> {
+        crate::service::decode(&self.payload)
+    }
+
+    /// The publishing entity's id as text, for an entity whose id is a string (its key is
+    /// its UTF-8 bytes).
+    pub fn key_str(&self) -> Option<&str> {
+        std::str::from_utf8(&self.key).ok()
+    }
+}
+
+/// One delivery of an event to one subscription, as it travels with the request: what the
+/// subscriber's shard needs to apply it once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Delivery {
+    /// The subscription.
+    pub subscription: String,
+    /// The publishing shard (its keyspace's name): sequence numbers are its own.
+    pub source: String,
+    /// The publishing entity's id, encoded.
+    pub key: Vec<u8>,
+    /// The event's number in the publishing shard's outbox: the events of one key arrive in
+    /// this order, so a subscriber keeps the highest it applied per source and key and
+    /// applies nothing at or below it twice.
+    pub seq: u64,
+    /// The event's id.
+    pub event: [u8; 16],
+    /// A re-drive from the dead letters: applied at most once by its event id instead.
+    pub redrive: bool,
+}
+
+/// Which member of the subscriber service a delivery goes to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route {
+    /// The shard that owns this key (an entity subscriber).
+    Shard(Vec<u8>),
+    /// Any member (a stateless subscriber: competing consumers).
+    Any,
+}
+
+/// What a subscriber's answer to a delivery means.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Applied (or applied before): done.
+    Ack,
+    /// The subscriber refused it: counted towards the dead letters.
+    Rejected(String),
+    /// Not applied now (a store problem): try again later, not counted.
+    Retry(String),
+}
+
+/// Builds the request for one delivery: where it goes and its encoded request, or `None` to
+/// skip this event (the subscription does not want it).
+pub type Build = dyn Fn(&Event, &Delivery) -> Option<(Route, Vec<u8>)> + Send + Sync;
+
+/// How a subscription turns an event into a request to its subscriber, and reads the answer.
+#[derive(Clone)]
+pub struct Deliverer {
+    /// The subscriber service.
+    pub service: &'static str,
+    /// Builds the request.
+    pub build: Arc<Build>,
+    /// Reads the subscriber's encoded answer.
+    pub judge: fn(&[u8]) -> Verdict,
+}
+
+impl std::fmt::Debug for Deliverer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Deliverer")
+            .field("service", &self.service)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How many times a subscriber may refuse an event before it goes to the dead letters.
+pub const DEFAULT_MAX_ATTEMPTS: u32 = 5;
+
+/// The subscriptions of this node's code.
+#[derive(Debug)]
+pub struct Bus {
+    /// A std lock: held to copy what one event needs, never across an await.
+    state: RwLock<State>,
+    max_attempts: u32,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    subscriptions: Subscriptions,
+    deliverers: HashMap<String, Deliverer>,
+}
+
+impl Default for Bus {
+    fn default() -> Self {
+        Self::new(DEFAULT_MAX_ATTEMPTS)
+    }
+}
+
+impl Bus {
+    /// A bus with no subscription, whose subscribers may refuse an event `max_attempts`
+    /// times before it goes to the dead letters.
+    pub fn new(max_attempts: u32) -> Self {
+        Self {
+            state: RwLock::new(State::default()),
+            max_attempts: max_attempts.max(1),
+        }
+    }
+
+    /// How many refusals send an event to the dead letters.
+    pub fn max_attempts(&self) -> u32 {
+        self.max_attempts
+    }
+
+    /// Declares `subscription`, delivered through `deliverer`.
+    pub fn declare(
+        &self,
+        subscription: Subscription,
+        deliverer: Deliverer,
+    ) -> Result<(), SubscriptionError> {
+        let mut state = self.state.write().unwrap_or_else(|p| p.into_inner());
+        let name = subscription.name().to_string();
+        state.subscriptions.add(subscription)?;
+        state.deliverers.insert(name, deliverer);
+        Ok(())
+    }
+
+    /// Whether any subscription is declared.
+    pub fn is_empty(&self) -> bool {
+        self.read().subscriptions.is_empty()
+    }
+
+    /// The subscriptions, in the order declared.
+    pub fn subscriptions(&self) -> Vec<Subscription> {
+        self.read().subscriptions.iter().cloned().collect()
+    }
+
+    /// The names of the subscriptions `topic` goes to, in the order declared.
+    pub fn matching(&self, topic: &Topic) -> Vec<String> {
+        self.read()
+            .subscriptions
+            .matching(topic)
+            .map(|s| s.name().to_string())
+            .collect()
+    }
+
+    /// The deliverer of subscription `name`.
+    pub fn deliverer(&self, name: &str) -> Option<Deliverer> {
+        self.read().deliverers.get(name).cloned()
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, State> {
+        self.state.read().unwrap_or_else(|p| p.into_inner())
+    }
+}
