@@ -6,6 +6,7 @@
 
 mod admin;
 pub mod error;
+mod events;
 pub mod extract;
 mod health;
 mod kv;
@@ -96,6 +97,8 @@ pub fn router(state: AppState, http: &HttpSettings) -> Router {
         .route("/admin/chaos/kill", post(admin::chaos_kill))
         .route("/admin/echo", post(admin::echo))
         .route("/admin/kv/{key}", get(kv::get).put(kv::put))
+        .route("/admin/events", get(events::events))
+        .route("/admin/probe/{key}", get(events::view).post(events::emit))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,
             http.request_timeout,

@@ -11,8 +11,10 @@ use tokio::net::TcpListener;
 use tokio::time::{Instant, timeout};
 use troupe_runtime::Runtime;
 use troupe_runtime::echo::Echo;
+use troupe_runtime::entity::Entity;
 use troupe_runtime::entity::EntityService;
 use troupe_runtime::kv::Kv;
+use troupe_runtime::probe;
 
 use crate::config::NodeConfig;
 use crate::edge::{self, AppState};
@@ -74,6 +76,18 @@ pub async fn run(
     let runtime = Runtime::start(settings).await?;
     runtime.host(Echo).await?;
     runtime.host(EntityService::<Kv>::new()).await?;
+    if !runtime.shard_map(probe::Probe::NAME).is_empty()
+        && !runtime.shard_map(probe::Tally::NAME).is_empty()
+    {
+        // The event bus's own pair, when configured: subscribed before either is hosted.
+        runtime.subscribe::<probe::Tally, probe::Apply>(
+            probe::SUBSCRIPTION,
+            probe::TOPIC,
+            probe::to_tally,
+        )?;
+        runtime.host(EntityService::<probe::Tally>::new()).await?;
+        runtime.host(EntityService::<probe::Probe>::new()).await?;
+    }
     tracing::info!(
         node = %entry.id,
         %http_addr,

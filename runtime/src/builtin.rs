@@ -5,8 +5,10 @@
 //! - [`kv`]: the sharded, persistent key-value store, an entity per key.
 //! - `system`: the node's own service (failure injection: kills at a bounded rate).
 //! - [`bench`]: the throughput benchmark's driver (`POST /admin/bench`).
+//! - [`probe`]: a publisher and a counting subscriber, the event bus end to end.
 
 pub mod bench;
 pub mod echo;
 pub mod kv;
+pub mod probe;
 pub(crate) mod system;

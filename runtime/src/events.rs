@@ -61,6 +61,8 @@ pub mod bus;
 pub mod subscription;
 pub mod topic;
 
-pub use bus::{Build, Bus, Deliverer, Delivery, Event, Route, Verdict};
+pub use bus::{
+    Build, Bus, Deliverer, Delivery, Event, Outcome, Route, Stats, SubscriptionStats, Verdict,
+};
 pub use subscription::{Subscription, SubscriptionError, Subscriptions};
 pub use topic::{MAX_NAME_LEN, Pattern, Topic, TopicError};

@@ -46,7 +46,7 @@ pub mod telemetry;
 pub mod transport;
 
 pub(crate) use builtin::system;
-pub use builtin::{bench, echo, kv};
+pub use builtin::{bench, echo, kv, probe};
 pub use cluster::{
     Cluster, ClusterEvent, ClusterSettings, ClusterView, NodeId, NodeSpec, NodeStatus, PeerView,
 };

@@ -30,7 +30,7 @@ use tokio::time::{Duration, Instant};
 
 use super::effects::{OUTBOX_PREFIX, OutboxRecord, outbox_seq};
 use crate::backoff::Backoff;
-use crate::events::{Bus, Delivery, Event, Route, Topic, Verdict};
+use crate::events::{Bus, Delivery, Event, Outcome, Route, Topic, Verdict};
 use crate::service::{CallError, Outbound, To};
 use crate::store::{Keyspace, WriteBatch};
 
@@ -264,6 +264,8 @@ impl Relay {
                 break;
             }
         }
+        self.bus
+            .note_backlog(&self.source, self.pending.len() as u64);
         Ok(())
     }
 
@@ -347,16 +349,24 @@ impl Relay {
         let error = match done.verdict {
             Ok(Verdict::Ack) => {
                 progress.acked = true;
+                self.bus.note(subscription, Outcome::Delivered);
                 ::metrics::counter!(crate::metrics::EVENTS_DELIVERED, "subscription" => subscription.to_string())
                     .increment(1);
                 None
             }
             Ok(Verdict::Rejected(why)) => {
                 progress.refusals += 1;
+                self.bus.note(subscription, Outcome::Refused);
                 Some(why)
             }
-            Ok(Verdict::Retry(why)) => Some(why),
-            Err(e) => Some(e.to_string()),
+            Ok(Verdict::Retry(why)) => {
+                self.bus.note(subscription, Outcome::Retried);
+                Some(why)
+            }
+            Err(e) => {
+                self.bus.note(subscription, Outcome::Retried);
+                Some(e.to_string())
+            }
         };
         if let Some(why) = error {
             progress.failures += 1;
@@ -385,6 +395,7 @@ impl Relay {
                         tracing::warn!(shard = %self.source, entity = self.entity, subscription, seq = done.seq, attempts = letter.attempts, error = %letter.last_error, "an event went to the dead letters");
                         ::metrics::counter!(crate::metrics::EVENTS_DEAD_LETTERED, "subscription" => subscription.to_string())
                             .increment(1);
+                        self.bus.note(subscription, Outcome::DeadLettered);
                         progress.acked = true;
                     }
                     Err(e) => {
@@ -403,6 +414,7 @@ impl Relay {
         if done_with.is_empty() {
             return;
         }
+        let before = self.pending.len();
         let mut batch = WriteBatch::new();
         for key in &done_with {
             if let Some(seq) = outbox_seq(key) {
@@ -414,6 +426,10 @@ impl Relay {
         // subscribers ignore them.
         if let Err(e) = self.keyspace.apply(batch) {
             tracing::warn!(shard = %self.source, error = %e, "cannot remove delivered events from the outbox");
+        }
+        if self.pending.len() != before {
+            self.bus
+                .note_backlog(&self.source, self.pending.len() as u64);
         }
     }
 }

@@ -398,9 +398,13 @@ impl Shard {
         }
         if !published.is_empty() {
             let wake = self.relay.as_ref().map(RelayHandle::releaser);
+            let bus = self.outbound.as_ref().map(|o| Arc::clone(o.bus()));
             let below = self.next_outbox;
             released.push(Box::new(move || {
                 for topic in published {
+                    if let Some(bus) = &bus {
+                        bus.note_published(&topic);
+                    }
                     ::metrics::counter!(crate::metrics::EVENTS_PUBLISHED, "topic" => topic)
                         .increment(1);
                 }

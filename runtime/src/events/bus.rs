@@ -8,7 +8,7 @@
 //! subscription declared leaves its outbox alone.
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use serde::{Deserialize, Serialize};
 
@@ -116,6 +116,51 @@ pub struct Bus {
     /// A std lock: held to copy what one event needs, never across an await.
     state: RwLock<State>,
     max_attempts: u32,
+    /// What this node's relays did. A std mutex: held to bump a counter.
+    stats: Mutex<Stats>,
+}
+
+/// What one subscription's deliveries from this node's relays came to.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct SubscriptionStats {
+    /// The subscription.
+    pub name: String,
+    /// Its pattern.
+    pub pattern: String,
+    /// Its subscriber service.
+    pub service: String,
+    /// Deliveries acknowledged.
+    pub delivered: u64,
+    /// Deliveries the subscriber refused (each counts towards the dead letters).
+    pub refused: u64,
+    /// Deliveries that failed otherwise (unreachable, timed out) and were tried again.
+    pub retried: u64,
+    /// Events set aside in the dead letters.
+    pub dead_lettered: u64,
+}
+
+/// What this node's relays did, for `GET /admin/events`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Stats {
+    /// Events committed to outboxes here, per topic.
+    pub published: std::collections::BTreeMap<String, u64>,
+    /// Per subscription, in the order declared.
+    pub subscriptions: Vec<SubscriptionStats>,
+    /// Events waiting in each of this node's shards' outboxes, as their relays last counted.
+    pub backlog: std::collections::BTreeMap<String, u64>,
+}
+
+/// What happened to one delivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Acknowledged.
+    Delivered,
+    /// Refused by the subscriber.
+    Refused,
+    /// Failed otherwise; tried again later.
+    Retried,
+    /// Set aside in the dead letters.
+    DeadLettered,
 }
 
 #[derive(Debug, Default)]
@@ -137,7 +182,55 @@ impl Bus {
         Self {
             state: RwLock::new(State::default()),
             max_attempts: max_attempts.max(1),
+            stats: Mutex::new(Stats::default()),
         }
+    }
+
+    fn stats_mut(&self) -> std::sync::MutexGuard<'_, Stats> {
+        self.stats.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Counts an event committed on `topic`.
+    pub fn note_published(&self, topic: &str) {
+        *self
+            .stats_mut()
+            .published
+            .entry(topic.to_string())
+            .or_default() += 1;
+    }
+
+    /// Counts what happened to a delivery for `subscription`.
+    pub fn note(&self, subscription: &str, outcome: Outcome) {
+        let mut stats = self.stats_mut();
+        let Some(s) = stats
+            .subscriptions
+            .iter_mut()
+            .find(|s| s.name == subscription)
+        else {
+            return;
+        };
+        match outcome {
+            Outcome::Delivered => s.delivered += 1,
+            Outcome::Refused => s.refused += 1,
+            Outcome::Retried => s.retried += 1,
+            Outcome::DeadLettered => s.dead_lettered += 1,
+        }
+    }
+
+    /// Records that shard `shard`'s outbox holds `events` not yet delivered everywhere.
+    pub fn note_backlog(&self, shard: &str, events: u64) {
+        let mut stats = self.stats_mut();
+        match stats.backlog.get_mut(shard) {
+            Some(n) => *n = events,
+            None => {
+                stats.backlog.insert(shard.to_string(), events);
+            }
+        }
+    }
+
+    /// What this node's relays did so far.
+    pub fn stats(&self) -> Stats {
+        self.stats_mut().clone()
     }
 
     /// How many refusals send an event to the dead letters.
@@ -153,8 +246,15 @@ impl Bus {
     ) -> Result<(), SubscriptionError> {
         let mut state = self.state.write().unwrap_or_else(|p| p.into_inner());
         let name = subscription.name().to_string();
+        let stats = SubscriptionStats {
+            name: name.clone(),
+            pattern: subscription.pattern().as_str().to_string(),
+            service: subscription.service().to_string(),
+            ..SubscriptionStats::default()
+        };
         state.subscriptions.add(subscription)?;
         state.deliverers.insert(name, deliverer);
+        self.stats_mut().subscriptions.push(stats);
         Ok(())
     }
 
