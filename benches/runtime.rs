@@ -7,6 +7,7 @@
 //! cargo bench --bench runtime -- memory      # bytes per idle member, a node's RSS at rest
 //! cargo bench --bench runtime -- store       # durable commits, routed shard puts, disk use
 //! cargo bench --bench runtime -- scale       # kv at 16/256/4096 shards, echo at 2/64/1024 members
+//! cargo bench --bench runtime -- events      # the event bus end to end, n1 -> n2
 //! ```
 //!
 //! - local: one-way sends to a service member through `Router::cast` (registry, balancer,
@@ -22,6 +23,8 @@
 //!   beside a bare sled insert+flush loop on the same disk; durable kv puts routed from one
 //!   node to shards on another; disk and memory after 1,000,000 small writes.
 //! - scale: how cost grows with a node's shards and members (two node processes, 64 in flight).
+//! - events: events committed on one node, applied on another and acknowledged, per second
+//!   and with their delivery latency, beside echo calls over the same link.
 //!
 //! The machine is noisy (2 shared cores): each figure is the median of several runs, and
 //! only the ratio to the baseline of the same run is meant to be compared across machines.
@@ -29,6 +32,7 @@
 #![allow(clippy::unwrap_used, clippy::print_stdout)] // a bench binary reports by printing
 #![allow(unsafe_code)] // only the counting allocator below
 
+mod events;
 mod peer;
 
 use std::collections::HashMap;
@@ -113,6 +117,9 @@ fn main() {
     }
     if wanted("scale") {
         rt.block_on(scale());
+    }
+    if wanted("events") {
+        rt.block_on(events::events());
     }
 }
 

@@ -40,7 +40,7 @@ use tokio::time::{Duration, Instant};
 
 use crate::cluster::NodeId;
 use crate::echo::{Echo, EchoRequest};
-use crate::entity::{AskError, EntityService};
+use crate::entity::{AskError, Command, Entity, EntityService};
 use crate::kv::{Kv, MAX_VALUE_BYTES, Put};
 use crate::runtime::Runtime;
 use crate::service::{CallError, CallOptions};
@@ -121,6 +121,9 @@ pub enum BenchService {
     /// Durable puts to the kv shards that live on the target node (call mode only): each
     /// message is a write acknowledged once it is on disk.
     Kv,
+    /// Emits of the probes whose shards live on the target node (call mode only): each is a
+    /// durable write that publishes an event (see [`crate::probe`]).
+    Probe,
 }
 
 impl BenchSpec {
@@ -145,6 +148,9 @@ impl BenchSpec {
                 "payload_bytes x in_flight: at most {MAX_BYTES_IN_FLIGHT} bytes in flight, got {} x {} = {in_flight_bytes}",
                 self.payload_bytes, self.in_flight
             ));
+        }
+        if self.service == BenchService::Probe && self.mode != BenchMode::Call {
+            return invalid("mode: probe is benchmarked with calls (durable emits)".into());
         }
         if self.service == BenchService::Kv {
             if self.mode != BenchMode::Call {
@@ -210,10 +216,10 @@ pub async fn run(runtime: &Runtime, spec: BenchSpec) -> Result<BenchReport, Benc
     let labels = [
         (
             "service",
-            if spec.service == BenchService::Kv {
-                "kv"
-            } else {
-                "echo"
+            match spec.service {
+                BenchService::Kv => "kv",
+                BenchService::Probe => "probe",
+                BenchService::Echo => "echo",
             },
         ),
         (
@@ -225,10 +231,19 @@ pub async fn run(runtime: &Runtime, spec: BenchSpec) -> Result<BenchReport, Benc
             },
         ),
     ];
-    let report = if spec.service == BenchService::Kv {
-        run_kv(runtime, spec, permit).await?
-    } else {
-        run_echo(runtime, spec, permit).await?
+    let report = match spec.service {
+        BenchService::Kv => {
+            let value = vec![b'7'; spec.payload_bytes.max(1)];
+            run_entity::<Kv, _>(runtime, spec, permit, move || Put {
+                value: value.clone(),
+            })
+            .await?
+        }
+        BenchService::Probe => {
+            run_entity::<crate::probe::Probe, _>(runtime, spec, permit, || crate::probe::Emit)
+                .await?
+        }
+        BenchService::Echo => run_echo(runtime, spec, permit).await?,
     };
     ::metrics::counter!(crate::metrics::BENCH_RUNS, &labels).increment(1);
     Ok(report)
@@ -314,29 +329,35 @@ async fn barrier(
     Ok(())
 }
 
-/// Durable puts to keys whose shards live on the target node.
-async fn run_kv(
+/// Commands made by `command` to entities of type `E` whose shards live on the target node
+/// (4,096 of them at most, each sender going through them in turn).
+async fn run_entity<E, C>(
     runtime: &Runtime,
     spec: BenchSpec,
     permit: Arc<OwnedSemaphorePermit>,
-) -> Result<BenchReport, BenchError> {
-    let kv = runtime.router::<EntityService<Kv>>();
+    command: impl Fn() -> C + Clone + Send + 'static,
+) -> Result<BenchReport, BenchError>
+where
+    E: Entity<Id = String>,
+    C: Command<E>,
+{
+    let router = runtime.router::<EntityService<E>>();
     // Right after a start, the nodes may still be agreeing on where the shards are.
-    let _ = kv
+    let _ = router
         .shard_of_by(b"bench-0", Instant::now() + Duration::from_secs(5))
         .await;
     let keys: Vec<String> = (0..100_000)
         .map(|i| format!("bench-{i}"))
         .filter(|k| {
-            kv.shard_of(k.as_bytes())
+            router
+                .shard_of(k.as_bytes())
                 .is_some_and(|(_, node)| node == spec.target)
         })
         .take(4096)
         .collect();
     if keys.is_empty() {
-        return Err(CallError::NoMember(format!("kv shards on {}", spec.target)).into());
+        return Err(CallError::NoMember(format!("{} shards on {}", E::NAME, spec.target)).into());
     }
-    let value = vec![b'7'; spec.payload_bytes.max(1)];
     let started = Instant::now();
     let stop_at = started + spec.duration;
     let mut tasks = JoinSet::new();
@@ -344,14 +365,14 @@ async fn run_kv(
         .iter()
         .map(|k| {
             runtime
-                .entity::<Kv>(k.clone())
+                .entity::<E>(k.clone())
                 .with_timeout(Duration::from_secs(10))
         })
         .collect();
     let entities = Arc::new(entities);
     for t in 0..spec.in_flight {
         let entities = Arc::clone(&entities);
-        let value = value.clone();
+        let command = command.clone();
         let permit = Arc::clone(&permit);
         tasks.spawn(async move {
             let _permit = permit;
@@ -362,10 +383,7 @@ async fn run_kv(
                 let entity = &entities[i % entities.len()];
                 i += 7;
                 let sent = Instant::now();
-                let put = Put {
-                    value: value.clone(),
-                };
-                match entity.ask(put).await {
+                match entity.ask(command()).await {
                     Ok(_) => {}
                     Err(AskError::Call(e)) => return Err(e.into()),
                     Err(e) => return Err(BenchError::Failed(e.to_string())),

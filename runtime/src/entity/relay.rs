@@ -70,24 +70,50 @@ pub(crate) fn dead_key(subscription: &str, seq: u64) -> Vec<u8> {
     key
 }
 
+/// Where a shard hands its relay the events of each batch: as soon as the batch is applied,
+/// in the order the shard applied them (so that the events of a key arrive in order), and
+/// then, once it is durable, the number below which everything is durable: only those events
+/// are delivered.
+#[derive(Debug, Default)]
+pub(crate) struct Inbox {
+    /// A std mutex: held to push or take the events.
+    queue: std::sync::Mutex<Vec<(Vec<u8>, OutboxRecord)>>,
+    /// Everything numbered below this is durable (a flush covers every write before it).
+    durable_below: AtomicU64,
+    wake: Notify,
+}
+
+impl Inbox {
+    /// Hands over the events of a batch just applied (not durable yet).
+    pub(crate) fn push(&self, events: Vec<(Vec<u8>, OutboxRecord)>) {
+        self.queue
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend(events);
+    }
+
+    /// The events numbered below `seq` are durable.
+    pub(crate) fn durable_below(&self, seq: u64) {
+        self.durable_below.fetch_max(seq, Ordering::AcqRel);
+        self.wake.notify_one();
+    }
+
+    fn take(&self) -> Vec<(Vec<u8>, OutboxRecord)> {
+        std::mem::take(&mut *self.queue.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+}
+
 /// A shard's handle on its relay: stops it when dropped.
 #[derive(Debug)]
 pub(crate) struct RelayHandle {
-    /// Events numbered below this are durable.
-    durable_below: Arc<AtomicU64>,
-    wake: Arc<Notify>,
+    inbox: Arc<Inbox>,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl RelayHandle {
-    /// A waker for effects released after a batch's flush: the events below `seq` are durable.
-    pub(crate) fn releaser(&self) -> impl Fn(u64) + Send + Sync + 'static {
-        let durable_below = Arc::clone(&self.durable_below);
-        let wake = Arc::clone(&self.wake);
-        move |seq| {
-            durable_below.fetch_max(seq, Ordering::AcqRel);
-            wake.notify_one();
-        }
+    /// Where the shard hands over the events of each batch once it is durable.
+    pub(crate) fn inbox(&self) -> &Arc<Inbox> {
+        &self.inbox
     }
 }
 
@@ -98,7 +124,7 @@ impl Drop for RelayHandle {
 }
 
 /// Starts the relay of the shard over `keyspace`, whose events numbered below `durable_below`
-/// are durable.
+/// are durable (they were there when the shard opened): it reads them all first.
 pub(crate) fn start(
     keyspace: Arc<Keyspace>,
     bus: Arc<Bus>,
@@ -106,24 +132,24 @@ pub(crate) fn start(
     entity: &'static str,
     durable_below: u64,
 ) -> RelayHandle {
-    let durable = Arc::new(AtomicU64::new(durable_below));
-    let wake = Arc::new(Notify::new());
+    let inbox = Arc::new(Inbox {
+        durable_below: AtomicU64::new(durable_below),
+        ..Inbox::default()
+    });
     let relay = Relay {
         source: keyspace.name().to_string(),
         keyspace,
         bus,
         outbound,
         entity,
-        durable_below: Arc::clone(&durable),
-        wake: Arc::clone(&wake),
+        inbox: Arc::clone(&inbox),
         pending: BTreeMap::new(),
-        cursor: None,
+        rescan: true,
         in_flight: JoinSet::new(),
         backoff: Backoff::new(Duration::from_millis(50), Duration::from_secs(5), 0.2),
     };
     RelayHandle {
-        durable_below: durable,
-        wake,
+        inbox,
         task: tokio::spawn(relay.run()),
     }
 }
@@ -143,6 +169,8 @@ struct Progress {
 
 /// An event read from the outbox and not yet acknowledged by every subscription.
 struct Pending {
+    /// When it was read: right after it was durable, or at the relay's start.
+    since: Instant,
     key: Vec<u8>,
     record: OutboxRecord,
     event: Event,
@@ -162,11 +190,11 @@ struct Relay {
     bus: Arc<Bus>,
     outbound: Outbound,
     entity: &'static str,
-    durable_below: Arc<AtomicU64>,
-    wake: Arc<Notify>,
+    inbox: Arc<Inbox>,
     pending: BTreeMap<u64, Pending>,
-    /// The last outbox key read.
-    cursor: Option<Vec<u8>>,
+    /// The outbox holds durable events the relay has not read: at the start, and after the
+    /// read-ahead was full when events were handed over (they were dropped then).
+    rescan: bool,
     in_flight: JoinSet<Done>,
     backoff: Backoff,
 }
@@ -194,74 +222,51 @@ impl Relay {
                     }
                     self.remove(done_with);
                 }
-                () = self.wake.notified() => {}
+                () = self.inbox.wake.notified() => {}
                 () = tokio::time::sleep_until(wait) => {}
             }
         }
     }
 
-    /// Reads the durable events after the cursor, up to the read-ahead; those no
-    /// subscription wants go into `done_with` at once.
+    /// Takes the events handed over since the last time, in order; when the read-ahead is
+    /// full, drops them (they are in the outbox) and reads the whole outbox again once there
+    /// is room, ignoring what is handed over meanwhile (each key's events must be taken in
+    /// order, and the outbox has them in order per key). Events no subscription wants go into
+    /// `done_with` at once.
     fn read(&mut self, done_with: &mut Vec<Vec<u8>>) -> Result<(), crate::store::StoreError> {
-        let below = self.durable_below.load(Ordering::Acquire);
-        while self.pending.len() < READ_AHEAD {
-            let page =
-                self.keyspace
-                    .scan::<OutboxRecord>(OUTBOX_PREFIX, self.cursor.as_deref(), 256)?;
-            let full = page.len() == 256;
-            for (key, record) in page {
-                let Some(seq) = outbox_seq(&key) else {
-                    continue;
-                };
-                if seq >= below {
-                    return Ok(());
+        let handed = self.inbox.take();
+        if !self.rescan {
+            for (key, record) in handed {
+                if self.pending.len() >= READ_AHEAD {
+                    self.rescan = true;
+                    break;
                 }
-                self.cursor = Some(key.clone());
-                let Ok(topic) = Topic::parse(&record.topic) else {
-                    done_with.push(key);
-                    continue;
-                };
-                let subscriptions = match &record.only {
-                    Some(only) => vec![only.clone()],
-                    None => self.bus.matching(&topic),
-                };
-                if subscriptions.is_empty() {
-                    done_with.push(key);
-                    continue;
-                }
-                let now = Instant::now();
-                let event = Event {
-                    id: record.event,
-                    topic,
-                    source: record.entity.clone(),
-                    key: record.key.clone(),
-                    payload: record.payload.clone(),
-                    at_ms: record.at_ms,
-                };
-                let progress = subscriptions
-                    .into_iter()
-                    .map(|subscription| Progress {
-                        subscription,
-                        acked: false,
-                        in_flight: false,
-                        refusals: 0,
-                        failures: 0,
-                        next_try: now,
-                        last_error: String::new(),
-                    })
-                    .collect();
-                self.pending.insert(
-                    seq,
-                    Pending {
-                        key,
-                        record,
-                        event,
-                        progress,
-                    },
-                );
+                self.admit(key, record, done_with);
             }
-            if !full {
-                break;
+        }
+        if self.rescan && self.pending.len() < READ_AHEAD / 2 {
+            // Everything handed over so far was applied before this scan starts: the scan
+            // sees it.
+            drop(self.inbox.take());
+            self.rescan = false;
+            let mut after: Option<Vec<u8>> = None;
+            'scan: loop {
+                let page =
+                    self.keyspace
+                        .scan::<OutboxRecord>(OUTBOX_PREFIX, after.as_deref(), 1024)?;
+                let Some((last, _)) = page.last() else { break };
+                after = Some(last.clone());
+                for (key, record) in page {
+                    if outbox_seq(&key).is_some_and(|seq| self.pending.contains_key(&seq)) {
+                        continue;
+                    }
+                    if self.pending.len() >= READ_AHEAD {
+                        // The rest of each key comes after what was taken of it: next time.
+                        self.rescan = true;
+                        break 'scan;
+                    }
+                    self.admit(key, record, done_with);
+                }
             }
         }
         self.bus
@@ -269,13 +274,62 @@ impl Relay {
         Ok(())
     }
 
+    /// Takes one durable event for delivery to the subscriptions it matches.
+    fn admit(&mut self, key: Vec<u8>, record: OutboxRecord, done_with: &mut Vec<Vec<u8>>) {
+        let Some(seq) = outbox_seq(&key) else { return };
+        let Ok(topic) = Topic::parse(&record.topic) else {
+            done_with.push(key);
+            return;
+        };
+        let subscriptions = match &record.only {
+            Some(only) => vec![only.clone()],
+            None => self.bus.matching(&topic),
+        };
+        if subscriptions.is_empty() {
+            done_with.push(key);
+            return;
+        }
+        let now = Instant::now();
+        let event = Event {
+            id: record.event,
+            topic,
+            source: record.entity.clone(),
+            key: record.key.clone(),
+            payload: record.payload.clone(),
+            at_ms: record.at_ms,
+        };
+        let progress = subscriptions
+            .into_iter()
+            .map(|subscription| Progress {
+                subscription,
+                acked: false,
+                in_flight: false,
+                refusals: 0,
+                failures: 0,
+                next_try: now,
+                last_error: String::new(),
+            })
+            .collect();
+        self.pending.insert(
+            seq,
+            Pending {
+                since: now,
+                key,
+                record,
+                event,
+                progress,
+            },
+        );
+    }
+
     /// Starts every delivery that may go now; returns when the next retry is due.
     fn launch(&mut self, done_with: &mut Vec<Vec<u8>>) -> Option<Instant> {
         let now = Instant::now();
+        let durable_below = self.inbox.durable_below.load(Ordering::Acquire);
         let mut next_try: Option<Instant> = None;
         // (subscription, key) pairs with an earlier event not acknowledged yet.
         let mut held: HashSet<(u64, u64)> = HashSet::new();
-        for (&seq, pending) in &mut self.pending {
+        for (&seq, pending) in self.pending.range_mut(..durable_below) {
             let key_hash = crate::hash::stable_hash(&pending.record.key);
             for progress in pending.progress.iter_mut().filter(|p| !p.acked) {
                 let sub_hash = crate::hash::stable_hash(progress.subscription.as_bytes());
@@ -350,6 +404,7 @@ impl Relay {
             Ok(Verdict::Ack) => {
                 progress.acked = true;
                 self.bus.note(subscription, Outcome::Delivered);
+                self.bus.note_latency(subscription, pending.since.elapsed());
                 ::metrics::counter!(crate::metrics::EVENTS_DELIVERED, "subscription" => subscription.to_string())
                     .increment(1);
                 None

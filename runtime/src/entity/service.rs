@@ -119,10 +119,13 @@ impl Shard {
             let page =
                 keyspace.scan::<effects::OutboxRecord>(OUTBOX_PREFIX, after.as_deref(), 1024)?;
             let Some((last, _)) = page.last() else { break };
-            if let Some(seq) = effects::outbox_seq(last) {
-                self.next_outbox = self.next_outbox.max(seq + 1);
-            }
             after = Some(last.clone());
+            // Keyed by entity first: the highest number may be anywhere.
+            for (key, _) in &page {
+                if let Some(seq) = effects::outbox_seq(key) {
+                    self.next_outbox = self.next_outbox.max(seq + 1);
+                }
+            }
         }
         let mut timers = 0;
         let mut after: Option<Vec<u8>> = None;
@@ -158,8 +161,8 @@ impl Shard {
         &self.keyspace
     }
 
-    /// The events in the shard's outbox, oldest first, up to `limit` after `after` (a key of
-    /// an earlier page).
+    /// The events in the shard's outbox, each entity's oldest first, up to `limit` after
+    /// `after` (a key of an earlier page).
     pub fn outbox(
         &self,
         after: Option<&[u8]>,
@@ -306,7 +309,7 @@ impl<E: Entity> EntityService<E> {
         } else {
             Vec::new()
         };
-        let released = shard
+        let (released, published) = shard
             .write_effects(&mut batch, caused, &id_key)
             .map_err(store)?;
         let durable = if batch.is_empty() {
@@ -314,6 +317,10 @@ impl<E: Entity> EntityService<E> {
         } else {
             shard.keyspace.apply(batch).map_err(store)?
         };
+        if let (Some(relay), false) = (&shard.relay, published.is_empty()) {
+            // In the order applied; delivered once durable.
+            relay.inbox().push(published);
+        }
         rcx.reply_when_durable(durable);
         for effect in released {
             rcx.when_durable(effect);
@@ -321,6 +328,9 @@ impl<E: Entity> EntityService<E> {
         outcome
     }
 }
+
+/// The outbox records a batch writes, with their keys.
+type Published = Vec<(Vec<u8>, effects::OutboxRecord)>;
 
 impl Shard {
     /// Writes the outbox records and durable timers of `caused` into `batch`, and returns
@@ -330,7 +340,7 @@ impl Shard {
         batch: &mut WriteBatch,
         caused: Vec<Caused>,
         id_key: &[u8],
-    ) -> Result<Vec<crate::service::Effect>, StoreError> {
+    ) -> Result<(Vec<crate::service::Effect>, Published), StoreError> {
         let mut released: Vec<crate::service::Effect> = Vec::new();
         let mut published = Vec::new();
         for caused in caused {
@@ -345,9 +355,10 @@ impl Shard {
                         at_ms: effects::now_ms(),
                         only: None,
                     };
-                    batch.put(&effects::outbox_key(self.next_outbox), &record)?;
+                    let key = effects::outbox_key(id_key, self.next_outbox);
+                    batch.put(&key, &record)?;
                     self.next_outbox += 1;
-                    published.push(record.topic);
+                    published.push((key, record));
                 }
                 Caused::Tell {
                     service,
@@ -397,23 +408,25 @@ impl Shard {
             }
         }
         if !published.is_empty() {
-            let wake = self.relay.as_ref().map(RelayHandle::releaser);
+            let relay = self.relay.as_ref().map(|r| Arc::clone(r.inbox()));
             let bus = self.outbound.as_ref().map(|o| Arc::clone(o.bus()));
+            let topics: Vec<String> = published.iter().map(|(_, r)| r.topic.clone()).collect();
             let below = self.next_outbox;
             released.push(Box::new(move || {
-                for topic in published {
+                for topic in topics {
                     if let Some(bus) = &bus {
                         bus.note_published(&topic);
                     }
                     ::metrics::counter!(crate::metrics::EVENTS_PUBLISHED, "topic" => topic)
                         .increment(1);
                 }
-                if let Some(wake) = wake {
-                    wake(below);
+                // Durable now: the relay may deliver them.
+                if let Some(relay) = relay {
+                    relay.durable_below(below);
                 }
             }));
         }
-        Ok(released)
+        Ok((released, published))
     }
 }
 

@@ -192,6 +192,8 @@ async fn a_reply_never_leaves_before_its_batch_is_durable() {
             .await
             .unwrap(),
     );
+    // Opening the store flushes once (its batch generation): count from here.
+    let flushes = engine.flushes.load(Ordering::SeqCst);
     let held = Held::new(&engine);
     let pending = {
         let wallets = Arc::clone(&wallets);
@@ -199,7 +201,7 @@ async fn a_reply_never_leaves_before_its_batch_is_durable() {
     };
     // The write is applied once its flush has started (and is held there).
     let started = tokio::time::Instant::now();
-    while engine.flushes.load(Ordering::SeqCst) == 0 {
+    while engine.flushes.load(Ordering::SeqCst) == flushes {
         assert!(
             started.elapsed() < Duration::from_secs(10),
             "the write never reached its flush"

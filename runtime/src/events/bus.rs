@@ -118,6 +118,8 @@ pub struct Bus {
     max_attempts: u32,
     /// What this node's relays did. A std mutex: held to bump a counter.
     stats: Mutex<Stats>,
+    /// Delivery latencies per subscription, in microseconds (same order as the stats).
+    latencies: Mutex<HashMap<String, hdrhistogram::Histogram<u64>>>,
 }
 
 /// What one subscription's deliveries from this node's relays came to.
@@ -137,6 +139,20 @@ pub struct SubscriptionStats {
     pub retried: u64,
     /// Events set aside in the dead letters.
     pub dead_lettered: u64,
+    /// From an event being durable in its outbox (or read from it, after a restart) to its
+    /// subscriber's acknowledgement, which comes once the subscriber's change is durable.
+    pub latency_us: Latency,
+}
+
+/// Delivery latency percentiles, in microseconds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Latency {
+    /// Median.
+    pub p50: u64,
+    /// 99th percentile.
+    pub p99: u64,
+    /// Worst.
+    pub max: u64,
 }
 
 /// What this node's relays did, for `GET /admin/events`.
@@ -183,7 +199,28 @@ impl Bus {
             state: RwLock::new(State::default()),
             max_attempts: max_attempts.max(1),
             stats: Mutex::new(Stats::default()),
+            latencies: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Records one delivery to `subscription` acknowledged `latency` after its event was
+    /// durable.
+    pub fn note_latency(&self, subscription: &str, latency: std::time::Duration) {
+        let mut latencies = self.latencies.lock().unwrap_or_else(|p| p.into_inner());
+        let histogram = match latencies.get_mut(subscription) {
+            Some(h) => h,
+            None => latencies
+                .entry(subscription.to_string())
+                .or_insert_with(|| {
+                    // 1 us to 1 h at 2 significant digits: valid bounds, so this cannot fail.
+                    hdrhistogram::Histogram::new_with_bounds(1, 3_600_000_000, 2)
+                        .unwrap_or_else(|_| unreachable!("valid histogram bounds"))
+                }),
+        };
+        let us = u64::try_from(latency.as_micros())
+            .unwrap_or(u64::MAX)
+            .max(1);
+        let _ = histogram.record(us.min(3_600_000_000));
     }
 
     fn stats_mut(&self) -> std::sync::MutexGuard<'_, Stats> {
@@ -230,7 +267,18 @@ impl Bus {
 
     /// What this node's relays did so far.
     pub fn stats(&self) -> Stats {
-        self.stats_mut().clone()
+        let mut stats = self.stats_mut().clone();
+        let latencies = self.latencies.lock().unwrap_or_else(|p| p.into_inner());
+        for s in &mut stats.subscriptions {
+            if let Some(h) = latencies.get(&s.name) {
+                s.latency_us = Latency {
+                    p50: h.value_at_quantile(0.5),
+                    p99: h.value_at_quantile(0.99),
+                    max: h.max(),
+                };
+            }
+        }
+        stats
     }
 
     /// How many refusals send an event to the dead letters.
