@@ -435,11 +435,13 @@ pub const MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
 /// string and byte buffer its length, each sequence element three times its size and each map
 /// entry four times (collections that grow by doubling hold spare room and, while they move,
 /// the old block too), at least one byte each (so a claimed count of `()`s costs its length in
-/// budget, not just in time). A message that needs more is refused. Beyond the budget, one
-/// string or buffer of at most [`MAX_MESSAGE_BYTES`] is allocated before it is counted, and
-/// serde preallocates at most 1 MiB for the sequence it reads: so decoding a message never has
-/// more than `MAX_DECODED_BYTES + MAX_MESSAGE_BYTES + 1 MiB` allocated at once
-/// (`runtime/tests/decode_bounds.rs` checks it with a counting allocator).
+/// budget, not just in time). A message that needs more is refused. Outside the count are one
+/// string or buffer of at most [`MAX_MESSAGE_BYTES`], allocated as it is read and counted
+/// right after, and what serde preallocates for a sequence before its first element is
+/// decoded (at most 1 MiB, per level of nesting): so decoding a message has at most
+/// `MAX_DECODED_BYTES + MAX_MESSAGE_BYTES + 1 MiB` allocated at once, plus 1 MiB per
+/// sequence nested in another (`runtime/tests/decode_bounds.rs` checks it with a counting
+/// allocator).
 pub const MAX_DECODED_BYTES: usize = 4 * MAX_MESSAGE_BYTES;
 
 /// Decodes a message from the wire, bounded by [`MAX_MESSAGE_BYTES`] read and

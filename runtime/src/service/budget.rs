@@ -8,20 +8,22 @@
 //! charges one [`Budget`] per decode for what the value allocates as it is built:
 //!
 //! - each element of a sequence ([`SEQ_SLOT`] times its size, at least one byte: a `Vec` that
-//!   grows by doubling holds up to twice its length, and the old block while it moves);
+//!   grows by doubling holds up to twice its length, and the old block while it moves), all of
+//!   them at once when the first one is decoded, since bincode knows how many follow: a
+//!   claimed length the budget cannot cover is refused before more is decoded;
 //! - each entry of a map ([`MAP_SLOT`] times its key's and value's sizes plus one byte: hash
 //!   tables and B-tree nodes keep spare slots and control bytes too);
 //! - each string and byte buffer its length.
 //!
 //! The fields of a struct, tuple or enum variant are not charged: they live inside their
-//! parent, which was (an element, an entry, or the message itself). An `Option` or a newtype
-//! likewise. Not counted: the contents of a `Box`, `Rc` or `Arc` (serde cannot tell them from
-//! the value they hold), and what serde preallocates for a claimed length (capped by serde at
-//! 1 MiB per sequence being read). The first error after the budget runs out stops the decode;
-//! [`Budget::exceeded`] tells the caller why.
+//! parent (charged if it is an element or an entry; the message itself is on the stack). An
+//! `Option` or a newtype likewise. Not counted: the contents of a `Box`, `Rc` or `Arc` (serde
+//! cannot tell them from the value they hold), and what serde preallocates for a claimed
+//! length (capped by serde at 1 MiB per sequence being read). A charge the budget cannot cover
+//! fails the decode, and [`Budget::exceeded`] tells the caller why.
 //!
-//! The wrappers hold a reference to the budget and their inner value and allocate nothing:
-//! a charge is a subtraction.
+//! The wrappers hold a reference to the budget and their inner value and allocate nothing: a
+//! charge is a subtraction, once per sequence, map entry, string or buffer.
 
 use std::cell::Cell;
 use std::fmt;
@@ -69,6 +71,7 @@ impl Budget {
         }
     }
 
+    /// Takes `bytes` from what is left, or fails the decode.
     #[inline]
     fn charge<E: de::Error>(&self, bytes: usize) -> Result<(), E> {
         match self.left.get().checked_sub(bytes) {
@@ -76,11 +79,16 @@ impl Budget {
                 self.left.set(left);
                 Ok(())
             }
-            None => {
-                self.exceeded.set(true);
-                Err(E::custom("the message decodes larger than its bound"))
-            }
+            None => Err(self.exhausted()),
         }
+    }
+
+    /// Out of line: the hot path of a charge is one subtraction and one branch.
+    #[cold]
+    #[inline(never)]
+    fn exhausted<E: de::Error>(&self) -> E {
+        self.exceeded.set(true);
+        E::custom("the message decodes larger than its bound")
     }
 }
 
@@ -294,7 +302,7 @@ impl<'de, V: Visitor<'de>> Visitor<'de> for Vis<'_, V> {
         self.inner.visit_seq(Seq {
             inner: seq,
             budget: self.budget,
-            inline: self.inline,
+            paid: self.inline,
         })
     }
 
@@ -319,7 +327,8 @@ impl<'de, V: Visitor<'de>> Visitor<'de> for Vis<'_, V> {
 struct Seq<'b, A> {
     inner: A,
     budget: &'b Budget,
-    inline: bool,
+    /// Whether nothing is to be charged: fields, or elements already paid for.
+    paid: bool,
 }
 
 impl<'de, A: SeqAccess<'de>> SeqAccess<'de> for Seq<'_, A> {
@@ -335,9 +344,8 @@ impl<'de, A: SeqAccess<'de>> SeqAccess<'de> for Seq<'_, A> {
             budget: self.budget,
         })?;
         // Charged before the visitor stores the element: a refused one is dropped here.
-        if element.is_some() && !self.inline {
-            self.budget
-                .charge(SEQ_SLOT * size_of::<S::Value>().max(1))?;
+        if !self.paid && element.is_some() {
+            self.paid = pay::<S::Value, A::Error>(self.budget, self.inner.size_hint())?;
         }
         Ok(element)
     }
@@ -345,6 +353,29 @@ impl<'de, A: SeqAccess<'de>> SeqAccess<'de> for Seq<'_, A> {
     #[inline]
     fn size_hint(&self) -> Option<usize> {
         self.inner.size_hint()
+    }
+}
+
+/// Pays for an element of type `T` and, if the sequence says how many follow (`rest`), for
+/// them too: bincode's count is exact (the length it read), so a sequence is charged once
+/// rather than per element, and a length the budget cannot cover is refused before more is
+/// decoded. Without a count, each element pays for itself. Returns whether all are paid for.
+///
+/// Out of line and given no reference to the sequence, so that the loop over the elements of
+/// a byte buffer keeps its counters in registers (a count kept per element, or a `&mut self`
+/// here, cost about half the decode time of a `Vec<u8>` again).
+#[inline(never)]
+fn pay<T, E: de::Error>(budget: &Budget, rest: Option<usize>) -> Result<bool, E> {
+    let slot = SEQ_SLOT * size_of::<T>().max(1);
+    match rest {
+        Some(rest) => {
+            budget.charge(rest.saturating_add(1).saturating_mul(slot))?;
+            Ok(true)
+        }
+        None => {
+            budget.charge(slot)?;
+            Ok(false)
+        }
     }
 }
 
