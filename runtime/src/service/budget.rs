@@ -65,10 +65,7 @@ impl Budget {
 
     /// A seed that decodes a `T` charging this budget.
     pub(crate) fn seed<T>(&self) -> Seed<'_, PhantomData<T>> {
-        Seed {
-            inner: PhantomData,
-            budget: self,
-        }
+        Seed::new(PhantomData, self)
     }
 
     /// Takes `bytes` from what is left, or fails the decode.
@@ -98,15 +95,18 @@ pub(crate) struct Seed<'b, S> {
     budget: &'b Budget,
 }
 
+impl<'b, S> Seed<'b, S> {
+    fn new(inner: S, budget: &'b Budget) -> Self {
+        Self { inner, budget }
+    }
+}
+
 impl<'de, S: DeserializeSeed<'de>> DeserializeSeed<'de> for Seed<'_, S> {
     type Value = S::Value;
 
     #[inline]
     fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<S::Value, D::Error> {
-        self.inner.deserialize(De {
-            inner: deserializer,
-            budget: self.budget,
-        })
+        self.inner.deserialize(De::new(deserializer, self.budget))
     }
 }
 
@@ -117,15 +117,15 @@ pub(crate) struct De<'b, D> {
 }
 
 impl<'b, D> De<'b, D> {
+    fn new(inner: D, budget: &'b Budget) -> Self {
+        Self { inner, budget }
+    }
+
     /// `visitor`, charging this budget; `inline` when the sequence it may visit is the fields
     /// of a struct, tuple or variant rather than the elements of a collection.
     #[inline]
     fn visitor<V>(&self, visitor: V, inline: bool) -> Vis<'b, V> {
-        Vis {
-            inner: visitor,
-            budget: self.budget,
-            inline,
-        }
+        Vis::new(visitor, self.budget, inline)
     }
 }
 
@@ -249,6 +249,16 @@ macro_rules! forward_charged {
     )*};
 }
 
+impl<'b, V> Vis<'b, V> {
+    fn new(inner: V, budget: &'b Budget, inline: bool) -> Self {
+        Self {
+            inner,
+            budget,
+            inline,
+        }
+    }
+}
+
 impl<'de, V: Visitor<'de>> Visitor<'de> for Vis<'_, V> {
     type Value = V::Value;
 
@@ -280,10 +290,7 @@ impl<'de, V: Visitor<'de>> Visitor<'de> for Vis<'_, V> {
 
     #[inline]
     fn visit_some<D: Deserializer<'de>>(self, deserializer: D) -> Result<V::Value, D::Error> {
-        self.inner.visit_some(De {
-            inner: deserializer,
-            budget: self.budget,
-        })
+        self.inner.visit_some(De::new(deserializer, self.budget))
     }
 
     #[inline]
@@ -291,10 +298,8 @@ impl<'de, V: Visitor<'de>> Visitor<'de> for Vis<'_, V> {
         self,
         deserializer: D,
     ) -> Result<V::Value, D::Error> {
-        self.inner.visit_newtype_struct(De {
-            inner: deserializer,
-            budget: self.budget,
-        })
+        self.inner
+            .visit_newtype_struct(De::new(deserializer, self.budget))
     }
 
     #[inline]
@@ -339,10 +344,7 @@ impl<'de, A: SeqAccess<'de>> SeqAccess<'de> for Seq<'_, A> {
         &mut self,
         seed: S,
     ) -> Result<Option<S::Value>, A::Error> {
-        let element = self.inner.next_element_seed(Seed {
-            inner: seed,
-            budget: self.budget,
-        })?;
+        let element = self.inner.next_element_seed(Seed::new(seed, self.budget))?;
         // Charged before the visitor stores the element: a refused one is dropped here.
         if !self.paid && element.is_some() {
             self.paid = pay::<S::Value, A::Error>(self.budget, self.inner.size_hint())?;
@@ -393,10 +395,7 @@ impl<'de, A: MapAccess<'de>> MapAccess<'de> for Map<'_, A> {
         &mut self,
         seed: K,
     ) -> Result<Option<K::Value>, A::Error> {
-        let key = self.inner.next_key_seed(Seed {
-            inner: seed,
-            budget: self.budget,
-        })?;
+        let key = self.inner.next_key_seed(Seed::new(seed, self.budget))?;
         if key.is_some() {
             self.budget.charge(MAP_SLOT * (1 + size_of::<K::Value>()))?;
         }
@@ -405,10 +404,7 @@ impl<'de, A: MapAccess<'de>> MapAccess<'de> for Map<'_, A> {
 
     #[inline]
     fn next_value_seed<S: DeserializeSeed<'de>>(&mut self, seed: S) -> Result<S::Value, A::Error> {
-        let value = self.inner.next_value_seed(Seed {
-            inner: seed,
-            budget: self.budget,
-        })?;
+        let value = self.inner.next_value_seed(Seed::new(seed, self.budget))?;
         self.budget.charge(MAP_SLOT * size_of::<S::Value>())?;
         Ok(value)
     }
@@ -435,17 +431,8 @@ impl<'b, 'de, A: EnumAccess<'de>> EnumAccess<'de> for Enum<'b, A> {
         seed: S,
     ) -> Result<(S::Value, Self::Variant), A::Error> {
         let budget = self.budget;
-        let (tag, variant) = self.inner.variant_seed(Seed {
-            inner: seed,
-            budget,
-        })?;
-        Ok((
-            tag,
-            Variant {
-                inner: variant,
-                budget,
-            },
-        ))
+        let (tag, inner) = self.inner.variant_seed(Seed::new(seed, budget))?;
+        Ok((tag, Variant { inner, budget }))
     }
 }
 
@@ -465,22 +452,14 @@ impl<'de, A: VariantAccess<'de>> VariantAccess<'de> for Variant<'_, A> {
 
     #[inline]
     fn newtype_variant_seed<S: DeserializeSeed<'de>>(self, seed: S) -> Result<S::Value, A::Error> {
-        self.inner.newtype_variant_seed(Seed {
-            inner: seed,
-            budget: self.budget,
-        })
+        self.inner
+            .newtype_variant_seed(Seed::new(seed, self.budget))
     }
 
     #[inline]
     fn tuple_variant<V: Visitor<'de>>(self, len: usize, visitor: V) -> Result<V::Value, A::Error> {
-        self.inner.tuple_variant(
-            len,
-            Vis {
-                inner: visitor,
-                budget: self.budget,
-                inline: true,
-            },
-        )
+        self.inner
+            .tuple_variant(len, Vis::new(visitor, self.budget, true))
     }
 
     #[inline]
@@ -489,13 +468,7 @@ impl<'de, A: VariantAccess<'de>> VariantAccess<'de> for Variant<'_, A> {
         fields: &'static [&'static str],
         visitor: V,
     ) -> Result<V::Value, A::Error> {
-        self.inner.struct_variant(
-            fields,
-            Vis {
-                inner: visitor,
-                budget: self.budget,
-                inline: true,
-            },
-        )
+        self.inner
+            .struct_variant(fields, Vis::new(visitor, self.budget, true))
     }
 }
