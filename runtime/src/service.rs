@@ -21,6 +21,7 @@
 //! for room until its deadline and then gets [`CallError::Overloaded`]; traffic from a peer waits
 //! in the peer link, whose bounded queue pushes back on the senders of that node.
 
+mod budget;
 pub(crate) mod endpoint;
 pub(crate) mod mailbox;
 pub(crate) mod member;
@@ -426,14 +427,37 @@ pub(crate) fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, CallError> {
 /// The largest message a peer may send (payload of one request or response).
 pub const MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
 
-/// Decodes a message from the wire, bounded by [`MAX_MESSAGE_BYTES`]: a length that claims
-/// more is refused before anything is allocated for it. Public so that the bound can be
-/// checked from outside the crate (`runtime/tests/decode_bounds.rs`).
+/// The most decoding one message may allocate: four times [`MAX_MESSAGE_BYTES`], room for a
+/// message at the limit that is one byte buffer (counted three times, see below) and for one
+/// of many small strings and numbers, which take more room decoded than on the wire.
+///
+/// [`decode`] counts what the value allocates as it is built (`service/budget.rs`): each
+/// string and byte buffer its length, each sequence element three times its size and each map
+/// entry four times (collections that grow by doubling hold spare room and, while they move,
+/// the old block too), at least one byte each (so a claimed count of `()`s costs its length in
+/// budget, not just in time). A message that needs more is refused. Outside the count are one
+/// string or buffer of at most [`MAX_MESSAGE_BYTES`], allocated as it is read and counted
+/// right after, and what serde preallocates for a sequence before its first element is
+/// decoded (at most 1 MiB, per level of nesting): so decoding a message has at most
+/// `MAX_DECODED_BYTES + MAX_MESSAGE_BYTES + 1 MiB` allocated at once, plus 1 MiB per
+/// sequence nested in another (`runtime/tests/decode_bounds.rs` checks it with a counting
+/// allocator).
+pub const MAX_DECODED_BYTES: usize = 4 * MAX_MESSAGE_BYTES;
+
+/// Decodes a message from the wire, bounded by [`MAX_MESSAGE_BYTES`] read and
+/// [`MAX_DECODED_BYTES`] allocated: a length that claims more than the first is refused before
+/// anything is allocated for it, and a message that decodes to more than the second fails
+/// with [`CallError::BadMessage`] saying so, as soon as it is over. Public so that the bounds
+/// can be checked from outside the crate (`runtime/tests/decode_bounds.rs`).
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CallError> {
     let config = bincode::config::standard().with_limit::<MAX_MESSAGE_BYTES>();
-    match bincode::serde::decode_from_slice::<T, _>(bytes, config) {
+    let budget = budget::Budget::new(MAX_DECODED_BYTES);
+    match bincode::serde::seed_decode_from_slice(budget.seed::<T>(), bytes, config) {
         Ok((value, used)) if used == bytes.len() => Ok(value),
         Ok(_) => Err(CallError::BadMessage("trailing bytes".into())),
+        Err(_) if budget.exceeded() => Err(CallError::BadMessage(format!(
+            "the message decodes larger than the bound of {MAX_DECODED_BYTES} bytes"
+        ))),
         Err(e) => Err(CallError::BadMessage(e.to_string())),
     }
 }
