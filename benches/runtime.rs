@@ -581,14 +581,14 @@ async fn store() {
     .await
     .unwrap();
     let mut results = Vec::new();
-    for writers in [1usize, 64] {
+    for (writers, keys) in [(1usize, 1u64), (64, 1), (64, 2)] {
         let started = Instant::now();
         let tasks: Vec<_> = (0..writers)
             .map(|w| {
                 let store = store.clone();
                 tokio::spawn(async move {
                     let ks = store
-                        .claim(&format!("bench/{writers}/{w}"), Duration::ZERO)
+                        .claim(&format!("bench/{writers}/{keys}/{w}"), Duration::ZERO)
                         .await
                         .unwrap();
                     let mut lat = Vec::new();
@@ -596,7 +596,14 @@ async fn store() {
                     while started.elapsed() < RUN {
                         let t = Instant::now();
                         let mut batch = WriteBatch::new();
-                        batch.put(&n.to_be_bytes(), &[7u8; 32]).unwrap();
+                        for k in 0..keys {
+                            batch
+                                .put(
+                                    &[&k.to_be_bytes()[..], &n.to_be_bytes()].concat(),
+                                    &[7u8; 32],
+                                )
+                                .unwrap();
+                        }
                         ks.commit(batch).await.unwrap();
                         lat.push(t.elapsed().as_micros() as f64);
                         n += 1;
@@ -611,7 +618,13 @@ async fn store() {
         }
         let rate = lat.len() as f64 / started.elapsed().as_secs_f64();
         lat.sort_by(f64::total_cmp);
-        results.push((writers, rate, percentile(&lat, 0.5), percentile(&lat, 0.99)));
+        results.push((
+            writers,
+            keys,
+            rate,
+            percentile(&lat, 0.5),
+            percentile(&lat, 0.99),
+        ));
     }
     let (flushes, writes) = store.commit_stats();
     println!(
@@ -622,13 +635,18 @@ async fn store() {
         "  bare sled insert+flush, 1 writer   {:>8.0} commits/s   p50 {:>5.0} us  p99 {:>6.0} us",
         bare_rate.0, bare_rate.1, bare_rate.2
     );
-    for (writers, rate, p50, p99) in results {
+    for (writers, keys, rate, p50, p99) in results {
         println!(
-            "  troupe Keyspace::commit, {writers:>2} writer{} {:>8.0} commits/s   p50 {:>5.0} us  p99 {:>6.0} us",
+            "  troupe Keyspace::commit, {writers:>2} writer{} {:>8.0} commits/s   p50 {:>5.0} us  p99 {:>6.0} us{}",
             if writers == 1 { " " } else { "s" },
             rate,
             p50,
-            p99
+            p99,
+            if keys > 1 {
+                "   (two keys per commit, atomic)"
+            } else {
+                ""
+            }
         );
     }
     println!(

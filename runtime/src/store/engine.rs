@@ -1,8 +1,10 @@
 //! The embedded engine behind the store: a small trait, and sled behind it.
 
+mod intent;
+
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use super::StoreError;
 
@@ -166,6 +168,8 @@ fn tree(lock: &RwLock<Option<Open>>, name: &str) -> Result<sled::Tree, StoreErro
     let mut guard = write(lock);
     let open = guard.as_mut().ok_or_else(reopening)?;
     let tree = open.db.open_tree(name.as_bytes()).map_err(engine_err)?;
+    // First opened since the database was: finish a write a crash interrupted.
+    intent::recover(&tree)?;
     open.trees.insert(name.to_string(), tree.clone());
     Ok(tree)
 }
@@ -173,6 +177,8 @@ fn tree(lock: &RwLock<Option<Open>>, name: &str) -> Result<sled::Tree, StoreErro
 struct SledKeyspace {
     name: String,
     open: Arc<RwLock<Option<Open>>>,
+    /// One write of several keys at a time ([`intent`]).
+    intents: Mutex<()>,
 }
 
 impl SledKeyspace {
@@ -187,6 +193,7 @@ impl Engine for SledEngine {
         Ok(Arc::new(SledKeyspace {
             name: name.to_string(),
             open: Arc::clone(&self.open),
+            intents: Mutex::new(()),
         }))
     }
 
@@ -237,22 +244,27 @@ impl KeyspaceEngine for SledKeyspace {
     }
 
     fn apply(&self, ops: &[Op]) -> Result<(), StoreError> {
-        if let [Op::Put(k, v)] = ops {
-            // A single put needs no batch.
-            return self
-                .tree()?
-                .insert(k.as_slice(), v.as_slice())
-                .map(|_| ())
-                .map_err(engine_err);
-        }
-        let mut batch = sled::Batch::default();
-        for op in ops {
-            match op {
-                Op::Put(k, v) => batch.insert(k.as_slice(), v.as_slice()),
-                Op::Delete(k) => batch.remove(k.as_slice()),
+        match ops {
+            [] => return Ok(()),
+            // One key is atomic as it is.
+            [Op::Put(k, v)] => {
+                return self
+                    .tree()?
+                    .insert(k.as_slice(), v.as_slice())
+                    .map(|_| ())
+                    .map_err(engine_err);
             }
+            [Op::Delete(k)] => {
+                return self
+                    .tree()?
+                    .remove(k.as_slice())
+                    .map(|_| ())
+                    .map_err(engine_err);
+            }
+            _ => {}
         }
-        self.tree()?.apply_batch(batch).map_err(engine_err)
+        // Several keys: not sled's batches, which serialize every writer of the process.
+        intent::apply(&self.tree()?, ops, &self.intents)
     }
 
     fn scan(
@@ -275,6 +287,9 @@ impl KeyspaceEngine for SledKeyspace {
             let (k, v) = item.map_err(engine_err)?;
             if !k.starts_with(prefix) || out.len() >= limit {
                 break;
+            }
+            if k == intent::INTENT_KEY {
+                continue;
             }
             out.push((k.to_vec(), v.to_vec()));
         }
