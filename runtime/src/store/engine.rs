@@ -263,8 +263,20 @@ impl KeyspaceEngine for SledKeyspace {
             }
             _ => {}
         }
-        // Several keys: not sled's batches, which serialize every writer of the process.
-        intent::apply(&self.tree()?, ops, &self.intents)
+        if ops.len() <= intent::MAX_OPS {
+            // A few keys (an entity command's): not sled's batches, which serialize every
+            // writer of the process ([`intent`]).
+            return intent::apply(&self.tree()?, ops, &self.intents);
+        }
+        // Many keys: one lock for all of them costs less than an intent's copy of them.
+        let mut batch = sled::Batch::default();
+        for op in ops {
+            match op {
+                Op::Put(k, v) => batch.insert(k.as_slice(), v.as_slice()),
+                Op::Delete(k) => batch.remove(k.as_slice()),
+            }
+        }
+        self.tree()?.apply_batch(batch).map_err(engine_err)
     }
 
     fn scan(

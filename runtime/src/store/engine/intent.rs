@@ -13,12 +13,18 @@
 //! so the recovered keyspace holds either no trace of the write, or the intent with some of
 //! its keys (the intent is then applied again: puts and removes are idempotent), or all of it
 //! with the intent gone. The keyspace is recovered that way when it is first opened. One
-//! write of several keys at a time per keyspace (a lock); single-key writes need no intent.
+//! write of several keys at a time per keyspace (a lock); single-key writes need no intent,
+//! and writes of more than [`MAX_OPS`] keys are sled batches.
 
 use std::sync::Mutex;
 
 use super::super::StoreError;
 use super::{Op, engine_err};
+
+/// The most keys written through an intent: beyond, the intent's copy of every value costs
+/// more than sled's lock (a bulk load of 100-key batches took three times the disk through
+/// intents), so larger writes are sled batches.
+pub(super) const MAX_OPS: usize = 8;
 
 /// The reserved key of a keyspace's intent (never shown by a scan).
 pub(super) const INTENT_KEY: &[u8] = b"\xff\xfetroupe.intent";
