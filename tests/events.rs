@@ -154,4 +154,50 @@ async fn events_are_listed_and_bad_probe_keys_are_refused() {
         .unwrap();
     assert_eq!(status, 400, "{body}");
     assert_eq!(body["error"]["code"], "invalid_request", "{body}");
+
+    // Dead letters: none here; unknown services and letters are 404, bad requests 400.
+    let (status, body) = cluster
+        .get("n2", "/admin/events/probe/dead-letters")
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["dead_letters"], serde_json::json!([]), "{body}");
+    let (status, body) = cluster
+        .get("n2", "/admin/events/nope/dead-letters")
+        .await
+        .unwrap();
+    assert_eq!(
+        (status, body["error"]["code"].clone()),
+        (404, "not_found".into()),
+        "{body}"
+    );
+    let redrive =
+        |shard: u64| serde_json::json!({"shard": shard, "subscription": "probe-tally", "seq": 7});
+    let (status, body) = cluster
+        .post("n1", "/admin/events/probe/redrive", &redrive(4))
+        .await
+        .unwrap();
+    assert_eq!(
+        (status, body["error"]["code"].clone()),
+        (400, "invalid_request".into()),
+        "{body}"
+    );
+    let (status, body) = cluster
+        .post("n1", "/admin/events/probe/redrive", &redrive(1))
+        .await
+        .unwrap();
+    assert_eq!(
+        (status, body["error"]["code"].clone()),
+        (404, "not_found".into()),
+        "{body}"
+    );
+    let (status, body) = cluster
+        .post(
+            "n1",
+            "/admin/events/probe/redrive",
+            &serde_json::json!({"shard": "x"}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, 400, "{body}");
 }

@@ -103,6 +103,7 @@ use tokio::time::Duration;
 pub use call::{AskError, EntityRef};
 pub use effects::OutboxRecord;
 pub use relay::DeadLetter;
+pub(crate) use service::admin;
 pub use service::{EntityRequest, EntityResponse, EntityService, Failure, Shard};
 pub use subscriber::ToCommand;
 pub(crate) use subscriber::{entity_deliverer, service_deliverer};

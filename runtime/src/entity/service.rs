@@ -7,6 +7,8 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use tokio::time::Duration;
 
+pub(crate) mod admin;
+
 use super::effects::{self, Caused, OUTBOX_PREFIX, TIMER_PREFIX, TimerRecord};
 use super::relay::{self, RelayHandle};
 use super::subscriber::{self, Seen};
@@ -245,6 +247,9 @@ impl<E: Entity> EntityService<E> {
         request: &EntityRequest,
         rcx: &RequestContext<'_>,
     ) -> EntityResponse {
+        if request.command.starts_with(admin::PREFIX) {
+            return shard.admin(request, rcx);
+        }
         let Some(handler) = self.commands.get(&request.command) else {
             return Err(Failure::UnknownCommand(request.command.clone()));
         };

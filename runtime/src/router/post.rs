@@ -31,30 +31,39 @@ pub(crate) struct Poster {
 impl Poster {
     /// The node and member `to` names in `service`.
     fn resolve(&self, service: &str, to: &To) -> Result<(NodeId, Target), CallError> {
-        match to {
-            To::Shard(key) => {
-                let table = self.placements.table(service).ok_or_else(|| {
-                    CallError::BadMessage(format!("service {service} is not sharded"))
-                })?;
-                let (shard, node) = table.route(key)?;
-                if !self.registry.is_routable(&node) {
-                    return Err(CallError::ShardUnavailable {
-                        service: service.to_string(),
-                        shard,
-                        node: node.to_string(),
-                    });
-                }
-                Ok((node, Target::Slot(shard)))
-            }
+        let key = match to {
             To::Any => {
                 let members = self.registry.members(service).members;
                 // Local members come first.
                 let member = members
                     .first()
                     .ok_or_else(|| CallError::NoMember(service.to_string()))?;
-                Ok((member.node.clone(), Target::Any))
+                return Ok((member.node.clone(), Target::Any));
             }
+            To::Shard(key) => Some(key),
+            To::Slot(_) => None,
+        };
+        let table = self
+            .placements
+            .table(service)
+            .ok_or_else(|| CallError::BadMessage(format!("service {service} is not sharded")))?;
+        let (shard, node) = match (key, to) {
+            (Some(key), _) => table.route(key)?,
+            (None, To::Slot(shard)) => table
+                .owners()
+                .into_iter()
+                .find(|(s, _)| s == shard)
+                .ok_or_else(|| CallError::NoMember(format!("{service} shard {shard}")))?,
+            (None, _) => return Err(CallError::NoMember(service.to_string())),
+        };
+        if !self.registry.is_routable(&node) {
+            return Err(CallError::ShardUnavailable {
+                service: service.to_string(),
+                shard,
+                node: node.to_string(),
+            });
         }
+        Ok((node, Target::Slot(shard)))
     }
 }
 

@@ -2,11 +2,19 @@
 
 use std::sync::Arc;
 
+use tokio::time::Duration;
+
 use super::Runtime;
-use crate::entity::{Command, Entity, ToCommand, entity_deliverer, service_deliverer};
+use crate::entity::{
+    Command, DeadLetter, Entity, EntityResponse, Failure, ToCommand, admin, entity_deliverer,
+    service_deliverer,
+};
 use crate::events::{Bus, Event, Pattern, Subscription};
-use crate::service::Service;
+use crate::service::{CallError, Service, To, decode, encode};
 use crate::{Result, RuntimeError};
+
+/// How long an operator's request to one shard may take.
+const ADMIN_TIMEOUT: Duration = Duration::from_secs(5);
 
 impl Runtime {
     /// The event bus of this node: its subscriptions.
@@ -37,6 +45,63 @@ impl Runtime {
         to: fn(&Event) -> Option<S::Request>,
     ) -> Result<()> {
         self.declare(name, pattern, S::NAME, service_deliverer::<S>(to))
+    }
+
+    /// The dead letters of every shard of the entity service `service`, by shard (at most
+    /// 1,000 per shard).
+    pub async fn dead_letters(
+        &self,
+        service: &str,
+    ) -> std::result::Result<Vec<(u32, DeadLetter)>, CallError> {
+        let shards = self.shard_map(service).len() as u32;
+        if shards == 0 {
+            return Err(CallError::UnknownService(service.to_string()));
+        }
+        let mut all = Vec::new();
+        for shard in 0..shards {
+            let request = admin::request(admin::DEAD_LETTERS, Vec::new());
+            let answer = self.ask_shard(service, shard, &request).await?;
+            let letters: Vec<DeadLetter> = decode(&answer)?;
+            all.extend(letters.into_iter().map(|l| (shard, l)));
+        }
+        Ok(all)
+    }
+
+    /// Sends dead letter `seq` of `subscription` in shard `shard` of `service` back to its
+    /// subscription (applied there once, by its event id). Returns whether it was there.
+    pub async fn redrive(
+        &self,
+        service: &str,
+        shard: u32,
+        subscription: &str,
+        seq: u64,
+    ) -> std::result::Result<bool, CallError> {
+        let payload = encode(&admin::Redrive {
+            subscription: subscription.to_string(),
+            seq,
+        })?;
+        let request = admin::request(admin::REDRIVE, payload);
+        decode(&self.ask_shard(service, shard, &request).await?)
+    }
+
+    async fn ask_shard(
+        &self,
+        service: &str,
+        shard: u32,
+        request: &crate::entity::EntityRequest,
+    ) -> std::result::Result<Vec<u8>, CallError> {
+        let bytes = self
+            .core
+            .outbound
+            .call(service, To::Slot(shard), encode(request)?, ADMIN_TIMEOUT)
+            .await?;
+        match decode::<EntityResponse>(&bytes)? {
+            Ok(answer) => Ok(answer),
+            Err(Failure::Store(e)) => Err(CallError::Placement(format!(
+                "shard {shard} of {service}: {e}"
+            ))),
+            Err(other) => Err(CallError::BadMessage(other.to_string())),
+        }
     }
 
     fn declare(

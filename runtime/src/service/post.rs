@@ -22,6 +22,8 @@ use crate::events::Bus;
 pub enum To {
     /// The shard that owns this key (a sharded service): that shard and no other.
     Shard(Vec<u8>),
+    /// This shard of a sharded service (an operator's request about the shard itself).
+    Slot(u32),
     /// Any live member (a stateless service).
     Any,
 }

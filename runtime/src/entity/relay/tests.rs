@@ -57,8 +57,12 @@ impl Command<Ledger> for Record {
     }
 }
 
-/// Keeps, per key, every number delivered to it, in the order applied; refuses 13.
+/// Keeps, per key, every number delivered to it, in the order applied; refuses 13, and
+/// everything for key `fixable` until [`FIXED`].
 struct Tally;
+
+/// Whether the tally's bug for key `fixable` is fixed.
+static FIXED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 impl Entity for Tally {
     const NAME: &'static str = "tallies";
@@ -80,6 +84,10 @@ impl Command<Tally> for Count {
     fn handle(self, cx: &mut Context<'_, Tally>) -> Result<(), Refused> {
         if self.0 == 13 {
             return Err(Refused::Poison(13));
+        }
+        if cx.id() == "fixable" && !FIXED.load(std::sync::atomic::Ordering::SeqCst) {
+            // A subscriber with a bug for this key, until it is fixed.
+            return Err(Refused::Poison(self.0));
         }
         assert!(cx.delivery().is_some(), "an event comes with its delivery");
         let mut seen = cx.state().cloned().unwrap_or_default();
@@ -314,4 +322,60 @@ async fn a_subscriber_applies_each_delivery_once_across_a_crash_and_a_redrive_on
     tallies.inject(delivery("k", 14, 7, false));
     assert_eq!(tallies.deliver_to_self().await, Ok(1));
     assert_eq!(tallies.ask("k".into(), Seen).await, Ok(vec![1, 2, 3, 14]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_letter_is_listed_and_redriven_once_after_the_subscriber_is_fixed() {
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = node(dir.path(), true).await;
+    let fixable = vec!["fixable".to_string()];
+    record(&runtime, &fixable, 2).await;
+    let mut letters = Vec::new();
+    wait_for(
+        "both events in the dead letters",
+        Duration::from_secs(30),
+        async || {
+            letters = runtime.dead_letters(Ledger::NAME).await.unwrap();
+            letters.len() == 2
+        },
+    )
+    .await;
+    assert!(
+        letters
+            .iter()
+            .all(|(_, l)| l.subscription == "tally-records"
+                && l.attempts == crate::events::bus::DEFAULT_MAX_ATTEMPTS
+                && l.last_error.contains("refused"))
+    );
+    assert_eq!(seen(&runtime, "fixable").await, Vec::<u64>::new());
+
+    FIXED.store(true, std::sync::atomic::Ordering::SeqCst);
+    letters.sort_by_key(|(_, l)| l.seq);
+    for (shard, letter) in &letters {
+        let redriven = runtime
+            .redrive(Ledger::NAME, *shard, &letter.subscription, letter.seq)
+            .await
+            .unwrap();
+        assert!(redriven);
+        // Gone from the dead letters: a second redrive finds nothing.
+        let again = runtime
+            .redrive(Ledger::NAME, *shard, &letter.subscription, letter.seq)
+            .await
+            .unwrap();
+        assert!(!again);
+    }
+    wait_for(
+        "the redriven events to be applied",
+        Duration::from_secs(30),
+        async || seen(&runtime, "fixable").await.len() >= 2,
+    )
+    .await;
+    assert_eq!(
+        seen(&runtime, "fixable").await,
+        vec![1, 2],
+        "each once, in the order redriven"
+    );
+    assert_eq!(runtime.dead_letters(Ledger::NAME).await.unwrap().len(), 0);
+    assert!(runtime.dead_letters("no-such-service").await.is_err());
+    runtime.shutdown(Duration::from_secs(5)).await;
 }
