@@ -144,6 +144,7 @@ async fn node(dir: &std::path::Path) -> Runtime {
             path: dir.join("store"),
             cache_bytes: 64 * 1024 * 1024,
         }),
+        event_max_attempts: 5,
     })
     .await
     .unwrap();

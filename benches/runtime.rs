@@ -243,6 +243,7 @@ async fn sink_runtime(members: u32) -> Runtime {
         )]),
         restart: RestartPolicy::default(),
         store: None,
+        event_max_attempts: 5,
     };
     let runtime = Runtime::start(settings).await.unwrap();
     runtime.host(Sink).await.unwrap();

@@ -140,6 +140,12 @@ async fn events_are_listed_and_bad_probe_keys_are_refused() {
         || async { probe(&cluster, "n1", "k").await == Some((3, 3, 3, 0)) },
     )
     .await;
+    let (_, view) = cluster.get("n3", "/admin/cluster").await.unwrap();
+    assert_eq!(
+        view["subscriptions"],
+        serde_json::json!([{"name": "probe-tally", "pattern": "probe.emitted", "service": "probe-tally"}]),
+        "{view}"
+    );
     let (status, stats) = cluster.get("n1", "/admin/events").await.unwrap();
     assert_eq!(status, 200);
     assert_eq!(stats["published"]["probe.emitted"], 3, "{stats}");

@@ -17,6 +17,7 @@
 //! - `log`: `[log]` ([`LogSettings`], [`LogFormat`]).
 //! - `nodes`: `[[node]]` ([`NodeEntry`]).
 //! - `services`: `[services.<name>]` (the runtime's `ServiceSpec`).
+//! - `events`: `[events]`, the event bus (how many refusals make a dead letter).
 //! - `args`: the overrides ([`ConfigArgs`]); `check`: positions in errors and relative paths;
 //!   `settings`: the validated configuration to the runtime's settings.
 
@@ -32,6 +33,7 @@ use troupe_runtime::cluster::{DetectorSettings, ReconnectSettings};
 mod args;
 mod check;
 mod cluster;
+mod events;
 mod http;
 mod log;
 mod nodes;
@@ -100,6 +102,8 @@ pub struct NodeConfig {
     pub nodes: Vec<NodeEntry>,
     /// How each service runs (`echo` is always there).
     pub services: BTreeMap<String, ServiceSpec>,
+    /// Refusals of an event by a subscriber before it goes to the dead letters.
+    pub event_max_attempts: u32,
 }
 
 fn ms(n: u64) -> Duration {
@@ -120,6 +124,8 @@ struct RawConfig {
     nodes: Vec<nodes::RawNode>,
     #[serde(default)]
     services: BTreeMap<String, services::RawService>,
+    #[serde(default)]
+    events: events::RawEvents,
 }
 
 impl NodeConfig {
@@ -154,6 +160,7 @@ impl NodeConfig {
         let node_ids: Vec<_> = nodes.iter().map(|n| n.id.clone()).collect();
         let services = services::build_and_validate(&check, &raw.services, &node_ids)?;
         let store_cache_bytes = raw.cluster.store_cache_bytes(&check)?;
+        let event_max_attempts = raw.events.build_and_validate(&check)?;
         Ok(Self {
             source,
             cookie: cluster.cookie,
@@ -165,6 +172,7 @@ impl NodeConfig {
             log: raw.log.build(),
             nodes,
             services,
+            event_max_attempts,
         })
     }
 
@@ -205,6 +213,7 @@ impl NodeConfig {
             log: log::RawLog::default().build(),
             nodes,
             services: services::build_and_validate(&check, &BTreeMap::new(), &ids).expect(valid),
+            event_max_attempts: troupe_runtime::events::bus::DEFAULT_MAX_ATTEMPTS,
         }
     }
 

@@ -44,6 +44,9 @@ pub struct RuntimeSettings {
     pub restart: RestartPolicy,
     /// This node's store, for stateful services (none: stateless only).
     pub store: Option<StoreSettings>,
+    /// Refusals of an event by a subscriber before it goes to the dead letters
+    /// ([`crate::events::bus::DEFAULT_MAX_ATTEMPTS`] is the usual).
+    pub event_max_attempts: u32,
 }
 
 /// Where this node keeps its data.
@@ -176,7 +179,7 @@ impl Runtime {
             }
         };
         let placements = Arc::new(shard::agree::Placements::default());
-        let bus = Arc::new(crate::events::Bus::default());
+        let bus = Arc::new(crate::events::Bus::new(settings.event_max_attempts));
         let outbound = crate::service::Outbound::new(
             Arc::new(crate::router::Poster {
                 registry: Arc::clone(&registry),

@@ -29,6 +29,7 @@ impl NodeConfig {
                 path: self.node(id)?.data_dir.join("store"),
                 cache_bytes: self.store_cache_bytes,
             }),
+            event_max_attempts: self.event_max_attempts,
         })
     }
 

@@ -105,6 +105,20 @@ fn semantic_errors_name_the_line() {
 }
 
 #[test]
+fn the_event_bus_takes_its_dead_letter_threshold_within_bounds() {
+    assert_eq!(
+        parse(TWO_NODES).unwrap().event_max_attempts,
+        5,
+        "the default"
+    );
+    let with = |n: &str| format!("{TWO_NODES}\n[events]\nmax_attempts = {n}\n");
+    assert_eq!(parse(&with("12")).unwrap().event_max_attempts, 12);
+    assert!(error(&with("0")).contains("events.max_attempts: must be greater than 0"));
+    assert!(error(&with("101")).contains("events.max_attempts: at most 100, got 101"));
+    assert!(error(&format!("{TWO_NODES}\n[events]\nretries = 3\n")).contains("unknown field"));
+}
+
+#[test]
 fn overrides_win_and_are_named_in_errors() {
     let mut args = ConfigArgs::default();
     args.tuning.down_after_ms = Some(5000);

@@ -29,6 +29,15 @@ pub(crate) struct ClusterResponse {
     formed: bool,
     nodes: Vec<NodeResponse>,
     services: Vec<ServiceResponse>,
+    /// The event bus's subscriptions, as this node's code declares them.
+    subscriptions: Vec<SubscriptionResponse>,
+}
+
+#[derive(Serialize)]
+struct SubscriptionResponse {
+    name: String,
+    pattern: String,
+    service: String,
 }
 
 #[derive(Serialize)]
@@ -95,6 +104,17 @@ pub(crate) async fn cluster(State(state): State<AppState>) -> axum::Json<Cluster
                     .map(|(_, p)| p.clone()),
                 name: s.name,
                 members: s.members,
+            })
+            .collect(),
+        subscriptions: state
+            .runtime()
+            .bus()
+            .subscriptions()
+            .into_iter()
+            .map(|s| SubscriptionResponse {
+                name: s.name().to_string(),
+                pattern: s.pattern().as_str().to_string(),
+                service: s.service().to_string(),
             })
             .collect(),
     })

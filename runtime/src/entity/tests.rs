@@ -304,6 +304,7 @@ pub(super) async fn one_node(dir: &std::path::Path, services: &[&str]) -> crate:
                 path: dir.join("store"),
                 cache_bytes: 8 * 1024 * 1024,
             }),
+            event_max_attempts: crate::events::bus::DEFAULT_MAX_ATTEMPTS,
         })
         .await;
         match started {

@@ -70,6 +70,7 @@ async fn runtime_with(spec: ServiceSpec) -> Runtime {
         services: HashMap::from([(Gated::NAME.to_string(), spec)]),
         restart: RestartPolicy::default(),
         store: None,
+        event_max_attempts: 5,
     })
     .await
     .unwrap()
