@@ -207,3 +207,59 @@ async fn events_are_listed_and_bad_probe_keys_are_refused() {
         .unwrap();
     assert_eq!(status, 400, "{body}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_committed_before_a_crash_and_never_delivered_are_delivered_after_the_restart() {
+    let mut cluster = cluster();
+    cluster.start_formed().await;
+    // Every node agrees where the shards are (a fresh cluster needs every node's word).
+    wait_until(
+        "a first event to go through",
+        Duration::from_secs(30),
+        || async {
+            cluster
+                .post("n3", "/admin/probe/warmup", &Value::Null)
+                .await
+                .is_some()
+                && probe(&cluster, "n3", "warmup")
+                    .await
+                    .is_some_and(|(e, a, _, _)| e > 0 && a == e)
+        },
+    )
+    .await;
+    // The subscriber's node goes away: nothing committed now can be delivered.
+    cluster.kill("n2");
+    wait_until("n1 to see n2 down", Duration::from_secs(30), || {
+        cluster.sees("n1", "n2", "down")
+    })
+    .await;
+    let mut acked = 0;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while acked < 5 {
+        assert!(Instant::now() < deadline, "only {acked} emits committed");
+        match cluster.post("n3", "/admin/probe/early", &Value::Null).await {
+            Some((200, _)) => acked += 1,
+            _ => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+    // The publisher's node dies with the events in its outbox, never delivered.
+    cluster.kill("n1");
+    cluster.start("n1");
+    cluster.start("n2");
+    wait_until("the cluster to be whole", Duration::from_secs(30), || {
+        cluster.all_up(&["n1", "n2", "n3"])
+    })
+    .await;
+    wait_until(
+        "the events from before the crash",
+        Duration::from_secs(30),
+        || async { matches!(probe(&cluster, "n3", "early").await, Some((e, a, _, _)) if a >= e) },
+    )
+    .await;
+    let (emitted, applied, last, out_of_order) = probe(&cluster, "n3", "early").await.unwrap();
+    assert!(
+        emitted >= acked,
+        "acknowledged {acked}, the probe says {emitted}"
+    );
+    assert_eq!((applied, last, out_of_order), (emitted, emitted, 0));
+}

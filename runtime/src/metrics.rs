@@ -52,6 +52,8 @@ pub const EVENTS_PUBLISHED: &str = "troupe_events_published_total";
 pub const EVENTS_DELIVERED: &str = "troupe_events_delivered_total";
 /// Counter, label `subscription`: events set aside after their subscriber refused them.
 pub const EVENTS_DEAD_LETTERED: &str = "troupe_events_dead_lettered_total";
+/// Gauge, label `shard`: events in a shard's outbox not yet acknowledged by every subscription.
+pub const EVENTS_BACKLOG: &str = "troupe_events_backlog";
 
 /// Tells the current recorder what each series means. Call it once after installing one.
 pub fn describe() {
@@ -62,6 +64,10 @@ pub fn describe() {
     describe_counter!(
         EVENTS_DELIVERED,
         "Event deliveries acknowledged by their subscriber, by subscription (relays on this node)."
+    );
+    metrics::describe_gauge!(
+        EVENTS_BACKLOG,
+        "Events in a shard's outbox here not yet acknowledged by every subscription, by shard."
     );
     describe_counter!(
         EVENTS_DEAD_LETTERED,

@@ -258,11 +258,15 @@ impl Bus {
     pub fn note_backlog(&self, shard: &str, events: u64) {
         let mut stats = self.stats_mut();
         match stats.backlog.get_mut(shard) {
+            Some(n) if *n == events => return,
             Some(n) => *n = events,
             None => {
                 stats.backlog.insert(shard.to_string(), events);
             }
         }
+        drop(stats);
+        ::metrics::gauge!(crate::metrics::EVENTS_BACKLOG, "shard" => shard.to_string())
+            .set(events as f64);
     }
 
     /// What this node's relays did so far.

@@ -379,3 +379,72 @@ async fn a_dead_letter_is_listed_and_redriven_once_after_the_subscriber_is_fixed
     assert!(runtime.dead_letters("no-such-service").await.is_err());
     runtime.shutdown(Duration::from_secs(5)).await;
 }
+
+/// A stateless subscriber: remembers every event it was handed.
+struct Audit(std::sync::Arc<std::sync::Mutex<Vec<(String, u64)>>>);
+
+impl crate::service::Service for Audit {
+    const NAME: &'static str = "audit";
+    type Request = (String, u64);
+    type Response = ();
+    type State = ();
+
+    async fn init(
+        &self,
+        _member: &crate::service::MemberInfo,
+    ) -> Result<(), crate::service::ServiceError> {
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        _state: &mut (),
+        request: (String, u64),
+        _cx: &crate::service::RequestContext<'_>,
+    ) {
+        self.0.lock().unwrap().push(request);
+    }
+}
+
+fn to_audit(event: &Event) -> Option<(String, u64)> {
+    let recorded: Recorded = event.decode().ok()?;
+    Some((recorded.key, recorded.n))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stateless_subscriber_gets_every_event_at_least_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = one_node(dir.path(), &[Ledger::NAME]).await;
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    runtime
+        .subscribe_service::<Audit>("audit-records", "ledger.#", to_audit)
+        .unwrap();
+    runtime
+        .host(Audit(std::sync::Arc::clone(&seen)))
+        .await
+        .unwrap();
+    runtime.host(EntityService::<Ledger>::new()).await.unwrap();
+    let keys: Vec<String> = (0..3).map(|i| format!("key-{i}")).collect();
+    record(&runtime, &keys, 5).await;
+    let mut expected: Vec<(String, u64)> = keys
+        .iter()
+        .flat_map(|k| (1..=5).map(move |n| (k.clone(), n)))
+        .collect();
+    expected.sort();
+    wait_for(
+        "the audit to see every event",
+        Duration::from_secs(20),
+        async || {
+            let mut got = seen.lock().unwrap().clone();
+            got.sort();
+            got.dedup();
+            got == expected
+        },
+    )
+    .await;
+    let stats = runtime.bus().stats();
+    assert_eq!(stats.subscriptions[0].name, "audit-records");
+    assert!(stats.subscriptions[0].delivered >= 15, "{stats:?}");
+    assert_eq!(stats.published.get("ledger.recorded"), Some(&15));
+    runtime.shutdown(Duration::from_secs(5)).await;
+}
