@@ -49,11 +49,15 @@ impl Poster {
             .ok_or_else(|| CallError::BadMessage(format!("service {service} is not sharded")))?;
         let (shard, node) = match (key, to) {
             (Some(key), _) => table.route(key)?,
-            (None, To::Slot(shard)) => table
-                .owners()
-                .into_iter()
-                .find(|(s, _)| s == shard)
-                .ok_or_else(|| CallError::NoMember(format!("{service} shard {shard}")))?,
+            (None, To::Slot(shard)) => match table.owners().into_iter().find(|(s, _)| s == shard) {
+                Some(found) => found,
+                // Not agreed yet (or refused): say why, as a call by key would.
+                None => {
+                    return Err(table.route(&[]).err().unwrap_or_else(|| {
+                        CallError::NoMember(format!("{service} shard {shard}"))
+                    }));
+                }
+            },
             (None, _) => return Err(CallError::NoMember(service.to_string())),
         };
         if !self.registry.is_routable(&node) {

@@ -90,6 +90,12 @@ impl Runtime {
         shard: u32,
         request: &crate::entity::EntityRequest,
     ) -> std::result::Result<Vec<u8>, CallError> {
+        if let Some(table) = self.core.placements.table(service) {
+            // Right after a start, the nodes may still be agreeing where the shards are.
+            let _ = table
+                .route_by(&[], tokio::time::Instant::now() + ADMIN_TIMEOUT)
+                .await;
+        }
         let bytes = self
             .core
             .outbound
