@@ -157,6 +157,8 @@ pub(crate) fn start(
 /// One subscription's progress with one event.
 struct Progress {
     subscription: String,
+    /// The subscription's name hashed, with the event's key: what orders deliveries.
+    order: (u64, u64),
     acked: bool,
     in_flight: bool,
     /// Refusals so far.
@@ -298,9 +300,11 @@ impl Relay {
             payload: record.payload.clone(),
             at_ms: record.at_ms,
         };
+        let key_hash = crate::hash::stable_hash(&record.key);
         let progress = subscriptions
             .into_iter()
             .map(|subscription| Progress {
+                order: (crate::hash::stable_hash(subscription.as_bytes()), key_hash),
                 subscription,
                 acked: false,
                 in_flight: false,
@@ -330,10 +334,8 @@ impl Relay {
         // (subscription, key) pairs with an earlier event not acknowledged yet.
         let mut held: HashSet<(u64, u64)> = HashSet::new();
         for (&seq, pending) in self.pending.range_mut(..durable_below) {
-            let key_hash = crate::hash::stable_hash(&pending.record.key);
             for progress in pending.progress.iter_mut().filter(|p| !p.acked) {
-                let sub_hash = crate::hash::stable_hash(progress.subscription.as_bytes());
-                if !held.insert((sub_hash, key_hash)) || progress.in_flight {
+                if !held.insert(progress.order) || progress.in_flight {
                     continue;
                 }
                 if progress.next_try > now {
@@ -470,17 +472,19 @@ impl Relay {
             return;
         }
         let before = self.pending.len();
-        let mut batch = WriteBatch::new();
-        for key in &done_with {
-            if let Some(seq) = outbox_seq(key) {
+        for key in done_with {
+            if let Some(seq) = outbox_seq(&key) {
                 self.pending.remove(&seq);
             }
-            batch.delete(key);
-        }
-        // Not waited for: if it is lost in a crash, the events are delivered again and the
-        // subscribers ignore them.
-        if let Err(e) = self.keyspace.apply(batch) {
-            tracing::warn!(shard = %self.source, error = %e, "cannot remove delivered events from the outbox");
+            // One key at a time: removals need no atomicity, and a write of many keys would
+            // take the store's slow path. Not waited for: if one is lost in a crash, its event
+            // is delivered again and the subscribers ignore it.
+            let mut batch = WriteBatch::new();
+            batch.delete(&key);
+            if let Err(e) = self.keyspace.apply(batch) {
+                tracing::warn!(shard = %self.source, error = %e, "cannot remove a delivered event from the outbox");
+                break;
+            }
         }
         if self.pending.len() != before {
             self.bus
