@@ -161,26 +161,16 @@ async fn events_are_listed_and_bad_probe_keys_are_refused() {
     assert_eq!(status, 400, "{body}");
     assert_eq!(body["error"]["code"], "invalid_request", "{body}");
 
-    // Dead letters: none here; unknown services and letters are 404, bad requests 400.
-    let (status, body) = cluster
-        .get("n2", "/admin/events/probe/dead-letters")
-        .await
-        .unwrap();
+    // Dead letters: none; redriving a malformed id is 400, an unknown one 404.
+    let (status, body) = cluster.get("n2", "/admin/events").await.unwrap();
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["dead_letters"], serde_json::json!([]), "{body}");
     let (status, body) = cluster
-        .get("n2", "/admin/events/nope/dead-letters")
-        .await
-        .unwrap();
-    assert_eq!(
-        (status, body["error"]["code"].clone()),
-        (404, "not_found".into()),
-        "{body}"
-    );
-    let redrive =
-        |shard: u64| serde_json::json!({"shard": shard, "subscription": "probe-tally", "seq": 7});
-    let (status, body) = cluster
-        .post("n1", "/admin/events/probe/redrive", &redrive(4))
+        .post(
+            "n1",
+            "/admin/events/dead-letters/nope/redrive",
+            &Value::Null,
+        )
         .await
         .unwrap();
     assert_eq!(
@@ -189,7 +179,11 @@ async fn events_are_listed_and_bad_probe_keys_are_refused() {
         "{body}"
     );
     let (status, body) = cluster
-        .post("n1", "/admin/events/probe/redrive", &redrive(1))
+        .post(
+            "n1",
+            "/admin/events/dead-letters/0190f5c2-8d4e-7b2a-9c3d-4e5f6a7b8c9d/redrive",
+            &Value::Null,
+        )
         .await
         .unwrap();
     assert_eq!(
@@ -197,15 +191,6 @@ async fn events_are_listed_and_bad_probe_keys_are_refused() {
         (404, "not_found".into()),
         "{body}"
     );
-    let (status, body) = cluster
-        .post(
-            "n1",
-            "/admin/events/probe/redrive",
-            &serde_json::json!({"shard": "x"}),
-        )
-        .await
-        .unwrap();
-    assert_eq!(status, 400, "{body}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -99,10 +99,9 @@ pub fn router(state: AppState, http: &HttpSettings) -> Router {
         .route("/admin/kv/{key}", get(kv::get).put(kv::put))
         .route("/admin/events", get(events::events))
         .route(
-            "/admin/events/{service}/dead-letters",
-            get(events::dead_letters),
+            "/admin/events/dead-letters/{id}/redrive",
+            post(events::redrive),
         )
-        .route("/admin/events/{service}/redrive", post(events::redrive))
         .route("/admin/probe/{key}", get(events::view).post(events::emit))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,

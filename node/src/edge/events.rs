@@ -1,26 +1,20 @@
-//! The event bus at the edge: `GET /admin/events` (what this node's relays did), the dead
-//! letters of a service's shards and their redrive, and the built-in probe pair, `POST /admin/probe/{key}` (emit the next number) and
+//! The event bus at the edge: `GET /admin/events` (what this node's relays did, and the dead
+//! letters of every sharded service), `POST /admin/events/dead-letters/{id}/redrive`, and the
+//! built-in probe pair, `POST /admin/probe/{key}` (emit the next number) and
 //! `GET /admin/probe/{key}` (the probe's number beside what its tally applied).
 
 use axum::extract::{Path, State};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use tokio::time::Duration;
-use troupe_runtime::CallError;
 use troupe_runtime::entity::AskError;
 use troupe_runtime::events::Stats;
 use troupe_runtime::probe::{Emit, Emitted, MAX_KEY_BYTES, Probe, ProbeError, Read, Tally};
 
 use super::AppState;
 use super::error::ApiError;
-use super::extract::Json;
 
 /// How long a probe request may take before it fails as unavailable.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// `GET /admin/events`.
-pub(crate) async fn events(State(state): State<AppState>) -> axum::Json<Stats> {
-    axum::Json(state.runtime().bus().stats())
-}
 
 #[derive(Serialize)]
 pub(crate) struct EmittedNumber {
@@ -111,100 +105,131 @@ pub(crate) async fn view(
 /// One dead letter, for operators.
 #[derive(Serialize)]
 pub(crate) struct DeadLetterView {
+    event_id: String,
+    service: String,
     shard: u32,
     subscription: String,
     seq: u64,
-    event_id: String,
     topic: String,
     attempts: u32,
     last_error: String,
     at_ms: u64,
 }
 
+/// A service whose dead letters could not be read now.
 #[derive(Serialize)]
-pub(crate) struct DeadLetters {
+pub(crate) struct Unread {
     service: String,
+    error: String,
+}
+
+/// `GET /admin/events`.
+#[derive(Serialize)]
+pub(crate) struct EventsView {
+    #[serde(flatten)]
+    stats: Stats,
+    /// The dead letters of every sharded service, wherever their shards are.
     dead_letters: Vec<DeadLetterView>,
+    /// Services whose shards did not answer (their node is down): their dead letters are not
+    /// listed.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    dead_letters_unavailable: Vec<Unread>,
 }
 
-/// `GET /admin/events/{service}/dead-letters`: the events a subscriber refused too often, kept
-/// in the shards of `service` that published them.
-pub(crate) async fn dead_letters(
-    State(state): State<AppState>,
-    Path(service): Path<String>,
-) -> Result<axum::Json<DeadLetters>, ApiError> {
-    let letters = state
-        .runtime()
-        .dead_letters(&service)
-        .await
-        .map_err(|e| match e {
-            CallError::UnknownService(_) => {
-                ApiError::NotFound(format!("no sharded service {service:?}"))
-            }
-            other => ApiError::from_idempotent(other),
-        })?;
-    let dead_letters = letters
-        .into_iter()
-        .map(|(shard, l)| DeadLetterView {
-            shard,
-            subscription: l.subscription,
-            seq: l.seq,
-            event_id: uuid::Uuid::from_bytes(l.event.event).to_string(),
-            topic: l.event.topic,
-            attempts: l.attempts,
-            last_error: l.last_error,
-            at_ms: l.at_ms,
-        })
-        .collect();
-    Ok(axum::Json(DeadLetters {
-        service,
+/// Every dead letter of every sharded service, and the services that did not answer.
+async fn all_dead_letters(state: &AppState) -> (Vec<DeadLetterView>, Vec<Unread>) {
+    let runtime = state.runtime();
+    let mut letters = Vec::new();
+    let mut unread = Vec::new();
+    for service in runtime.services() {
+        if runtime.shard_map(&service.name).is_empty() {
+            continue;
+        }
+        match runtime.dead_letters(&service.name).await {
+            Ok(found) => letters.extend(found.into_iter().map(|(shard, l)| DeadLetterView {
+                event_id: uuid::Uuid::from_bytes(l.event.event).to_string(),
+                service: service.name.clone(),
+                shard,
+                subscription: l.subscription,
+                seq: l.seq,
+                topic: l.event.topic,
+                attempts: l.attempts,
+                last_error: l.last_error,
+                at_ms: l.at_ms,
+            })),
+            Err(e) => unread.push(Unread {
+                service: service.name.clone(),
+                error: e.to_string(),
+            }),
+        }
+    }
+    (letters, unread)
+}
+
+/// `GET /admin/events`: what this node's relays did (per topic and subscription, the backlog
+/// of its shards), and the dead letters of every sharded service.
+pub(crate) async fn events(State(state): State<AppState>) -> axum::Json<EventsView> {
+    let (dead_letters, dead_letters_unavailable) = all_dead_letters(&state).await;
+    axum::Json(EventsView {
+        stats: state.runtime().bus().stats(),
         dead_letters,
-    }))
+        dead_letters_unavailable,
+    })
 }
 
-/// What to send again.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct RedriveRequest {
+/// One dead letter sent again.
+#[derive(Serialize)]
+pub(crate) struct RedrivenLetter {
+    service: String,
     shard: u32,
     subscription: String,
-    seq: u64,
 }
 
 #[derive(Serialize)]
 pub(crate) struct Redriven {
-    redriven: bool,
+    event_id: String,
+    redriven: Vec<RedrivenLetter>,
 }
 
-/// `POST /admin/events/{service}/redrive`: sends one dead letter back to its subscription,
-/// which applies it once; 404 if there is no such dead letter (any more).
+/// `POST /admin/events/dead-letters/{id}/redrive`: sends event `id` back to every subscription
+/// that set it aside; each applies it once. 404 if no dead letter has that id (any more).
 pub(crate) async fn redrive(
     State(state): State<AppState>,
-    Path(service): Path<String>,
-    Json(request): Json<RedriveRequest>,
+    Path(id): Path<String>,
 ) -> Result<axum::Json<Redriven>, ApiError> {
-    let shards = state.runtime().shard_map(&service).len();
-    if shards == 0 {
-        return Err(ApiError::NotFound(format!(
-            "no sharded service {service:?}"
-        )));
+    let event_id = uuid::Uuid::parse_str(&id)
+        .map_err(|e| ApiError::InvalidRequest(format!("id: not a UUID: {e}")))?
+        .to_string();
+    let (letters, unread) = all_dead_letters(&state).await;
+    let mut redriven = Vec::new();
+    for letter in letters.into_iter().filter(|l| l.event_id == event_id) {
+        let done = state
+            .runtime()
+            .redrive(
+                &letter.service,
+                letter.shard,
+                &letter.subscription,
+                letter.seq,
+            )
+            .await
+            .map_err(ApiError::from)?;
+        if done {
+            redriven.push(RedrivenLetter {
+                service: letter.service,
+                shard: letter.shard,
+                subscription: letter.subscription,
+            });
+        }
     }
-    if request.shard as usize >= shards {
-        return Err(ApiError::InvalidRequest(format!(
-            "shard: {service} has shards 0 to {}",
-            shards - 1
-        )));
+    if redriven.is_empty() {
+        return Err(match unread.first() {
+            // It may be in a shard that did not answer: the client may retry.
+            Some(u) => ApiError::Unavailable(format!(
+                "no dead letter {event_id} found, but service {} did not answer: {}",
+                u.service, u.error
+            )),
+            None => ApiError::NotFound(format!("no dead letter with event id {event_id}")),
+        });
     }
-    let redriven = state
-        .runtime()
-        .redrive(&service, request.shard, &request.subscription, request.seq)
-        .await
-        .map_err(ApiError::from)?;
-    if !redriven {
-        return Err(ApiError::NotFound(format!(
-            "no dead letter {} of {} in shard {}",
-            request.seq, request.subscription, request.shard
-        )));
-    }
-    Ok(axum::Json(Redriven { redriven }))
+    Ok(axum::Json(Redriven { event_id, redriven }))
 }
