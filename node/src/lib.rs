@@ -6,7 +6,9 @@
 //! - [`cli`]: the `troupe` command (`node`, `up`, `status`, `bench`).
 //! - [`exit`]: its exit codes, shared by `cli` and the subcommands.
 //! - [`config`]: `cluster.toml` to a validated [`config::NodeConfig`].
-//! - [`secrets`]: the cluster cookie: from the environment, the file, or generated once.
+//! - [`auth`]: access tokens (JWT HS256): issued at login, checked on every protected route.
+//! - [`secrets`]: the cluster cookie and the token key: from the environment, the file, or
+//!   generated once.
 //! - [`edge`]: the axum router, its middleware and the JSON error shape.
 //! - [`serve`]: one node's life: start the cluster, serve HTTP, shut down within a deadline.
 //! - [`up`]: `troupe up`, the local cluster as child processes.
@@ -16,6 +18,7 @@
 //! - [`metrics`]: the process's Prometheus recorder, which `/metrics` renders.
 
 mod admin_client;
+pub mod auth;
 mod bench_cmd;
 pub mod cli;
 pub mod config;

@@ -18,6 +18,10 @@ use crate::config::{ConfigError, NodeConfig};
 
 /// The environment variable that carries the cluster cookie.
 pub const COOKIE_ENV: &str = "TROUPE_COOKIE";
+/// The environment variable that carries the key access tokens are signed with.
+pub const JWT_SECRET_ENV: &str = "TROUPE_JWT_SECRET";
+/// The shortest token key accepted: HS256 wants at least its hash's 32 bytes.
+pub const MIN_JWT_SECRET_LEN: usize = 32;
 
 /// Where a secret came from, for the log.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,6 +54,25 @@ pub fn cluster_cookie(config: &NodeConfig) -> Result<(String, SecretSource), Con
     let (cookie, generated) = load_or_generate(&path)
         .map_err(|e| ConfigError::new(format!("cluster cookie at {}: {e}", path.display())))?;
     Ok((cookie, SecretSource::File { path, generated }))
+}
+
+/// The key access tokens are signed with, and where it came from: `TROUPE_JWT_SECRET`, else
+/// generated once into `<data_dir>/secrets/jwt-secret` (64 hex characters), shared by the nodes
+/// of a local cluster like the cookie. Nodes on different machines must be given the same key.
+pub fn jwt_secret(config: &NodeConfig) -> Result<(String, SecretSource), ConfigError> {
+    if let Ok(secret) = std::env::var(JWT_SECRET_ENV) {
+        if secret.len() < MIN_JWT_SECRET_LEN {
+            return Err(ConfigError::new(format!(
+                "{JWT_SECRET_ENV} must be at least {MIN_JWT_SECRET_LEN} bytes, got {}",
+                secret.len()
+            )));
+        }
+        return Ok((secret, SecretSource::Env(JWT_SECRET_ENV)));
+    }
+    let path = config.data_dir.join("secrets").join("jwt-secret");
+    let (secret, generated) = load_or_generate(&path)
+        .map_err(|e| ConfigError::new(format!("token key at {}: {e}", path.display())))?;
+    Ok((secret, SecretSource::File { path, generated }))
 }
 
 /// Reads the secret at `path`, or generates 32 random bytes (hex) there if it does not exist.

@@ -1,0 +1,279 @@
+//! Issuing and checking access tokens: JWTs, HS256 only, with `iss`, `aud`, `iat`, `exp`,
+//! `sub` and `role`.
+//!
+//! A token is accepted only if it is signed with HS256 under this cluster's key, its issuer
+//! and audience are this cluster's, it is not expired (beyond a small leeway for clocks that
+//! disagree) and not issued in the future (same leeway), and every claim is there. Anything
+//! else (`alg: none`, another algorithm, another key, a changed payload, a missing claim) is
+//! refused, and the caller is told only that the token is not valid: the client gets 401.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+
+/// How far clocks of the issuing and the checking node may disagree.
+pub const LEEWAY: Duration = Duration::from_secs(30);
+
+/// What a token's holder may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Their own user, wallet, orders and notifications.
+    User,
+    /// Everything.
+    Admin,
+}
+
+/// The claims of an access token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claims {
+    /// The user id.
+    pub sub: String,
+    /// What they may do.
+    pub role: Role,
+    /// Who issued it.
+    pub iss: String,
+    /// Whom it is for.
+    pub aud: String,
+    /// When it was issued (seconds since the Unix epoch).
+    pub iat: u64,
+    /// When it expires (seconds since the Unix epoch).
+    pub exp: u64,
+}
+
+/// Why a token was refused (the client is told only that it is not valid).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    /// Expired (beyond the leeway).
+    #[error("the token has expired")]
+    Expired,
+    /// Issued in the future (beyond the leeway).
+    #[error("the token is not valid yet")]
+    NotYetValid,
+    /// Anything else: malformed, wrong algorithm or key, tampered, wrong issuer or audience,
+    /// a claim missing.
+    #[error("the token is not valid: {0}")]
+    Invalid(String),
+}
+
+/// Issues and checks this cluster's tokens.
+#[derive(Clone)]
+pub struct Tokens {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    validation: Validation,
+    issuer: String,
+    audience: String,
+    ttl: Duration,
+}
+
+impl std::fmt::Debug for Tokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tokens")
+            .field("issuer", &self.issuer)
+            .field("audience", &self.audience)
+            .field("ttl", &self.ttl)
+            .finish_non_exhaustive()
+    }
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+impl Tokens {
+    /// Tokens signed with `secret`, from `issuer` for `audience`, valid for `ttl`.
+    pub fn new(secret: &[u8], issuer: &str, audience: &str, ttl: Duration) -> Self {
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.algorithms = vec![Algorithm::HS256];
+        validation.leeway = LEEWAY.as_secs();
+        validation.validate_exp = true;
+        validation.validate_nbf = false;
+        validation.set_issuer(&[issuer]);
+        validation.set_audience(&[audience]);
+        validation.set_required_spec_claims(&["exp", "iat", "iss", "aud", "sub"]);
+        Self {
+            encoding: EncodingKey::from_secret(secret),
+            decoding: DecodingKey::from_secret(secret),
+            validation,
+            issuer: issuer.to_string(),
+            audience: audience.to_string(),
+            ttl,
+        }
+    }
+
+    /// How long a token lives.
+    pub fn ttl(&self) -> Duration {
+        self.ttl
+    }
+
+    /// A token for user `sub` with `role`, valid from now for the configured time.
+    pub fn issue(&self, sub: &str, role: Role) -> Result<String, TokenError> {
+        let iat = now_secs();
+        self.issue_at(sub, role, iat, iat.saturating_add(self.ttl.as_secs()))
+    }
+
+    fn issue_at(&self, sub: &str, role: Role, iat: u64, exp: u64) -> Result<String, TokenError> {
+        let claims = Claims {
+            sub: sub.to_string(),
+            role,
+            iss: self.issuer.clone(),
+            aud: self.audience.clone(),
+            iat,
+            exp,
+        };
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+            .map_err(|e| TokenError::Invalid(e.to_string()))
+    }
+
+    /// The claims of `token`, if it is valid now (see the module docs).
+    pub fn check(&self, token: &str) -> Result<Claims, TokenError> {
+        use jsonwebtoken::errors::ErrorKind;
+        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
+            .map_err(|e| match e.kind() {
+                ErrorKind::ExpiredSignature => TokenError::Expired,
+                _ => TokenError::Invalid(e.to_string()),
+            })?;
+        if data.claims.iat > now_secs().saturating_add(LEEWAY.as_secs()) {
+            return Err(TokenError::NotYetValid);
+        }
+        Ok(data.claims)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn tokens() -> Tokens {
+        Tokens::new(
+            b"a-test-key-of-32-bytes-or-more!!",
+            "troupe",
+            "troupe-api",
+            Duration::from_secs(900),
+        )
+    }
+
+    /// `token` with its payload replaced by `payload` (JSON), signature kept.
+    fn with_payload(token: &str, payload: &str) -> String {
+        use base64_url as b64;
+        let parts: Vec<&str> = token.split('.').collect();
+        format!("{}.{}.{}", parts[0], b64::encode(payload), parts[2])
+    }
+
+    /// Minimal URL-safe base64 without padding, for forging tokens in tests.
+    mod base64_url {
+        const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+        pub(super) fn encode(text: &str) -> String {
+            let bytes = text.as_bytes();
+            let mut out = String::new();
+            for chunk in bytes.chunks(3) {
+                let n = chunk
+                    .iter()
+                    .enumerate()
+                    .fold(0u32, |n, (i, b)| n | (u32::from(*b) << (16 - 8 * i)));
+                let chars = chunk.len() + 1;
+                for i in 0..chars {
+                    out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
+                }
+            }
+            out
+        }
+    }
+
+    #[test]
+    fn a_token_issued_here_is_accepted_with_its_claims() {
+        let t = tokens();
+        let token = t.issue("u-1", Role::Admin).unwrap();
+        let claims = t.check(&token).unwrap();
+        assert_eq!((claims.sub.as_str(), claims.role), ("u-1", Role::Admin));
+        assert_eq!(
+            (claims.iss.as_str(), claims.aud.as_str()),
+            ("troupe", "troupe-api")
+        );
+        assert_eq!(claims.exp - claims.iat, 900);
+    }
+
+    #[test]
+    fn every_forged_or_stale_token_is_refused() {
+        let t = tokens();
+        let now = now_secs();
+        let good = t.issue("u-1", Role::User).unwrap();
+        // alg: none, with the same claims and no signature.
+        let header_none = base64_url::encode(r#"{"alg":"none","typ":"JWT"}"#);
+        let payload = good.split('.').nth(1).unwrap();
+        assert!(
+            t.check(&format!("{header_none}.{payload}.")).is_err(),
+            "alg none"
+        );
+        // Another key.
+        let other = Tokens::new(
+            b"another-key-of-32-bytes-or-more!",
+            "troupe",
+            "troupe-api",
+            Duration::from_secs(900),
+        );
+        assert!(
+            t.check(&other.issue("u-1", Role::Admin).unwrap()).is_err(),
+            "wrong key"
+        );
+        // A tampered payload: the role raised, the signature kept.
+        let raised = format!(
+            r#"{{"sub":"u-1","role":"admin","iss":"troupe","aud":"troupe-api","iat":{now},"exp":{}}}"#,
+            now + 900
+        );
+        assert!(t.check(&with_payload(&good, &raised)).is_err(), "tampered");
+        // Expired, beyond the leeway; within it, still good.
+        let expired = t
+            .issue_at("u-1", Role::User, now - 1000, now - 31 - LEEWAY.as_secs())
+            .unwrap();
+        assert_eq!(t.check(&expired), Err(TokenError::Expired));
+        let just = t.issue_at("u-1", Role::User, now - 1000, now - 5).unwrap();
+        assert!(t.check(&just).is_ok(), "within the leeway");
+        // Issued in the future.
+        let future = t
+            .issue_at("u-1", Role::User, now + 3600, now + 7200)
+            .unwrap();
+        assert_eq!(t.check(&future), Err(TokenError::NotYetValid));
+        // Another audience, another issuer.
+        let aud = Tokens::new(
+            b"a-test-key-of-32-bytes-or-more!!",
+            "troupe",
+            "elsewhere",
+            Duration::from_secs(900),
+        );
+        assert!(
+            t.check(&aud.issue("u-1", Role::User).unwrap()).is_err(),
+            "wrong audience"
+        );
+        let iss = Tokens::new(
+            b"a-test-key-of-32-bytes-or-more!!",
+            "mallory",
+            "troupe-api",
+            Duration::from_secs(900),
+        );
+        assert!(
+            t.check(&iss.issue("u-1", Role::User).unwrap()).is_err(),
+            "wrong issuer"
+        );
+        // A claim missing (no exp), signed with the right key.
+        let header = Header::new(Algorithm::HS256);
+        let no_exp = jsonwebtoken::encode(
+            &header,
+            &serde_json::json!({"sub": "u-1", "role": "user", "iss": "troupe", "aud": "troupe-api", "iat": now}),
+            &EncodingKey::from_secret(b"a-test-key-of-32-bytes-or-more!!"),
+        )
+        .unwrap();
+        assert!(t.check(&no_exp).is_err(), "no exp");
+        // Garbage.
+        for junk in ["", "a.b", "a.b.c", "....", "Bearer x"] {
+            assert!(t.check(junk).is_err(), "{junk:?}");
+        }
+    }
+}
