@@ -142,7 +142,10 @@ async fn names_are_counted_in_characters_and_trimmed() {
     let users = Harness::<User>::new().await.unwrap();
     // 100 characters of four bytes each: 400 bytes, still within the limit.
     let emoji = "\u{1F600}".repeat(MAX_NAME_CHARS);
-    let profile = users.ask(Id::new(), create("e@x.io", &emoji)).await.unwrap();
+    let profile = users
+        .ask(Id::new(), create("e@x.io", &emoji))
+        .await
+        .unwrap();
     assert_eq!(profile.name.chars().count(), MAX_NAME_CHARS);
     let accents = "É".repeat(MAX_NAME_CHARS);
     users
@@ -185,12 +188,36 @@ async fn an_empty_or_huge_password_hash_is_refused() {
 fn each_error_has_its_kind_and_names_what_it_is_about() {
     let id = Id::new();
     let cases = [
-        (UserError::invalid("email", "bad"), DomainKind::InvalidInput, "email"),
-        (UserError::AlreadyExists(id), DomainKind::Conflict, "already exists"),
-        (UserError::NotFound(id), DomainKind::NotFound, "does not exist"),
-        (UserError::EmailTaken("a@b.co".into()), DomainKind::Conflict, "a@b.co"),
-        (UserError::EmailNotReserved("a@b.co".into()), DomainKind::NotFound, "a@b.co"),
-        (UserError::EmailConfirmed("a@b.co".into()), DomainKind::Conflict, "a@b.co"),
+        (
+            UserError::invalid("email", "bad"),
+            DomainKind::InvalidInput,
+            "email",
+        ),
+        (
+            UserError::AlreadyExists(id),
+            DomainKind::Conflict,
+            "already exists",
+        ),
+        (
+            UserError::NotFound(id),
+            DomainKind::NotFound,
+            "does not exist",
+        ),
+        (
+            UserError::EmailTaken("a@b.co".into()),
+            DomainKind::Conflict,
+            "a@b.co",
+        ),
+        (
+            UserError::EmailNotReserved("a@b.co".into()),
+            DomainKind::NotFound,
+            "a@b.co",
+        ),
+        (
+            UserError::EmailConfirmed("a@b.co".into()),
+            DomainKind::Conflict,
+            "a@b.co",
+        ),
     ];
     for (error, kind, text) in cases {
         assert_eq!(error.kind(), kind, "{error}");

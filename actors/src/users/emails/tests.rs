@@ -18,15 +18,27 @@ async fn an_address_is_reserved_confirmed_and_looked_up_even_after_a_crash() {
     let email = "ada@example.com".to_string();
     let ada = Id::new();
     assert_eq!(emails.ask(email.clone(), Lookup).await.unwrap(), None);
-    emails.ask(email.clone(), Reserve { user_id: ada }).await.unwrap();
+    emails
+        .ask(email.clone(), Reserve { user_id: ada })
+        .await
+        .unwrap();
     assert_eq!(emails.ask(email.clone(), Lookup).await.unwrap(), Some(ada));
-    emails.ask(email.clone(), Confirm { user_id: ada }).await.unwrap();
+    emails
+        .ask(email.clone(), Confirm { user_id: ada })
+        .await
+        .unwrap();
 
     emails.crash().await.unwrap();
     assert_eq!(emails.ask(email.clone(), Lookup).await.unwrap(), Some(ada));
     // Repeats do what the first did.
-    emails.ask(email.clone(), Reserve { user_id: ada }).await.unwrap();
-    emails.ask(email.clone(), Confirm { user_id: ada }).await.unwrap();
+    emails
+        .ask(email.clone(), Reserve { user_id: ada })
+        .await
+        .unwrap();
+    emails
+        .ask(email.clone(), Confirm { user_id: ada })
+        .await
+        .unwrap();
     assert_eq!(emails.ask(email, Lookup).await.unwrap(), Some(ada));
 }
 
@@ -35,7 +47,10 @@ async fn a_second_user_cannot_take_a_held_address() {
     let emails = Harness::<Emails>::new().await.unwrap();
     let email = "taken@example.com".to_string();
     let (first, second) = (Id::new(), Id::new());
-    emails.ask(email.clone(), Reserve { user_id: first }).await.unwrap();
+    emails
+        .ask(email.clone(), Reserve { user_id: first })
+        .await
+        .unwrap();
 
     let refused = domain(emails.ask(email.clone(), Reserve { user_id: second }).await);
     assert_eq!(refused, UserError::EmailTaken(email.clone()));
@@ -45,11 +60,20 @@ async fn a_second_user_cannot_take_a_held_address() {
         domain(emails.ask(email.clone(), Confirm { user_id: second }).await),
         UserError::EmailTaken(email.clone())
     );
-    emails.ask(email.clone(), Release { user_id: second }).await.unwrap();
-    assert_eq!(emails.ask(email.clone(), Lookup).await.unwrap(), Some(first));
+    emails
+        .ask(email.clone(), Release { user_id: second })
+        .await
+        .unwrap();
+    assert_eq!(
+        emails.ask(email.clone(), Lookup).await.unwrap(),
+        Some(first)
+    );
 
     // Confirmed, it is still the first user's.
-    emails.ask(email.clone(), Confirm { user_id: first }).await.unwrap();
+    emails
+        .ask(email.clone(), Confirm { user_id: first })
+        .await
+        .unwrap();
     assert_eq!(
         domain(emails.ask(email.clone(), Reserve { user_id: second }).await),
         UserError::EmailTaken(email)
@@ -61,15 +85,30 @@ async fn a_failed_registration_releases_the_address_for_another_user() {
     let emails = Harness::<Emails>::new().await.unwrap();
     let email = "retry@example.com".to_string();
     let (failed, next) = (Id::new(), Id::new());
-    emails.ask(email.clone(), Reserve { user_id: failed }).await.unwrap();
-    emails.ask(email.clone(), Release { user_id: failed }).await.unwrap();
+    emails
+        .ask(email.clone(), Reserve { user_id: failed })
+        .await
+        .unwrap();
+    emails
+        .ask(email.clone(), Release { user_id: failed })
+        .await
+        .unwrap();
     assert_eq!(emails.ask(email.clone(), Lookup).await.unwrap(), None);
     // Released again: nothing to do.
-    emails.ask(email.clone(), Release { user_id: failed }).await.unwrap();
+    emails
+        .ask(email.clone(), Release { user_id: failed })
+        .await
+        .unwrap();
 
-    emails.ask(email.clone(), Reserve { user_id: next }).await.unwrap();
+    emails
+        .ask(email.clone(), Reserve { user_id: next })
+        .await
+        .unwrap();
     // A late repeat of the failed user's release leaves the new holder alone.
-    emails.ask(email.clone(), Release { user_id: failed }).await.unwrap();
+    emails
+        .ask(email.clone(), Release { user_id: failed })
+        .await
+        .unwrap();
     assert_eq!(emails.ask(email, Lookup).await.unwrap(), Some(next));
 }
 
@@ -78,8 +117,14 @@ async fn a_confirmed_address_cannot_be_released() {
     let emails = Harness::<Emails>::new().await.unwrap();
     let email = "kept@example.com".to_string();
     let user = Id::new();
-    emails.ask(email.clone(), Reserve { user_id: user }).await.unwrap();
-    emails.ask(email.clone(), Confirm { user_id: user }).await.unwrap();
+    emails
+        .ask(email.clone(), Reserve { user_id: user })
+        .await
+        .unwrap();
+    emails
+        .ask(email.clone(), Confirm { user_id: user })
+        .await
+        .unwrap();
     let refused = domain(emails.ask(email.clone(), Release { user_id: user }).await);
     assert_eq!(refused, UserError::EmailConfirmed(email.clone()));
     assert_eq!(refused.kind(), DomainKind::Conflict);
@@ -90,7 +135,11 @@ async fn a_confirmed_address_cannot_be_released() {
 async fn confirming_a_free_address_is_not_found() {
     let emails = Harness::<Emails>::new().await.unwrap();
     let email = "free@example.com".to_string();
-    let refused = domain(emails.ask(email.clone(), Confirm { user_id: Id::new() }).await);
+    let refused = domain(
+        emails
+            .ask(email.clone(), Confirm { user_id: Id::new() })
+            .await,
+    );
     assert_eq!(refused, UserError::EmailNotReserved(email));
     assert_eq!(refused.kind(), DomainKind::NotFound);
 }
@@ -99,7 +148,11 @@ async fn confirming_a_free_address_is_not_found() {
 async fn the_index_is_keyed_by_normalized_addresses_only() {
     let emails = Harness::<Emails>::new().await.unwrap();
     for id in ["Ada@Example.com", " ada@example.com", "not-an-email"] {
-        let refused = domain(emails.ask(id.to_string(), Reserve { user_id: Id::new() }).await);
+        let refused = domain(
+            emails
+                .ask(id.to_string(), Reserve { user_id: Id::new() })
+                .await,
+        );
         assert_eq!(refused.kind(), DomainKind::InvalidInput, "{id:?}");
         assert!(refused.to_string().starts_with("email:"), "{refused}");
     }
