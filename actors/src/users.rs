@@ -27,8 +27,10 @@
 //! the reservation so the address is free again. If step 2's outcome is unknown (a timeout),
 //! the node asks [`Create`] again with the same arguments: it is idempotent (the same id with
 //! the same content answers the existing profile and publishes nothing new) until it gets a
-//! definite answer; it must not release an address whose user may exist. Login looks the
-//! address up with [`emails::Lookup`], then asks that user for its [`Credentials`].
+//! definite answer; it must not release an address whose user may exist. A registration left
+//! unfinished that way is repaired by the next registration of the same address (see
+//! [`emails`]: [`emails::Holder`], then [`emails::Confirm`] or [`emails::Reclaim`]). Login
+//! looks the address up with [`emails::Lookup`], then asks that user for its [`Credentials`].
 //!
 //! ```no_run
 //! # async fn demo(runtime: &troupe_runtime::Runtime) -> Result<(), Box<dyn std::error::Error>> {

@@ -8,12 +8,33 @@
 //!
 //! Every command is idempotent (asking twice does what asking once does), so a lost answer
 //! can be asked again.
+//!
+//! # A registration that never finished
+//!
+//! If a node reserves an address and then cannot learn whether its user was created (the
+//! user's shard down, every retry timed out), it must neither release the address (the user
+//! may exist) nor confirm it, so the reservation stays unconfirmed and blocks the address. The
+//! next registration of that address repairs it: when [`Reserve`] answers
+//! [`UserError::EmailTaken`], the node reads the reservation ([`Holder`]); if it is unconfirmed
+//! and older than [`RECLAIM_AFTER_MS`], it asks the holder's user entity whether it exists:
+//!
+//! - it exists: the node [`Confirm`]s the reservation for it (what the first registration
+//!   could not finish) and answers 409;
+//! - it does not: the node [`Reclaim`]s the address for the new user and goes on registering.
+//!
+//! The node must stop retrying a registration's `Create` well within [`RECLAIM_AFTER_MS`], so
+//! that no `Create` of the old user can still arrive after its reservation was reclaimed.
 
 use serde::{Deserialize, Serialize};
 use troupe_runtime::entity::{Command, Commands, Context, Entity};
 
 use super::{UserError, normalize_email};
 use crate::ids::{Id, now_ms};
+
+/// How old an unconfirmed reservation must be before [`Reclaim`] may take it over: far
+/// longer than a registration's retries of `Create` may take (each ask has a deadline of
+/// seconds).
+pub const RECLAIM_AFTER_MS: u64 = 5 * 60 * 1000;
 
 /// The email index: one entity per normalized address.
 #[derive(Debug, Clone, Copy, Default)]
@@ -42,7 +63,9 @@ impl Entity for Emails {
             .add::<Reserve>()
             .add::<Confirm>()
             .add::<Release>()
-            .add::<Lookup>();
+            .add::<Lookup>()
+            .add::<Holder>()
+            .add::<Reclaim>();
     }
 }
 
@@ -159,6 +182,80 @@ impl Command<Emails> for Lookup {
 
     fn handle(self, cx: &mut Context<'_, Emails>) -> Result<Option<Id>, UserError> {
         Ok(cx.state().map(|held| held.user_id))
+    }
+}
+
+/// The reservation of the address, if any (for the repair in the module docs).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Holder;
+
+impl Command<Emails> for Holder {
+    const NAME: &'static str = "holder";
+    const IDEMPOTENT: bool = true;
+    type Reply = Option<Reservation>;
+
+    fn handle(self, cx: &mut Context<'_, Emails>) -> Result<Option<Reservation>, UserError> {
+        Ok(cx.state().cloned())
+    }
+}
+
+impl Reservation {
+    /// Whether [`Reclaim`] may take it over at `now_ms`: unconfirmed and reserved at least
+    /// [`RECLAIM_AFTER_MS`] before.
+    pub fn is_reclaimable(&self, now_ms: u64) -> bool {
+        !self.confirmed && now_ms.saturating_sub(self.reserved_at_ms) >= RECLAIM_AFTER_MS
+    }
+}
+
+/// Take over an address left reserved by a registration that never finished (see the module
+/// docs): done if the address is reserved for `stale_user_id`, unconfirmed, and older than
+/// [`RECLAIM_AFTER_MS`] (or already reserved for `user_id`: a repeat). The caller checks first
+/// that `stale_user_id`'s user does not exist. Otherwise [`UserError::EmailTaken`] (held by
+/// someone else, confirmed, or too recent) or [`UserError::EmailNotReserved`] (free: reserve
+/// it instead).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reclaim {
+    /// The user registering now.
+    pub user_id: Id,
+    /// The user of the unfinished registration.
+    pub stale_user_id: Id,
+}
+
+impl Command<Emails> for Reclaim {
+    const NAME: &'static str = "reclaim";
+    const IDEMPOTENT: bool = true;
+    type Reply = ();
+
+    fn handle(self, cx: &mut Context<'_, Emails>) -> Result<(), UserError> {
+        let email = address(cx)?;
+        if let Some(taken) = self.apply(cx.state(), &email, now_ms())? {
+            cx.set(taken);
+        }
+        Ok(())
+    }
+}
+
+impl Reclaim {
+    /// What reclaiming does to `held` at `now_ms`: the new reservation to write, `None` if
+    /// there is nothing to change (a repeat), or the refusal.
+    pub fn apply(
+        &self,
+        held: Option<&Reservation>,
+        email: &str,
+        now_ms: u64,
+    ) -> Result<Option<Reservation>, UserError> {
+        match held {
+            Some(held) if held.user_id == self.user_id => Ok(None),
+            Some(held) if held.user_id == self.stale_user_id && held.is_reclaimable(now_ms) => {
+                Ok(Some(Reservation {
+                    user_id: self.user_id,
+                    confirmed: false,
+                    reserved_at_ms: now_ms,
+                }))
+            }
+            Some(_) => Err(UserError::EmailTaken(email.to_string())),
+            None => Err(UserError::EmailNotReserved(email.to_string())),
+        }
     }
 }
 

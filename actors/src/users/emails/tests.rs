@@ -157,3 +157,93 @@ async fn the_index_is_keyed_by_normalized_addresses_only() {
         assert!(refused.to_string().starts_with("email:"), "{refused}");
     }
 }
+
+#[tokio::test]
+async fn a_fresh_or_confirmed_or_foreign_reservation_is_not_reclaimed() {
+    let emails = Harness::<Emails>::new().await.unwrap();
+    let email = "stuck@example.com".to_string();
+    let (stale, next, other) = (Id::new(), Id::new(), Id::new());
+    let reclaim = |stale_user_id| Reclaim {
+        user_id: next,
+        stale_user_id,
+    };
+    // Free: reserve it instead.
+    assert_eq!(
+        domain(emails.ask(email.clone(), reclaim(stale)).await),
+        UserError::EmailNotReserved(email.clone())
+    );
+    emails
+        .ask(email.clone(), Reserve { user_id: stale })
+        .await
+        .unwrap();
+    let held = emails.ask(email.clone(), Holder).await.unwrap().unwrap();
+    assert_eq!(held.user_id, stale);
+    assert!(!held.confirmed);
+    // Too recent: the registration may still be under way.
+    assert_eq!(
+        domain(emails.ask(email.clone(), reclaim(stale)).await),
+        UserError::EmailTaken(email.clone())
+    );
+    // Naming another holder than the real one.
+    assert_eq!(
+        domain(emails.ask(email.clone(), reclaim(other)).await),
+        UserError::EmailTaken(email.clone())
+    );
+    emails
+        .ask(email.clone(), Confirm { user_id: stale })
+        .await
+        .unwrap();
+    let confirmed = emails.ask(email.clone(), Holder).await.unwrap().unwrap();
+    let later = confirmed.reserved_at_ms + RECLAIM_AFTER_MS;
+    assert!(!confirmed.is_reclaimable(later));
+    assert_eq!(
+        reclaim(stale).apply(Some(&confirmed), &email, later),
+        Err(UserError::EmailTaken(email.clone()))
+    );
+    assert_eq!(emails.ask(email, Lookup).await.unwrap(), Some(stale));
+}
+
+#[tokio::test]
+async fn an_old_unconfirmed_reservation_is_reclaimed_once_for_the_new_user() {
+    let emails = Harness::<Emails>::new().await.unwrap();
+    let email = "stuck@example.com".to_string();
+    let (stale, next) = (Id::new(), Id::new());
+    emails
+        .ask(email.clone(), Reserve { user_id: stale })
+        .await
+        .unwrap();
+    let held = emails.ask(email.clone(), Holder).await.unwrap().unwrap();
+    let reclaim = Reclaim {
+        user_id: next,
+        stale_user_id: stale,
+    };
+
+    let just_before = held.reserved_at_ms + RECLAIM_AFTER_MS - 1;
+    assert!(!held.is_reclaimable(just_before));
+    assert!(reclaim.apply(Some(&held), &email, just_before).is_err());
+
+    let due = held.reserved_at_ms + RECLAIM_AFTER_MS;
+    let taken = reclaim.apply(Some(&held), &email, due).unwrap().unwrap();
+    assert_eq!(
+        taken,
+        Reservation {
+            user_id: next,
+            confirmed: false,
+            reserved_at_ms: due
+        }
+    );
+    // A repeat by the new holder changes nothing, even through the entity.
+    assert_eq!(reclaim.apply(Some(&taken), &email, due + 1), Ok(None));
+    emails
+        .ask(email.clone(), Reserve { user_id: next })
+        .await
+        .ok();
+    let stale_again = Reclaim {
+        user_id: stale,
+        stale_user_id: next,
+    };
+    assert_eq!(
+        stale_again.apply(Some(&taken), &email, due + 1),
+        Err(UserError::EmailTaken(email))
+    );
+}
