@@ -372,3 +372,58 @@ proptest! {
         }
     }
 }
+
+/// One step of a random history through the entity, crashes included.
+#[derive(Debug, Clone)]
+enum Step {
+    Op(Op),
+    Crash,
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    prop_oneof![
+        5 => op().prop_map(Step::Op),
+        1 => Just(Step::Crash),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+
+    /// The entity over a real store agrees with the ledger's plain functions, whatever the
+    /// history and wherever it crashes: each answer and each balance.
+    #[test]
+    fn the_wallet_entity_agrees_with_its_ledger_across_crashes(
+        opening in 0..5_000u64,
+        steps in proptest::collection::vec(step(), 0..25),
+    ) {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            let mut wallets = Harness::<Wallet>::new().await.unwrap();
+            let id = Id::new();
+            wallets.ask(id, Open { opening_balance_cents: opening }).await.unwrap();
+            let mut model = Ledger::open(opening, 0).unwrap();
+            for step in steps {
+                match step {
+                    Step::Crash => wallets.crash().await.unwrap(),
+                    Step::Op(Op::Deposit(amount)) => {
+                        let answer = wallets.ask(id, Deposit { amount_cents: amount }).await;
+                        prop_assert_eq!(answer.map_err(|e| e.domain().cloned()), model.deposit(id, amount).map_err(Some));
+                    }
+                    Step::Op(Op::Charge(key, amount)) => {
+                        let key = format!("k{key}");
+                        let answer = wallets.ask(id, charge(&key, amount)).await;
+                        prop_assert_eq!(answer.map_err(|e| e.domain().cloned()), model.charge(id, &key, amount).map_err(Some));
+                    }
+                    Step::Op(Op::Refund(key)) => {
+                        let key = format!("k{key}");
+                        let answer = wallets.ask(id, refund(&key)).await;
+                        prop_assert_eq!(answer.map_err(|e| e.domain().cloned()), model.refund(id, &key).map_err(Some));
+                    }
+                }
+                prop_assert_eq!(wallets.ask(id, Balance).await.unwrap(), model.balance_cents);
+            }
+            Ok(())
+        })?;
+    }
+}
