@@ -72,8 +72,9 @@ pub const MAX_NAME_CHARS: usize = 100;
 /// The longest password hash kept, in bytes (an Argon2id PHC string is about 100).
 pub const MAX_HASH_BYTES: usize = 1024;
 
-/// What a user may do.
+/// What a user may do (in JSON and tokens: `user`, `admin`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Role {
     /// An ordinary user: their own profile, wallet, orders and notifications.
     User,
