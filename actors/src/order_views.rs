@@ -108,9 +108,8 @@ impl Command<OrderViews> for Apply {
                     total_cents: event.total_cents,
                     created_at_ms: event.created_at_ms,
                 });
-                view.orders.sort_by(|a, b| {
-                    (b.created_at_ms, b.id.0).cmp(&(a.created_at_ms, a.id.0))
-                });
+                view.orders
+                    .sort_by_key(|o| std::cmp::Reverse((o.created_at_ms, o.id.0)));
                 view.orders.truncate(MAX_ORDERS);
             }
         }

@@ -40,7 +40,11 @@ async fn a_product_is_created_read_and_restocked() {
     assert_eq!(products.ask(id, Get).await.unwrap(), created);
     assert_eq!(kind(products.ask(id, tea(5)).await), DomainKind::Conflict);
     assert_eq!(
-        products.ask(id, Restock { quantity: 3 }).await.unwrap().stock,
+        products
+            .ask(id, Restock { quantity: 3 })
+            .await
+            .unwrap()
+            .stock,
         8
     );
     assert_eq!(
@@ -163,7 +167,10 @@ async fn a_release_before_its_reserve_makes_the_late_reserve_take_nothing() {
     let id = Id::new();
     products.ask(id, tea(10)).await.unwrap();
     assert_eq!(
-        products.ask(id, Release { key: "late".into() }).await.unwrap(),
+        products
+            .ask(id, Release { key: "late".into() })
+            .await
+            .unwrap(),
         0
     );
     assert!(matches!(
@@ -267,8 +274,18 @@ async fn a_sku_is_held_by_one_product() {
     ));
     // Another product's release changes nothing.
     skus.ask(sku(), ReleaseSku { product_id: b }).await.unwrap();
-    assert!(skus.ask(sku(), Confirm { product_id: a }).await.unwrap().confirmed);
-    assert!(skus.ask(sku(), Confirm { product_id: a }).await.unwrap().confirmed);
+    assert!(
+        skus.ask(sku(), Confirm { product_id: a })
+            .await
+            .unwrap()
+            .confirmed
+    );
+    assert!(
+        skus.ask(sku(), Confirm { product_id: a })
+            .await
+            .unwrap()
+            .confirmed
+    );
     // A confirmed sku stays with its product.
     skus.ask(sku(), ReleaseSku { product_id: a }).await.unwrap();
     assert_eq!(
@@ -278,8 +295,12 @@ async fn a_sku_is_held_by_one_product() {
 
     // A failed creation gives the sku back.
     let other = || "tea-2".to_string();
-    skus.ask(other(), ReserveSku { product_id: a }).await.unwrap();
-    skus.ask(other(), ReleaseSku { product_id: a }).await.unwrap();
+    skus.ask(other(), ReserveSku { product_id: a })
+        .await
+        .unwrap();
+    skus.ask(other(), ReleaseSku { product_id: a })
+        .await
+        .unwrap();
     assert_eq!(skus.ask(other(), Lookup).await.unwrap(), None);
     assert_eq!(
         skus.ask(other(), ReserveSku { product_id: b })

@@ -131,7 +131,10 @@ async fn placing_names_the_bad_field() {
             .total_cents,
         20_000
     );
-    assert!(orders.outbox().unwrap().len() == 1, "refusals publish nothing");
+    assert!(
+        orders.outbox().unwrap().len() == 1,
+        "refusals publish nothing"
+    );
 }
 
 #[tokio::test]
@@ -144,7 +147,11 @@ async fn the_same_request_again_answers_the_same_order_and_another_is_a_conflict
     let again = orders.ask(id, place(user, items.clone())).await.unwrap();
     assert!(!again.new);
     assert_eq!(again.order, first.order);
-    assert_eq!(orders.outbox().unwrap().len(), 1, "placed once, published once");
+    assert_eq!(
+        orders.outbox().unwrap().len(),
+        1,
+        "placed once, published once"
+    );
 
     let other_body = Place {
         fingerprint: "body-hash-2".into(),
@@ -155,7 +162,10 @@ async fn the_same_request_again_answers_the_same_order_and_another_is_a_conflict
         Err(AskError::Domain(OrderError::KeyReused(id)))
     );
     let other_items = place(user, vec![item(2, 450)]);
-    assert_eq!(kind(orders.ask(id, other_items).await), DomainKind::Conflict);
+    assert_eq!(
+        kind(orders.ask(id, other_items).await),
+        DomainKind::Conflict
+    );
     let other_user = place(Id::new(), items);
     assert_eq!(kind(orders.ask(id, other_user).await), DomainKind::Conflict);
 }
@@ -164,7 +174,10 @@ async fn the_same_request_again_answers_the_same_order_and_another_is_a_conflict
 async fn an_order_is_confirmed_once_and_then_cannot_be_cancelled() {
     let mut orders = Harness::<Order>::new().await.unwrap();
     let (id, user) = (Id::new(), Id::new());
-    orders.ask(id, place(user, vec![item(1, 300)])).await.unwrap();
+    orders
+        .ask(id, place(user, vec![item(1, 300)]))
+        .await
+        .unwrap();
     let confirmed = orders.ask(id, Confirm).await.unwrap();
     assert_eq!(confirmed.status, OrderStatus::Confirmed);
     assert!(confirmed.updated_at_ms >= confirmed.created_at_ms);
@@ -192,14 +205,20 @@ async fn an_order_is_confirmed_once_and_then_cannot_be_cancelled() {
     assert_eq!(event.total_cents, 300);
     assert_eq!(event.user_id, user);
     assert!(event.items.is_empty());
-    assert_eq!(kind(orders.ask(Id::new(), Confirm).await), DomainKind::NotFound);
+    assert_eq!(
+        kind(orders.ask(Id::new(), Confirm).await),
+        DomainKind::NotFound
+    );
 }
 
 #[tokio::test]
 async fn an_order_is_cancelled_once_keeping_its_first_reason() {
     let orders = Harness::<Order>::new().await.unwrap();
     let (id, user) = (Id::new(), Id::new());
-    orders.ask(id, place(user, vec![item(1, 300)])).await.unwrap();
+    orders
+        .ask(id, place(user, vec![item(1, 300)]))
+        .await
+        .unwrap();
     let out_of_stock = Cancel {
         reason: CancelReason::OutOfStock,
     };
