@@ -32,6 +32,14 @@ pub struct SkuEntry {
     pub reserved_at_ms: u64,
 }
 
+impl SkuEntry {
+    /// Whether another product may take the sku over at `now_ms`: only an unconfirmed
+    /// reservation older than [`STALE_PENDING_MS`].
+    pub fn taken_over_at(&self, now_ms: u64) -> bool {
+        !self.confirmed && now_ms.saturating_sub(self.reserved_at_ms) >= STALE_PENDING_MS
+    }
+}
+
 /// What the sku index refuses.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 pub enum SkuError {
@@ -103,15 +111,10 @@ impl Command<Skus> for ReserveSku {
         let now = now_ms();
         match cx.state().copied() {
             Some(entry) if entry.product_id == self.product_id => Ok(entry),
-            Some(entry)
-                if entry.confirmed
-                    || now.saturating_sub(entry.reserved_at_ms) < STALE_PENDING_MS =>
-            {
-                Err(SkuError::Taken {
-                    sku: cx.id().clone(),
-                    product_id: entry.product_id,
-                })
-            }
+            Some(entry) if !entry.taken_over_at(now) => Err(SkuError::Taken {
+                sku: cx.id().clone(),
+                product_id: entry.product_id,
+            }),
             _ => {
                 let entry = SkuEntry {
                     product_id: self.product_id,

@@ -315,6 +315,25 @@ async fn a_sku_is_held_by_one_product() {
     ));
 }
 
+#[test]
+fn only_a_stale_unconfirmed_sku_can_be_taken_over() {
+    let entry = SkuEntry {
+        product_id: Id::new(),
+        confirmed: false,
+        reserved_at_ms: 1_000,
+    };
+    assert!(!entry.taken_over_at(1_000));
+    assert!(!entry.taken_over_at(1_000 + STALE_PENDING_MS - 1));
+    assert!(entry.taken_over_at(1_000 + STALE_PENDING_MS));
+    // A clock that went back does not free it.
+    assert!(!entry.taken_over_at(0));
+    let confirmed = SkuEntry {
+        confirmed: true,
+        ..entry
+    };
+    assert!(!confirmed.taken_over_at(u64::MAX));
+}
+
 #[derive(Debug, Clone)]
 enum Op {
     Reserve(u8, u64),
