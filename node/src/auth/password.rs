@@ -55,7 +55,10 @@ mod tests {
     #[test]
     fn a_password_verifies_against_its_hash_and_nothing_else_does() {
         let stored = hash("correct horse battery staple").unwrap();
-        assert!(stored.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{stored}");
+        assert!(
+            stored.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
+            "{stored}"
+        );
         assert!(verify("correct horse battery staple", &stored));
         assert!(!verify("correct horse battery stapl", &stored));
         assert!(!verify("", &stored));
