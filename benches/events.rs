@@ -35,7 +35,7 @@ async fn delivered(client: &reqwest::Client, port: u16) -> (u64, Value) {
 
 pub(crate) async fn events() {
     let nodes = two_nodes_with(SERVICES, 2).await;
-    let client = reqwest::Client::new();
+    let client = crate::admin_http();
     let echo = troupe_bench(nodes.http[0], "call", 64, 3000).await;
     let started = Instant::now();
     let report: Value = client

@@ -51,6 +51,29 @@ use troupe_runtime::supervisor::RestartPolicy;
 use troupe_runtime::{CallOptions, Runtime, RuntimeSettings};
 
 const COOKIE: &str = "bench-cookie-0123456789abcdef";
+/// The key the benchmark's nodes sign access tokens with.
+const TOKEN_KEY: &str = "bench-token-key-0123456789abcdef-0123";
+
+/// An HTTP client whose requests carry an admin's token (the admin routes need one).
+fn admin_http() -> reqwest::Client {
+    let token = troupe_node::auth::Tokens::new(
+        TOKEN_KEY.as_bytes(),
+        troupe_node::auth::ISSUER,
+        troupe_node::auth::AUDIENCE,
+        troupe_node::auth::TOKEN_TTL,
+    )
+    .issue("bench", troupe_node::auth::Role::Admin)
+    .unwrap();
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {token}").parse().unwrap(),
+    );
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .unwrap()
+}
 
 /// Counts live heap bytes, so that memory per actor is measured exactly rather than read off
 /// the resident size (which moves with allocator arenas and thread caches).
@@ -337,6 +360,7 @@ async fn two_nodes_with(extra: &str, echo_members: u64) -> TwoNodes {
                 .args(["node", "--id", id, "--exit-with-stdin", "--config"])
                 .arg(&config)
                 .env("TROUPE_COOKIE", COOKIE)
+                .env("TROUPE_JWT_SECRET", TOKEN_KEY)
                 .stdin(Stdio::piped())
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
@@ -349,7 +373,7 @@ async fn two_nodes_with(extra: &str, echo_members: u64) -> TwoNodes {
         http,
         _dir: dir,
     };
-    let client = reqwest::Client::new();
+    let client = admin_http();
     let started = Instant::now();
     'wait: loop {
         assert!(
@@ -386,7 +410,7 @@ async fn two_nodes_with(extra: &str, echo_members: u64) -> TwoNodes {
 }
 
 async fn troupe_bench(port: u16, mode: &str, in_flight: usize, duration_ms: u64) -> Value {
-    let client = reqwest::Client::new();
+    let client = admin_http();
     client
         .post(format!("http://127.0.0.1:{port}/admin/bench"))
         .json(&json!({"target_node": "n2", "mode": mode, "payload_bytes": 16, "duration_ms": duration_ms, "in_flight": in_flight}))
@@ -401,7 +425,7 @@ async fn troupe_bench(port: u16, mode: &str, in_flight: usize, duration_ms: u64)
 /// Durable kv puts (entity asks) from the node on `port` to the shards on n2, `in_flight` at
 /// a time, for 3 s.
 async fn kv_bench(port: u16, in_flight: usize) -> Value {
-    reqwest::Client::new()
+    admin_http()
         .post(format!("http://127.0.0.1:{port}/admin/bench"))
         .json(&json!({"target_node": "n2", "mode": "call", "service": "kv", "payload_bytes": 32, "duration_ms": 3000, "in_flight": in_flight}))
         .send()

@@ -16,7 +16,7 @@ use support::{TestCluster, send_json, wait_until};
 
 /// A client that waits long enough for a benchmark to finish.
 fn slow_client() -> reqwest::Client {
-    reqwest::Client::builder()
+    support::http()
         .timeout(Duration::from_secs(120))
         .build()
         .unwrap()
@@ -171,7 +171,7 @@ async fn two_benches_at_once_on_one_node_one_is_refused_with_409() {
     // the abandoned one asked for.
     let long = json!({"target_node": "n2", "mode": "call", "payload_bytes": 16,
                       "duration_ms": 60_000, "in_flight": 2});
-    let impatient = reqwest::Client::builder()
+    let impatient = support::http()
         .timeout(Duration::from_millis(500))
         .build()
         .unwrap();

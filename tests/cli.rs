@@ -82,7 +82,7 @@ async fn troupe_up_starts_the_cluster_and_ctrl_c_stops_every_node() {
         || async { output.lock().unwrap().contains("troupe: cluster ready") },
     )
     .await;
-    let client = reqwest::Client::new();
+    let client = support::http().build().unwrap();
     for n in &nodes {
         let r = client.get(n.url("/health/ready")).send().await.unwrap();
         assert_eq!(r.status(), 200, "{} is ready", n.id);
@@ -156,6 +156,7 @@ fn run_troupe(args: &[&str], config: &std::path::Path) -> (Option<i32>, String) 
         .arg("--config")
         .arg(config)
         .env("TROUPE_COOKIE", support::COOKIE)
+        .env("TROUPE_JWT_SECRET", support::TOKEN_KEY)
         .stdin(Stdio::null())
         .output()
         .unwrap();
@@ -206,4 +207,40 @@ fn a_malformed_config_exits_64_and_names_the_problem() {
     let (code, stderr) = run_troupe(&["node", "--id", "n1"], &dir.path().join("absent.toml"));
     assert_eq!(code, Some(64), "{stderr}");
     assert!(stderr.contains("absent.toml"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_brings_its_own_admin_token_and_a_wrong_key_is_refused() {
+    let mut cluster = support::TestCluster::new(2);
+    cluster.start_formed().await;
+    let config = cluster.config.clone();
+    let status = |key: &str| {
+        let output = Command::new(troupe_bin())
+            .args(["status", "--json", "--config"])
+            .arg(&config)
+            .env("TROUPE_JWT_SECRET", key)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    // The nodes' key: the command signs its own admin token and the admin route answers.
+    let (code, stdout, stderr) = status(support::TOKEN_KEY);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stdout.contains("\"n2\""), "{stdout}");
+    // Another key: the node refuses the token, and the command says so.
+    let (code, _, stderr) = status("another-token-key-0123456789abcdef-xyz");
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("401"), "{stderr}");
+    // Without a token at all, the admin route is refused; health stays open.
+    let client = reqwest::Client::new();
+    let node = cluster.node("n1");
+    let r = client.get(node.url("/admin/cluster")).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    let r = client.get(node.url("/health/live")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
 }

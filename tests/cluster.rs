@@ -52,7 +52,9 @@ async fn three_nodes_form_a_full_mesh_and_serve_the_edge() {
     }
 
     // The edge over a real socket: JSON errors and request ids.
-    let response = reqwest::Client::new()
+    let response = support::http()
+        .build()
+        .unwrap()
         .get(cluster.node("n2").url("/no/such/route"))
         .header("x-request-id", "req-42")
         .send()

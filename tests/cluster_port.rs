@@ -403,6 +403,7 @@ async fn a_healed_partition_is_whole_again_within_two_seconds() {
             ])
             .arg(&config_path)
             .env("TROUPE_COOKIE", support::COOKIE)
+            .env("TROUPE_JWT_SECRET", support::TOKEN_KEY)
             .env("TROUPE_LOG_FORMAT", "json")
             .env("RUST_LOG", "info,troupe_runtime=debug")
             .env_remove("TROUPE_CONFIG")
@@ -417,7 +418,7 @@ async fn a_healed_partition_is_whole_again_within_two_seconds() {
             _stdin: stdin,
         });
     }
-    let client = reqwest::Client::builder()
+    let client = support::http()
         .timeout(Duration::from_millis(500))
         .build()
         .unwrap();

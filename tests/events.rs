@@ -41,7 +41,7 @@ async fn every_committed_event_is_applied_once_in_order_while_both_ends_are_kill
     cluster.start_formed().await;
     let keys: Vec<String> = (0..12).map(|i| format!("key-{i}")).collect();
     let n3 = cluster.node("n3").url("");
-    let client = reqwest::Client::builder()
+    let client = support::http()
         .timeout(Duration::from_secs(3))
         .build()
         .unwrap();

@@ -28,7 +28,7 @@ fn spawn_writer(
     acked: Acked,
 ) -> tokio::task::JoinHandle<u64> {
     tokio::spawn(async move {
-        let http = reqwest::Client::builder()
+        let http = support::http()
             .timeout(Duration::from_secs(10))
             .build()
             .unwrap();

@@ -44,7 +44,7 @@ fn spawn_writer(
     unknown: Arc<AtomicU64>,
 ) -> tokio::task::JoinHandle<u64> {
     tokio::spawn(async move {
-        let http = reqwest::Client::builder()
+        let http = support::http()
             .timeout(Duration::from_secs(10))
             .build()
             .unwrap();
@@ -204,7 +204,7 @@ async fn a_write_to_a_frozen_node_is_outcome_unknown_and_expires_there() {
     )
     .await;
     cluster.proc("n2").signal(Signal::SIGSTOP);
-    let http = reqwest::Client::builder()
+    let http = support::http()
         .timeout(Duration::from_secs(30))
         .build()
         .unwrap();

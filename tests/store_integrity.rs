@@ -137,6 +137,7 @@ fn status_text(cluster: &TestCluster, id: &str) -> String {
         .args(["status", "--node", id, "--config"])
         .arg(&cluster.config)
         .env("TROUPE_COOKIE", support::COOKIE)
+        .env("TROUPE_JWT_SECRET", support::TOKEN_KEY)
         .stdin(Stdio::null())
         .output()
         .unwrap();
@@ -351,7 +352,7 @@ async fn a_full_disk_refuses_writes_keeps_reads_and_recovers_by_itself() {
     // Writes now fail, each at once and naming the cause; acknowledged ones are kept. A write
     // already applied when the flush failed may or may not survive: its outcome is unknown
     // (504); every later one is refused before it is applied (503).
-    let http = reqwest::Client::builder()
+    let http = support::http()
         .timeout(Duration::from_secs(10))
         .build()
         .unwrap();

@@ -24,10 +24,24 @@ pub(crate) fn base_url(config: &NodeConfig, node: Option<&str>) -> String {
     }
 }
 
-/// An HTTP client with `timeout`, or the exit code to give up with.
-pub(crate) fn client(timeout: Duration) -> Result<reqwest::Client, ExitCode> {
+/// An HTTP client with `timeout` that presents an operator's admin token (see
+/// [`crate::auth::operator_token`]), or the exit code to give up with.
+pub(crate) fn client(config: &NodeConfig, timeout: Duration) -> Result<reqwest::Client, ExitCode> {
+    let token = crate::auth::operator_token(config).map_err(|e| {
+        eprintln!("troupe: {e}");
+        ExitCode::from(exit::CONFIG)
+    })?;
+    let mut headers = reqwest::header::HeaderMap::new();
+    let mut value =
+        reqwest::header::HeaderValue::from_str(&format!("Bearer {token}")).map_err(|e| {
+            eprintln!("troupe: cannot use the operator token: {e}");
+            ExitCode::FAILURE
+        })?;
+    value.set_sensitive(true);
+    headers.insert(reqwest::header::AUTHORIZATION, value);
     reqwest::Client::builder()
         .timeout(timeout)
+        .default_headers(headers)
         .build()
         .map_err(|e| {
             eprintln!("troupe: cannot build an HTTP client: {e}");

@@ -53,7 +53,10 @@ pub(crate) async fn run(config: &NodeConfig, args: &BenchArgs) -> ExitCode {
         "in_flight": args.in_flight,
         "service": args.service,
     });
-    let client = match client(Duration::from_millis(args.duration_ms) + Duration::from_secs(90)) {
+    let client = match client(
+        config,
+        Duration::from_millis(args.duration_ms) + Duration::from_secs(90),
+    ) {
         Ok(c) => c,
         Err(code) => return code,
     };

@@ -8,6 +8,7 @@ mod admin;
 pub mod error;
 mod events;
 pub mod extract;
+mod guard;
 mod health;
 mod kv;
 mod metrics;
@@ -37,6 +38,8 @@ pub struct AppState {
 #[derive(Debug)]
 struct Inner {
     runtime: Runtime,
+    /// Checks (and issues) access tokens.
+    tokens: crate::auth::Tokens,
     http_addrs: HashMap<String, SocketAddr>,
     /// The recorder the runtime records into (the process's: [`crate::metrics::install`]).
     metrics: PrometheusHandle,
@@ -47,12 +50,14 @@ impl AppState {
     /// of the recorder behind `metrics`.
     pub fn new(
         runtime: Runtime,
+        tokens: crate::auth::Tokens,
         http_addrs: HashMap<String, SocketAddr>,
         metrics: PrometheusHandle,
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
                 runtime,
+                tokens,
                 http_addrs,
                 metrics,
             }),
@@ -65,6 +70,10 @@ impl AppState {
 
     pub(crate) fn runtime(&self) -> &Runtime {
         &self.inner.runtime
+    }
+
+    pub(crate) fn tokens(&self) -> &crate::auth::Tokens {
+        &self.inner.tokens
     }
 
     pub(crate) fn node_id(&self) -> &str {
@@ -82,17 +91,17 @@ impl AppState {
 
 /// The edge's routes and middleware.
 pub fn router(state: AppState, http: &HttpSettings) -> Router {
+    // Every /admin route needs an admin's token (checked only on routes that exist).
+    let admin_only = axum::middleware::from_fn_with_state(state.clone(), guard::admin_only);
     // The benchmark runs for up to a minute: it has a deadline of its own.
     let long = Router::new()
         .route("/admin/bench", post(admin::bench))
+        .route_layer(admin_only.clone())
         .layer(TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,
             admin::bench_timeout(),
         ));
-    Router::new()
-        .route("/health/live", get(health::live))
-        .route("/health/ready", get(health::ready))
-        .route("/metrics", get(metrics::metrics))
+    let admin = Router::new()
         .route("/admin/cluster", get(admin::cluster))
         .route("/admin/chaos/kill", post(admin::chaos_kill))
         .route("/admin/echo", post(admin::echo))
@@ -103,6 +112,12 @@ pub fn router(state: AppState, http: &HttpSettings) -> Router {
             post(events::redrive),
         )
         .route("/admin/probe/{key}", get(events::view).post(events::emit))
+        .route_layer(admin_only);
+    Router::new()
+        .route("/health/live", get(health::live))
+        .route("/health/ready", get(health::ready))
+        .route("/metrics", get(metrics::metrics))
+        .merge(admin)
         .layer(TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,
             http.request_timeout,

@@ -102,7 +102,8 @@ pub async fn run(
         .iter()
         .map(|n| (n.id.to_string(), n.http_addr))
         .collect();
-    let state = AppState::new(runtime.clone(), http_addrs, metrics);
+    let tokens = crate::auth::tokens(&config).map_err(BadConfig)?;
+    let state = AppState::new(runtime.clone(), tokens, http_addrs, metrics);
     let app = edge::router(state, &config.http);
 
     let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<Instant>();

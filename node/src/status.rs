@@ -10,7 +10,7 @@ use crate::config::NodeConfig;
 
 pub(crate) async fn run(config: &NodeConfig, node: Option<&str>, json: bool) -> ExitCode {
     let url = format!("{}/admin/cluster", base_url(config, node));
-    let client = match client(Duration::from_secs(5)) {
+    let client = match client(config, Duration::from_secs(5)) {
         Ok(c) => c,
         Err(code) => return code,
     };

@@ -217,10 +217,9 @@ fn print_banner(config: &NodeConfig, cookie: &SecretSource) {
             display_path(path)
         ));
     }
-    let first = config.nodes[0].http_addr;
-    text.push_str(&format!(
-        "  try: curl http://{first}/admin/cluster   or   troupe status\n  Ctrl-C stops every node.\n"
-    ));
+    // The admin routes need an admin's token: `troupe status` and `troupe bench` make their
+    // own from the token key the nodes share.
+    text.push_str("  try: troupe status   or   troupe bench\n  Ctrl-C stops every node.\n");
     eprint!("{text}");
 }
 

@@ -27,6 +27,33 @@ pub fn troupe_bin() -> PathBuf {
 /// A cookie for test clusters.
 pub const COOKIE: &str = "test-cookie-0123456789abcdef";
 
+/// The key test clusters sign access tokens with (`TROUPE_JWT_SECRET` of every node).
+pub const TOKEN_KEY: &str = "test-token-key-0123456789abcdef-0123";
+
+/// A token of `role` for the test clusters.
+pub fn token(role: troupe_node::auth::Role) -> String {
+    troupe_node::auth::Tokens::new(
+        TOKEN_KEY.as_bytes(),
+        troupe_node::auth::ISSUER,
+        troupe_node::auth::AUDIENCE,
+        troupe_node::auth::TOKEN_TTL,
+    )
+    .issue("tester", role)
+    .expect("a token")
+}
+
+/// An HTTP client builder whose requests carry an admin's token (every `/admin` route needs
+/// one).
+pub fn http() -> reqwest::ClientBuilder {
+    let mut headers = reqwest::header::HeaderMap::new();
+    let value = format!("Bearer {}", token(troupe_node::auth::Role::Admin));
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        value.parse().expect("a header value"),
+    );
+    reqwest::Client::builder().default_headers(headers)
+}
+
 /// `n` distinct free ports on 127.0.0.1.
 ///
 /// Ports come from a range below the kernel's ephemeral range, handed out once per test
@@ -137,7 +164,7 @@ impl TestCluster {
             config,
             nodes,
             procs: HashMap::new(),
-            client: reqwest::Client::builder()
+            client: http()
                 .timeout(Duration::from_secs(2))
                 .build()
                 .expect("http client"),
@@ -172,6 +199,7 @@ impl TestCluster {
             .args(["node", "--id", id, "--exit-with-stdin", "--config"])
             .arg(&self.config)
             .env("TROUPE_COOKIE", cookie)
+            .env("TROUPE_JWT_SECRET", TOKEN_KEY)
             .env("TROUPE_LOG_FORMAT", "json")
             .env("RUST_LOG", "info,troupe_runtime=debug")
             .env_remove("TROUPE_CONFIG")

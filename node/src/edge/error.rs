@@ -33,6 +33,15 @@ pub enum ApiError {
     /// 400: the request is malformed; the message names the field.
     #[error("{0}")]
     InvalidRequest(String),
+    /// 401: no valid bearer token (missing, malformed, badly signed, expired...).
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// 403: authenticated, but not allowed this.
+    #[error("{0}")]
+    Forbidden(String),
+    /// 422: well-formed but impossible.
+    #[error("{0}")]
+    Unprocessable(String),
     /// 404: no such resource or route.
     #[error("{0}")]
     NotFound(String),
@@ -86,6 +95,9 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             Self::InvalidRequest(_) => StatusCode::BAD_REQUEST,
+            Self::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+            Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Self::Conflict(_) => StatusCode::CONFLICT,
@@ -107,6 +119,9 @@ impl ApiError {
     pub fn from_status(status: StatusCode, message: String) -> Self {
         match status {
             StatusCode::NOT_FOUND => Self::NotFound(message),
+            StatusCode::UNAUTHORIZED => Self::Unauthenticated(message),
+            StatusCode::FORBIDDEN => Self::Forbidden(message),
+            StatusCode::UNPROCESSABLE_ENTITY => Self::Unprocessable(message),
             StatusCode::METHOD_NOT_ALLOWED => Self::MethodNotAllowed(message),
             StatusCode::PAYLOAD_TOO_LARGE => Self::PayloadTooLarge(message),
             StatusCode::UNSUPPORTED_MEDIA_TYPE => Self::UnsupportedMediaType(message),
@@ -178,6 +193,9 @@ impl IntoResponse for ApiError {
                 tracing::debug!(error = %other, status = status.as_u16(), "request refused");
                 match other {
                     Self::InvalidRequest(m)
+                    | Self::Unauthenticated(m)
+                    | Self::Forbidden(m)
+                    | Self::Unprocessable(m)
                     | Self::NotFound(m)
                     | Self::MethodNotAllowed(m)
                     | Self::Conflict(m)

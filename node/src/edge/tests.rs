@@ -10,6 +10,22 @@ use super::*;
 use crate::config::NodeConfig;
 
 const COOKIE: &str = "edge-test-cookie-0123456789";
+/// The token key of the test apps.
+const TOKEN_KEY: &[u8] = b"edge-test-token-key-of-32-bytes!";
+
+fn test_tokens() -> crate::auth::Tokens {
+    crate::auth::Tokens::new(
+        TOKEN_KEY,
+        crate::auth::ISSUER,
+        crate::auth::AUDIENCE,
+        crate::auth::TOKEN_TTL,
+    )
+}
+
+/// A bearer header value for a token of `role`.
+fn bearer(role: crate::auth::Role) -> String {
+    format!("Bearer {}", test_tokens().issue("tester", role).unwrap())
+}
 
 /// `n` distinct free ports (held together while chosen, so that they differ).
 fn free_ports(n: usize) -> Vec<u16> {
@@ -34,7 +50,22 @@ struct App(
 );
 
 impl App {
+    /// The router, with an admin's token added to every request that carries none (the
+    /// routes' own tests; `bare` is for the tests of authentication itself).
     fn router(&self) -> Router {
+        self.0.clone().layer(axum::middleware::map_request(
+            |mut request: Request<Body>| async move {
+                if !request.headers().contains_key(header::AUTHORIZATION) {
+                    let value = bearer(crate::auth::Role::Admin).parse().unwrap();
+                    request.headers_mut().insert(header::AUTHORIZATION, value);
+                }
+                request
+            },
+        ))
+    }
+
+    /// The router as clients see it.
+    fn bare(&self) -> Router {
         self.0.clone()
     }
 }
@@ -68,7 +99,7 @@ async fn app(formed: bool) -> App {
         .iter()
         .map(|n| (n.id.to_string(), n.http_addr))
         .collect();
-    let state = AppState::new(runtime, addrs, recorder.handle());
+    let state = AppState::new(runtime, test_tokens(), addrs, recorder.handle());
     App(router(state, &config.http), dir, guard)
 }
 
@@ -470,4 +501,46 @@ async fn kv_stores_versions_and_refuses_what_it_cannot_store() {
         cluster["nodes"][0]["store_bytes"].as_u64().is_some(),
         "{cluster}"
     );
+}
+
+#[tokio::test]
+async fn admin_routes_need_an_admins_token_and_health_does_not() {
+    let app = app(false).await;
+    let with = |auth: Option<String>| {
+        let mut request = Request::get("/admin/cluster");
+        if let Some(auth) = auth {
+            request = request.header(header::AUTHORIZATION, auth);
+        }
+        request.body(Body::empty()).unwrap()
+    };
+    let (status, headers, body) = send(app.bare(), with(None)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_error_shape(&body, "unauthenticated", &headers);
+    for junk in ["Bearer", "Bearer ", "Basic abc", "Bearer a.b.c", "bearer x"] {
+        let (status, _, body) = send(app.bare(), with(Some(junk.to_string()))).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{junk}: {body}");
+    }
+    // Signed with another key.
+    let forged = crate::auth::Tokens::new(
+        b"another-token-key-of-32-bytes!!!",
+        crate::auth::ISSUER,
+        crate::auth::AUDIENCE,
+        crate::auth::TOKEN_TTL,
+    )
+    .issue("mallory", crate::auth::Role::Admin)
+    .unwrap();
+    let (status, _, _) = send(app.bare(), with(Some(format!("Bearer {forged}")))).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    // A user's token: authenticated, not allowed.
+    let (status, headers, body) =
+        send(app.bare(), with(Some(bearer(crate::auth::Role::User)))).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_error_shape(&body, "forbidden", &headers);
+    let (status, _, body) = send(app.bare(), with(Some(bearer(crate::auth::Role::Admin)))).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // Open routes stay open.
+    for path in ["/health/live", "/metrics"] {
+        let response = app.bare().oneshot(get(path)).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{path}");
+    }
 }

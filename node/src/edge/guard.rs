@@ -1,0 +1,52 @@
+//! Who may use a route: the bearer token of every protected request, checked on this node.
+//!
+//! `/admin/*` needs an admin's token: 401 without a valid one, 403 for a user's.
+//! `/health/*` and `/metrics` stay open.
+
+use axum::extract::{Request, State};
+use axum::http::header;
+use axum::http::request::Parts;
+use axum::middleware::Next;
+use axum::response::Response;
+
+use super::AppState;
+use super::error::ApiError;
+use crate::auth::{Claims, Role};
+
+/// The claims of the request's bearer token, checked.
+fn bearer(state: &AppState, parts: &Parts) -> Result<Claims, ApiError> {
+    let value = parts
+        .headers
+        .get(header::AUTHORIZATION)
+        .ok_or_else(|| ApiError::Unauthenticated("a bearer token is needed".into()))?;
+    let token = value
+        .to_str()
+        .ok()
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| {
+            ApiError::Unauthenticated("the Authorization header is not \"Bearer <token>\"".into())
+        })?;
+    state.tokens().check(token).map_err(|e| {
+        tracing::debug!(error = %e, "token refused");
+        ApiError::Unauthenticated("the token is not valid".into())
+    })
+}
+
+/// Middleware of the admin routes: an admin's token or nothing.
+pub(crate) async fn admin_only(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    let (parts, body) = request.into_parts();
+    let claims = bearer(&state, &parts)?;
+    if claims.role != Role::Admin {
+        return Err(ApiError::Forbidden(format!(
+            "{} is for administrators",
+            parts.uri.path()
+        )));
+    }
+    Ok(next.run(Request::from_parts(parts, body)).await)
+}
