@@ -241,6 +241,21 @@ async fn status_brings_its_own_admin_token_and_a_wrong_key_is_refused() {
     let node = cluster.node("n1");
     let r = client.get(node.url("/admin/cluster")).send().await.unwrap();
     assert_eq!(r.status(), 401);
+    // `troupe token` prints one for curl.
+    let output = Command::new(troupe_bin())
+        .args(["token", "--config"])
+        .arg(&config)
+        .env("TROUPE_JWT_SECRET", support::TOKEN_KEY)
+        .output()
+        .unwrap();
+    let token = String::from_utf8_lossy(&output.stdout).trim().to_string();
+    let r = client
+        .get(node.url("/admin/cluster"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
     let r = client.get(node.url("/health/live")).send().await.unwrap();
     assert_eq!(r.status(), 200);
 }

@@ -256,7 +256,11 @@ async fn a_shard_on_a_down_node_is_unavailable_at_once_and_serves_again_after_re
     })
     .await;
     let started = Instant::now();
-    let response = reqwest::get(cluster.node("n1").url(&format!("/admin/kv/{key}")))
+    let response = support::http()
+        .build()
+        .unwrap()
+        .get(cluster.node("n1").url(&format!("/admin/kv/{key}")))
+        .send()
         .await
         .unwrap();
     let took = started.elapsed();

@@ -51,6 +51,9 @@ enum Command {
     },
     /// Measure message throughput and latency: one node drives the echo service of another.
     Bench(crate::bench_cmd::BenchArgs),
+    /// Print an administrator's access token for the admin routes (valid one hour), signed
+    /// with the token key the nodes share: `curl -H "authorization: Bearer $(troupe token)"`.
+    Token,
 }
 
 /// Parses the command line, runs the command and returns the process's exit code.
@@ -117,6 +120,16 @@ async fn run(cli: Cli, config: NodeConfig) -> ExitCode {
         }
         Command::Status { node, json } => status::run(&config, node.as_deref(), json).await,
         Command::Bench(args) => crate::bench_cmd::run(&config, &args).await,
+        Command::Token => match crate::auth::operator_token(&config) {
+            Ok(token) => {
+                println!("{token}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("troupe: {e}");
+                ExitCode::from(exit::CONFIG)
+            }
+        },
     }
 }
 
