@@ -5,6 +5,7 @@
 //! deadline (503 with `Retry-After` when it passes) and the body-size limit (413).
 
 mod admin;
+pub(crate) mod api;
 pub mod error;
 mod events;
 pub mod extract;
@@ -118,6 +119,7 @@ pub fn router(state: AppState, http: &HttpSettings) -> Router {
         .route("/health/ready", get(health::ready))
         .route("/metrics", get(metrics::metrics))
         .merge(admin)
+        .merge(api::routes())
         .layer(TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,
             http.request_timeout,

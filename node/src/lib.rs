@@ -7,6 +7,7 @@
 //! - [`exit`]: its exit codes, shared by `cli` and the subcommands.
 //! - [`config`]: `cluster.toml` to a validated [`config::NodeConfig`].
 //! - [`auth`]: access tokens (JWT HS256): issued at login, checked on every protected route.
+//! - [`bootstrap`]: the business services on this node, and the administrator's account.
 //! - [`secrets`]: the cluster cookie and the token key: from the environment, the file, or
 //!   generated once.
 //! - [`edge`]: the axum router, its middleware and the JSON error shape.
@@ -20,6 +21,7 @@
 mod admin_client;
 pub mod auth;
 mod bench_cmd;
+pub mod bootstrap;
 pub mod cli;
 pub mod config;
 pub mod edge;

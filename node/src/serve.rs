@@ -76,6 +76,7 @@ pub async fn run(
     let runtime = Runtime::start(settings).await?;
     runtime.host(Echo).await?;
     runtime.host(EntityService::<Kv>::new()).await?;
+    let business = crate::bootstrap::host_services(&runtime).await?;
     if !runtime.shard_map(probe::Probe::NAME).is_empty()
         && !runtime.shard_map(probe::Tally::NAME).is_empty()
     {
@@ -104,6 +105,16 @@ pub async fn run(
         .collect();
     let tokens = crate::auth::tokens(&config).map_err(BadConfig)?;
     let state = AppState::new(runtime.clone(), tokens, http_addrs, metrics);
+    if business {
+        let (email, password, source) =
+            crate::bootstrap::admin_credentials(&config).map_err(BadConfig)?;
+        tracing::info!(%email, ?source, "administrator account");
+        upkeep.spawn(crate::bootstrap::ensure_admin(
+            state.clone(),
+            email,
+            password,
+        ));
+    }
     let app = edge::router(state, &config.http);
 
     let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<Instant>();

@@ -217,8 +217,22 @@ fn print_banner(config: &NodeConfig, cookie: &SecretSource) {
             display_path(path)
         ));
     }
+    if config.services.contains_key("users") {
+        // The nodes create the administrator's account with this password at first start.
+        match crate::bootstrap::admin_credentials(config) {
+            Ok((email, _, SecretSource::File { path, .. })) => text.push_str(&format!(
+                "  administrator {email}: password in {}\n",
+                display_path(&path)
+            )),
+            Ok((email, _, _)) => text.push_str(&format!(
+                "  administrator {email}: password from {}\n",
+                crate::bootstrap::ADMIN_PASSWORD_ENV
+            )),
+            Err(e) => text.push_str(&format!("  administrator: {e}\n")),
+        }
+    }
     // The admin routes need an admin's token: `troupe status` and `troupe bench` make their
-    // own from the token key the nodes share.
+    // own from the token key the nodes share (so does `troupe token`, for curl).
     text.push_str("  try: troupe status   or   troupe bench\n  Ctrl-C stops every node.\n");
     eprint!("{text}");
 }

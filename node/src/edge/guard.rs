@@ -3,7 +3,7 @@
 //! `/admin/*` needs an admin's token: 401 without a valid one, 403 for a user's.
 //! `/health/*` and `/metrics` stay open.
 
-use axum::extract::{Request, State};
+use axum::extract::{FromRequestParts, Request, State};
 use axum::http::header;
 use axum::http::request::Parts;
 use axum::middleware::Next;
@@ -32,6 +32,25 @@ fn bearer(state: &AppState, parts: &Parts) -> Result<Claims, ApiError> {
         tracing::debug!(error = %e, "token refused");
         ApiError::Unauthenticated("the token is not valid".into())
     })
+}
+
+/// The authenticated caller of a route: its handler takes this to need a valid token.
+#[derive(Debug, Clone)]
+pub(crate) struct Caller(pub(crate) Claims);
+
+impl Caller {
+    /// Whether the caller may act on user `id`'s resources: their own, or any as an admin.
+    pub(crate) fn may_act_for(&self, id: &str) -> bool {
+        self.0.role == Role::Admin || self.0.sub == id
+    }
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        bearer(state, parts).map(Caller)
+    }
 }
 
 /// Middleware of the admin routes: an admin's token or nothing.
