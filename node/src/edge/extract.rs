@@ -43,3 +43,14 @@ fn rejected(rejection: JsonRejection) -> ApiError {
         other => ApiError::InvalidRequest(other.body_text()),
     }
 }
+
+/// A key from a path, checked to be 1 to `max` bytes (400 naming `key` otherwise).
+pub(crate) fn key_within(key: &str, max: usize) -> Result<(), ApiError> {
+    if key.is_empty() || key.len() > max {
+        return Err(ApiError::InvalidRequest(format!(
+            "key: 1 to {max} bytes, got {}",
+            key.len()
+        )));
+    }
+    Ok(())
+}

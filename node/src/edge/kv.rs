@@ -36,13 +36,7 @@ pub(crate) struct Found {
 }
 
 fn check_key(key: &str) -> Result<(), ApiError> {
-    if key.is_empty() || key.len() > MAX_KEY_BYTES {
-        return Err(ApiError::InvalidRequest(format!(
-            "key: 1 to {MAX_KEY_BYTES} bytes, got {}",
-            key.len()
-        )));
-    }
-    Ok(())
+    super::extract::key_within(key, MAX_KEY_BYTES)
 }
 
 pub(crate) async fn put(

@@ -80,6 +80,27 @@ impl ReplySink for Oneshot {
     }
 }
 
+/// Hands `request` to the local members of `service` (as if it came from a peer).
+async fn deliver_here(
+    registry: &Registry,
+    service: &str,
+    delivery: RemoteDelivery,
+) -> Result<(), CallError> {
+    let endpoint = registry
+        .endpoint(service)
+        .ok_or_else(|| CallError::UnknownService(service.to_string()))?;
+    endpoint.deliver_batch(vec![delivery]).await;
+    Ok(())
+}
+
+/// The link to `node`, if it is up.
+fn link_to(transport: &Transport, node: &NodeId) -> Result<crate::transport::Link, CallError> {
+    transport
+        .slot(node)
+        .and_then(|slot| slot.get())
+        .ok_or_else(|| CallError::Unreachable(node.to_string()))
+}
+
 impl Post for Poster {
     fn call(&self, service: &str, to: To, request: Vec<u8>, timeout: Duration) -> Answering {
         let resolved = self.resolve(service, &to);
@@ -91,19 +112,15 @@ impl Post for Poster {
             let (node, target) = resolved?;
             let deadline = Instant::now() + timeout;
             if node == *registry.node() {
-                let endpoint = registry
-                    .endpoint(&service)
-                    .ok_or_else(|| CallError::UnknownService(service.to_string()))?;
                 let (tx, rx) = tokio::sync::oneshot::channel();
-                endpoint
-                    .deliver_batch(vec![RemoteDelivery {
-                        target,
-                        payload: Bytes::from(request),
-                        deadline: Some(deadline),
-                        trace,
-                        reply: Some(Box::new(Oneshot(tx))),
-                    }])
-                    .await;
+                let delivery = RemoteDelivery {
+                    target,
+                    payload: Bytes::from(request),
+                    deadline: Some(deadline),
+                    trace,
+                    reply: Some(Box::new(Oneshot(tx))),
+                };
+                deliver_here(&registry, &service, delivery).await?;
                 return match tokio::time::timeout_at(deadline, rx).await {
                     Ok(Ok(answer)) => answer,
                     // The reply channel went without an answer: the member died with it.
@@ -111,11 +128,8 @@ impl Post for Poster {
                     Err(_) => Err(CallError::Timeout),
                 };
             }
-            let link = transport
-                .slot(&node)
-                .and_then(|slot| slot.get())
-                .ok_or_else(|| CallError::Unreachable(node.to_string()))?;
-            link.call(service, target, request, trace, deadline)
+            link_to(&transport, &node)?
+                .call(service, target, request, trace, deadline)
                 .await
                 .map(|bytes| bytes.to_vec())
         })
@@ -130,25 +144,17 @@ impl Post for Poster {
         Box::pin(async move {
             let (node, target) = resolved?;
             if node == *registry.node() {
-                let endpoint = registry
-                    .endpoint(&service)
-                    .ok_or_else(|| CallError::UnknownService(service.to_string()))?;
-                endpoint
-                    .deliver_batch(vec![RemoteDelivery {
-                        target,
-                        payload: Bytes::from(request),
-                        deadline: Some(Instant::now() + timeout),
-                        trace,
-                        reply: None,
-                    }])
-                    .await;
-                return Ok(());
+                let delivery = RemoteDelivery {
+                    target,
+                    payload: Bytes::from(request),
+                    deadline: Some(Instant::now() + timeout),
+                    trace,
+                    reply: None,
+                };
+                return deliver_here(&registry, &service, delivery).await;
             }
-            let link = transport
-                .slot(&node)
-                .and_then(|slot| slot.get())
-                .ok_or_else(|| CallError::Unreachable(node.to_string()))?;
-            link.cast(service, target, request, trace, Patience::For(timeout))
+            link_to(&transport, &node)?
+                .cast(service, target, request, trace, Patience::For(timeout))
                 .await
         })
     }
