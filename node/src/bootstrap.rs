@@ -1,7 +1,8 @@
 //! The business services of `troupe-actors` on this node, and the administrator's account.
 //!
 //! The services are hosted when the configuration has their sections (`[services.users]`,
-//! `[services.user-emails]`, `[services.wallets]`), with their subscriptions declared first.
+//! `[services.user-emails]`, `[services.wallets]`; with them `[services.products]` and
+//! `[services.product-skus]`), with their subscriptions declared first.
 //! The administrator's account is created at first start: its email from `TROUPE_ADMIN_EMAIL`
 //! (default `admin@troupe.local`), its password from `TROUPE_ADMIN_PASSWORD`, else generated
 //! once into `<data_dir>/secrets/admin-password` (owner-only). Every node tries until the
@@ -9,6 +10,7 @@
 //! and the others find the email taken, which is what they wanted.
 
 use tokio::time::Duration;
+use troupe_actors::inventory::{Product, Skus};
 use troupe_actors::payments::{self, Open, Wallet};
 use troupe_actors::users::{self, Emails, Role, User};
 use troupe_runtime::Runtime;
@@ -42,6 +44,10 @@ pub async fn host_services(runtime: &Runtime) -> anyhow::Result<bool> {
     runtime.host(EntityService::<Wallet>::new()).await?;
     runtime.host(EntityService::<Emails>::new()).await?;
     runtime.host(EntityService::<User>::new()).await?;
+    if configured(Product::NAME) && configured(Skus::NAME) {
+        runtime.host(EntityService::<Skus>::new()).await?;
+        runtime.host(EntityService::<Product>::new()).await?;
+    }
     Ok(true)
 }
 

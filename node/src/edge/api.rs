@@ -4,6 +4,7 @@
 //! user reaches only their own resources, an admin everything. Each domain error becomes a
 //! status through its kind ([`domain`]), never through its text.
 
+pub(crate) mod products;
 pub(crate) mod time;
 pub(crate) mod users;
 
@@ -15,7 +16,7 @@ use super::error::ApiError;
 
 /// The routes of `/api/v1` built so far.
 pub(crate) fn routes() -> Router<AppState> {
-    users::routes()
+    users::routes().merge(products::routes())
 }
 
 /// A domain error as the client's, by its kind.

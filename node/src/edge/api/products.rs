@@ -1,0 +1,172 @@
+//! Products and stock (`API.md`: Products and stock): create and restock for administrators,
+//! read for anyone with a token. A sku is unique across the cluster through the sku index
+//! (reserve, create, confirm; released if the creation is refused).
+
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use serde::{Deserialize, Serialize};
+use tokio::time::Duration;
+use troupe_actors::ids::Id;
+use troupe_actors::inventory::{self, Create, Get, Product, ProductView, Restock, Skus};
+use troupe_runtime::entity::AskError;
+
+use super::super::AppState;
+use super::super::error::ApiError;
+use super::super::extract::Json;
+use super::super::guard::Caller;
+use super::{domain, read_failed, write_failed};
+
+/// How long each call of a request may take.
+const TIMEOUT: Duration = Duration::from_secs(5);
+
+pub(super) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/products", post(create))
+        .route("/api/v1/products/{id}", get(read))
+        .route("/api/v1/products/{id}/restock", post(restock))
+}
+
+#[derive(Serialize)]
+pub(crate) struct ProductJson {
+    id: String,
+    sku: String,
+    name: String,
+    price_cents: u64,
+    stock: u64,
+}
+
+impl From<ProductView> for ProductJson {
+    fn from(p: ProductView) -> Self {
+        Self {
+            id: p.id.to_string(),
+            sku: p.sku,
+            name: p.name,
+            price_cents: p.price_cents,
+            stock: p.stock,
+        }
+    }
+}
+
+fn admin(caller: &Caller, what: &str) -> Result<(), ApiError> {
+    if caller.0.role == crate::auth::Role::Admin {
+        Ok(())
+    } else {
+        Err(ApiError::Forbidden(format!("{what} is for administrators")))
+    }
+}
+
+/// A count from the client: negative or zero where it must be positive is impossible (422).
+fn positive(field: &str, n: i64) -> Result<u64, ApiError> {
+    u64::try_from(n)
+        .ok()
+        .filter(|n| *n > 0)
+        .ok_or_else(|| ApiError::Unprocessable(format!("{field}: must be greater than 0, got {n}")))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct NewProduct {
+    sku: String,
+    name: String,
+    price_cents: i64,
+    stock: i64,
+}
+
+/// `POST /api/v1/products` (admin).
+async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    Json(request): Json<NewProduct>,
+) -> Result<(StatusCode, axum::Json<ProductJson>), ApiError> {
+    admin(&caller, "creating products")?;
+    inventory::validate_sku(&request.sku).map_err(|e| domain(&e))?;
+    let price_cents = positive("price_cents", request.price_cents)?;
+    let stock = u64::try_from(request.stock).map_err(|_| {
+        ApiError::Unprocessable(format!("stock: must be 0 or more, got {}", request.stock))
+    })?;
+    let runtime = state.runtime();
+    let id = Id::new();
+    let sku = runtime
+        .entity::<Skus>(request.sku.clone())
+        .with_timeout(TIMEOUT);
+    sku.ask(inventory::ReserveSku { product_id: id })
+        .await
+        .map_err(write_failed)?;
+    let created = runtime
+        .entity::<Product>(id)
+        .with_timeout(TIMEOUT)
+        .ask(Create {
+            sku: request.sku,
+            name: request.name,
+            price_cents,
+            stock,
+        })
+        .await;
+    match created {
+        Ok(product) => {
+            sku.ask(inventory::Confirm { product_id: id })
+                .await
+                .map_err(write_failed)?;
+            Ok((StatusCode::CREATED, axum::Json(product.into())))
+        }
+        Err(e) => {
+            // Refused, or not sent: nothing was created, so the sku goes back. (An unknown
+            // outcome keeps it reserved: an unconfirmed sku is taken over after a minute.)
+            if matches!(&e, AskError::Domain(_))
+                || matches!(&e, AskError::Call(c) if c.not_applied())
+            {
+                let _ = sku.ask(inventory::ReleaseSku { product_id: id }).await;
+            }
+            Err(write_failed(e))
+        }
+    }
+}
+
+fn product_id(id: &str) -> Result<Id, ApiError> {
+    id.parse()
+        .map_err(|_| ApiError::InvalidRequest(format!("id: {id:?} is not a UUID")))
+}
+
+/// `GET /api/v1/products/{id}`.
+async fn read(
+    State(state): State<AppState>,
+    _caller: Caller,
+    Path(id): Path<String>,
+) -> Result<axum::Json<ProductJson>, ApiError> {
+    let product = state
+        .runtime()
+        .entity::<Product>(product_id(&id)?)
+        .with_timeout(TIMEOUT)
+        .ask(Get)
+        .await
+        .map_err(read_failed)?;
+    Ok(axum::Json(product.into()))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RestockRequest {
+    quantity: i64,
+}
+
+/// `POST /api/v1/products/{id}/restock` (admin).
+async fn restock(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Json(request): Json<RestockRequest>,
+) -> Result<axum::Json<ProductJson>, ApiError> {
+    admin(&caller, "restocking")?;
+    let id = product_id(&id)?;
+    let quantity = positive("quantity", request.quantity)?;
+    let product = state
+        .runtime()
+        .entity::<Product>(id)
+        .with_timeout(TIMEOUT)
+        .ask(Restock { quantity })
+        .await
+        .map_err(write_failed)?;
+    Ok(axum::Json(product.into()))
+}
