@@ -443,9 +443,11 @@ async fn a_stateless_subscriber_gets_every_event_at_least_once() {
     )
     .await;
     // The acknowledgements come back after the audit handled the events.
-    wait_for("the relay to count every delivery", Duration::from_secs(20), async || {
-        runtime.bus().stats().subscriptions[0].delivered >= 15
-    })
+    wait_for(
+        "the relay to count every delivery",
+        Duration::from_secs(20),
+        async || runtime.bus().stats().subscriptions[0].delivered >= 15,
+    )
     .await;
     let stats = runtime.bus().stats();
     assert_eq!(stats.subscriptions[0].name, "audit-records");
