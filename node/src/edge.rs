@@ -14,6 +14,7 @@ mod health;
 mod kv;
 mod metrics;
 pub mod middleware;
+mod rate;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -128,6 +129,11 @@ pub fn router(state: AppState, http: &HttpSettings) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
+        .layer(axum::middleware::from_fn_with_state(
+            http.rate_limit
+                .map(|(per_second, burst)| Arc::new(rate::Limiter::new(per_second, burst))),
+            rate::limit,
+        ))
         .layer(RequestBodyLimitLayer::new(http.body_limit_bytes))
         .layer(axum::middleware::from_fn(middleware::edge))
 }

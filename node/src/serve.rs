@@ -123,9 +123,12 @@ pub async fn run(
         tracing::info!("shutting down: no new requests, finishing in-flight ones");
         let _ = stopping_tx.send(Instant::now());
     };
-    let serve = axum::serve(listener, app)
-        .with_graceful_shutdown(graceful)
-        .into_future();
+    let serve = axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(graceful)
+    .into_future();
     tokio::pin!(serve);
     let grace = config.http.shutdown_grace;
     let started_stopping = tokio::select! {

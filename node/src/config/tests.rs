@@ -161,3 +161,21 @@ fn for_test_is_a_file_that_names_only_its_nodes() {
     let parsed = NodeConfig::parse(ConfigSource::Embedded, &text, &ConfigArgs::default()).unwrap();
     assert_eq!(format!("{built:?}"), format!("{parsed:?}"));
 }
+
+#[test]
+fn the_rate_limit_is_off_unless_set_and_bounded() {
+    assert_eq!(
+        parse(TWO_NODES).unwrap().http.rate_limit,
+        None,
+        "off by default"
+    );
+    let with = |extra: &str| format!("{TWO_NODES}\n[http]\n{extra}\n");
+    let c = parse(&with("rate_limit_per_second = 5")).unwrap();
+    assert_eq!(c.http.rate_limit, Some((5, 5)), "a second's worth of burst");
+    let c = parse(&with("rate_limit_per_second = 5\nrate_limit_burst = 20")).unwrap();
+    assert_eq!(c.http.rate_limit, Some((5, 20)));
+    assert!(
+        error(&with("rate_limit_per_second = 2000000"))
+            .contains("http.rate_limit_per_second: at most")
+    );
+}

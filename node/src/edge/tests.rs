@@ -71,6 +71,11 @@ impl App {
 }
 
 async fn app(formed: bool) -> App {
+    app_with(formed, |_| {}).await
+}
+
+/// [`app`], with `tune` applied to its configuration first.
+async fn app_with(formed: bool, tune: impl FnOnce(&mut NodeConfig)) -> App {
     let dir = tempfile::tempdir().unwrap();
     let ids = if formed {
         &["n1"][..]
@@ -85,6 +90,7 @@ async fn app(formed: bool) -> App {
         .collect();
     let mut config = NodeConfig::for_test(dir.path(), &nodes);
     config.http.body_limit_bytes = 1024;
+    tune(&mut config);
     // Leaked: a few per test process, and the guard must borrow it for the app's life.
     let recorder: &'static _ = Box::leak(Box::new(crate::metrics::recorder()));
     let guard = ::metrics::set_default_local_recorder(recorder);
@@ -542,5 +548,22 @@ async fn admin_routes_need_an_admins_token_and_health_does_not() {
     for path in ["/health/live", "/metrics"] {
         let response = app.bare().oneshot(get(path)).await.unwrap();
         assert_eq!(response.status(), StatusCode::OK, "{path}");
+    }
+}
+
+#[tokio::test]
+async fn a_client_over_its_rate_gets_429_with_retry_after_and_health_is_never_limited() {
+    let app = app_with(false, |c| c.http.rate_limit = Some((1, 2))).await;
+    for _ in 0..2 {
+        let (status, _, body) = send(app.router(), get("/admin/cluster")).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    let (status, headers, body) = send(app.router(), get("/admin/cluster")).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    assert_error_shape(&body, "rate_limited", &headers);
+    assert!(headers.contains_key(header::RETRY_AFTER), "{headers:?}");
+    for _ in 0..5 {
+        let (status, _, _) = send(app.router(), get("/health/live")).await;
+        assert_eq!(status, StatusCode::OK);
     }
 }
