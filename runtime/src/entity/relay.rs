@@ -23,16 +23,19 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tokio::time::{Duration, Instant};
+
+mod records;
 
 use super::effects::{OUTBOX_PREFIX, OutboxRecord, outbox_seq};
 use crate::backoff::Backoff;
 use crate::events::{Bus, Delivery, Event, Outcome, Route, Topic, Verdict};
 use crate::service::{CallError, Outbound, To};
 use crate::store::{Keyspace, WriteBatch};
+pub use records::DeadLetter;
+pub(crate) use records::{DEAD_PREFIX, applied_key, dead_key, redriven_key};
 
 /// Deliveries in flight at once per shard.
 pub(crate) const WINDOW: usize = 256;
@@ -40,35 +43,6 @@ pub(crate) const WINDOW: usize = 256;
 const READ_AHEAD: usize = 4096;
 /// How long a delivery waits for its subscriber's answer.
 const DELIVERY_TIMEOUT: Duration = Duration::from_secs(5);
-/// The keyspace prefix of dead letters.
-pub(crate) const DEAD_PREFIX: &[u8] = b"x/";
-
-/// An event a subscriber refused too often, kept in the publishing shard.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DeadLetter {
-    /// The event as it was published.
-    pub event: OutboxRecord,
-    /// Its number in the shard's outbox.
-    pub seq: u64,
-    /// The subscription that refused it.
-    pub subscription: String,
-    /// How many times it was refused.
-    pub attempts: u32,
-    /// The last refusal.
-    pub last_error: String,
-    /// When it was set aside, in milliseconds since the Unix epoch.
-    pub at_ms: u64,
-}
-
-/// The key of a dead letter: by subscription, then event number.
-pub(crate) fn dead_key(subscription: &str, seq: u64) -> Vec<u8> {
-    let mut key = DEAD_PREFIX.to_vec();
-    let name = subscription.as_bytes();
-    key.extend_from_slice(&u16::try_from(name.len()).unwrap_or(u16::MAX).to_be_bytes());
-    key.extend_from_slice(name);
-    key.extend_from_slice(&seq.to_be_bytes());
-    key
-}
 
 /// Where a shard hands its relay the events of each batch: as soon as the batch is applied,
 /// in the order the shard applied them (so that the events of a key arrive in order), and
@@ -491,24 +465,6 @@ impl Relay {
                 .note_backlog(&self.source, self.pending.len() as u64);
         }
     }
-}
-
-/// The highest-applied mark of a subscriber for one publishing shard and key.
-pub(crate) fn applied_key(delivery: &Delivery) -> Vec<u8> {
-    let mut key = b"h/".to_vec();
-    for part in [delivery.subscription.as_bytes(), delivery.source.as_bytes()] {
-        key.extend_from_slice(&u16::try_from(part.len()).unwrap_or(u16::MAX).to_be_bytes());
-        key.extend_from_slice(part);
-    }
-    key.extend_from_slice(&delivery.key);
-    key
-}
-
-/// The mark of a re-driven event applied.
-pub(crate) fn redriven_key(delivery: &Delivery) -> Vec<u8> {
-    let mut key = b"r/".to_vec();
-    key.extend_from_slice(&delivery.event);
-    key
 }
 
 #[cfg(test)]
