@@ -307,3 +307,30 @@ async fn one_of_many_racing_registrations_of_an_email_wins() {
         "exactly one wins: {statuses:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_wallet_opens_with_the_configured_balance() {
+    let mut cluster = TestCluster::new(2);
+    let services = format!("{SERVICES}\n[payments]\nopening_balance_cents = 2500\n");
+    std::fs::write(&cluster.config, config_text_with(&cluster.nodes, &services)).unwrap();
+    cluster.start_formed().await;
+    let (status, user) = register(&cluster, "n1", "eve@example.com", "Eve").await;
+    assert_eq!(status, 201, "{user}");
+    let (_, token) = login(&cluster, "n2", "eve@example.com", "correct horse").await;
+    let token = token["access_token"].as_str().unwrap().to_string();
+    let wallet = format!("/api/v1/users/{}/wallet", user["id"].as_str().unwrap());
+    let (status, body) = call(
+        &cluster,
+        "n2",
+        reqwest::Method::GET,
+        &wallet,
+        Some(&token),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (status, body["balance_cents"].clone()),
+        (200, 2500.into()),
+        "{body}"
+    );
+}

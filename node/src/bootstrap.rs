@@ -29,18 +29,36 @@ pub const ADMIN_PASSWORD_ENV: &str = "TROUPE_ADMIN_PASSWORD";
 /// The administrator's email when none is given.
 pub const DEFAULT_ADMIN_EMAIL: &str = "admin@troupe.local";
 
-/// Hosts the users, email and wallet services if they are configured; returns whether.
-pub async fn host_services(runtime: &Runtime) -> anyhow::Result<bool> {
+/// What a new wallet holds, as configured (`[payments] opening_balance_cents`): set once at
+/// start, read by the subscription that opens wallets (a plain `fn`, which cannot capture it)
+/// and by the edge when it opens a wallet whose event has not arrived yet.
+static OPENING_BALANCE: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+
+/// The opening balance of a new wallet, in cents.
+pub fn opening_balance_cents() -> u64 {
+    OPENING_BALANCE
+        .get()
+        .copied()
+        .unwrap_or(payments::OPENING_BALANCE_DEFAULT)
+}
+
+/// Opens the wallet of the user an event created, with the configured balance.
+fn open_wallet(event: &troupe_runtime::events::Event) -> Option<(troupe_actors::ids::Id, Open)> {
+    payments::open_command(event, opening_balance_cents())
+}
+
+/// Hosts the users, email and wallet services if they are configured; returns whether. New
+/// wallets open with `opening_balance_cents`.
+pub async fn host_services(runtime: &Runtime, opening_balance_cents: u64) -> anyhow::Result<bool> {
+    // One process is one node: the first value set stays (tests that run nodes in-process
+    // share the default).
+    let _ = OPENING_BALANCE.set(opening_balance_cents);
     let configured = |name: &str| !runtime.shard_map(name).is_empty();
     if !(configured(User::NAME) && configured(Emails::NAME) && configured(Wallet::NAME)) {
         return Ok(false);
     }
     // Subscribed before anything that publishes is hosted.
-    runtime.subscribe::<Wallet, Open>(
-        payments::SUBSCRIPTION,
-        users::USER_CREATED,
-        payments::open_on_user_created,
-    )?;
+    runtime.subscribe::<Wallet, Open>(payments::SUBSCRIPTION, users::USER_CREATED, open_wallet)?;
     runtime.host(EntityService::<Wallet>::new()).await?;
     runtime.host(EntityService::<Emails>::new()).await?;
     runtime.host(EntityService::<User>::new()).await?;

@@ -18,6 +18,7 @@
 //! - `nodes`: `[[node]]` ([`NodeEntry`]).
 //! - `services`: `[services.<name>]` (the runtime's `ServiceSpec`).
 //! - `events`: `[events]`, the event bus (how many refusals make a dead letter).
+//! - `payments`: `[payments]`, a new wallet's opening balance.
 //! - `args`: the overrides ([`ConfigArgs`]); `check`: positions in errors and relative paths;
 //!   `settings`: the validated configuration to the runtime's settings.
 
@@ -37,6 +38,7 @@ mod events;
 mod http;
 mod log;
 mod nodes;
+mod payments;
 mod services;
 mod settings;
 
@@ -104,6 +106,8 @@ pub struct NodeConfig {
     pub services: BTreeMap<String, ServiceSpec>,
     /// Refusals of an event by a subscriber before it goes to the dead letters.
     pub event_max_attempts: u32,
+    /// What a new user's wallet holds, in cents.
+    pub opening_balance_cents: u64,
 }
 
 fn ms(n: u64) -> Duration {
@@ -126,6 +130,8 @@ struct RawConfig {
     services: BTreeMap<String, services::RawService>,
     #[serde(default)]
     events: events::RawEvents,
+    #[serde(default)]
+    payments: payments::RawPayments,
 }
 
 impl NodeConfig {
@@ -161,6 +167,7 @@ impl NodeConfig {
         let services = services::build_and_validate(&check, &raw.services, &node_ids)?;
         let store_cache_bytes = raw.cluster.store_cache_bytes(&check)?;
         let event_max_attempts = raw.events.build_and_validate(&check)?;
+        let opening_balance_cents = raw.payments.build_and_validate(&check)?;
         Ok(Self {
             source,
             cookie: cluster.cookie,
@@ -173,6 +180,7 @@ impl NodeConfig {
             nodes,
             services,
             event_max_attempts,
+            opening_balance_cents,
         })
     }
 
@@ -214,6 +222,7 @@ impl NodeConfig {
             nodes,
             services: services::build_and_validate(&check, &BTreeMap::new(), &ids).expect(valid),
             event_max_attempts: troupe_runtime::events::bus::DEFAULT_MAX_ATTEMPTS,
+            opening_balance_cents: troupe_actors::payments::OPENING_BALANCE_DEFAULT,
         }
     }
 

@@ -76,7 +76,7 @@ pub async fn run(
     let runtime = Runtime::start(settings).await?;
     runtime.host(Echo).await?;
     runtime.host(EntityService::<Kv>::new()).await?;
-    let business = crate::bootstrap::host_services(&runtime).await?;
+    let business = crate::bootstrap::host_services(&runtime, config.opening_balance_cents).await?;
     if !runtime.shard_map(probe::Probe::NAME).is_empty()
         && !runtime.shard_map(probe::Tally::NAME).is_empty()
     {

@@ -179,3 +179,17 @@ fn the_rate_limit_is_off_unless_set_and_bounded() {
             .contains("http.rate_limit_per_second: at most")
     );
 }
+
+#[test]
+fn a_new_wallets_balance_is_configured_within_bounds() {
+    assert_eq!(
+        parse(TWO_NODES).unwrap().opening_balance_cents,
+        100_000,
+        "the default"
+    );
+    let with = |n: &str| format!("{TWO_NODES}\n[payments]\nopening_balance_cents = {n}\n");
+    assert_eq!(parse(&with("0")).unwrap().opening_balance_cents, 0);
+    assert_eq!(parse(&with("2500")).unwrap().opening_balance_cents, 2500);
+    assert!(error(&with("1000000000001")).contains("payments.opening_balance_cents: at most"));
+    assert!(error(&with("-1")).contains("opening_balance_cents"));
+}

@@ -7,7 +7,7 @@ use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
 use tokio::time::Duration;
 use troupe_actors::ids::{Id, now_ms};
-use troupe_actors::payments::{self, Balance, Deposit, Open, PaymentError, Wallet};
+use troupe_actors::payments::{Balance, Deposit, Open, PaymentError, Wallet};
 use troupe_actors::users::{self, Create, Credentials, Emails, Get, Profile, Role, User, emails};
 use troupe_runtime::entity::AskError;
 
@@ -323,7 +323,7 @@ async fn balance(state: &AppState, id: Id) -> Result<u64, ApiError> {
                 .map_err(read_failed)?;
             wallet
                 .ask(Open {
-                    opening_balance_cents: payments::OPENING_BALANCE_DEFAULT,
+                    opening_balance_cents: crate::bootstrap::opening_balance_cents(),
                 })
                 .await
                 .map_err(write_failed)
