@@ -85,6 +85,8 @@ pub(crate) enum MembershipMsg {
     },
     /// Another layer heard from `peer`: a dial waiting out its backoff starts now.
     PeerHeard(NodeId),
+    /// The node server's authenticated sessions, to adopt any whose events were missed.
+    ServerSessions(Vec<NodeServerSessionInformation>),
 }
 
 struct Peer {
@@ -134,6 +136,8 @@ pub(crate) struct State {
     /// Heartbeats refused because they claimed another node than their session's.
     num_misbound_beats: u64,
     last_beat_sent: Option<Instant>,
+    /// When the node server's sessions were last compared with the ones known here.
+    last_session_check: Option<Instant>,
     /// A payload change waits to be sent (see [`PAYLOAD_DELAY`]).
     payload_pending: bool,
     formed: bool,
@@ -321,6 +325,7 @@ impl Actor for Membership {
             beat_too_large: false,
             num_misbound_beats: 0,
             last_beat_sent: None,
+            last_session_check: None,
             payload_pending: false,
             formed: false,
             bad_beats: 0,
@@ -358,6 +363,7 @@ impl Actor for Membership {
                 state.drop_late_sessions(now);
                 state.dial_due(now, &myself);
                 state.judge(now);
+                state.check_server_sessions(now, &myself);
             }
             MembershipMsg::PayloadChanged => {
                 if !state.payload_pending {
@@ -394,6 +400,10 @@ impl Actor for Membership {
                     state.peer_heard(index, now);
                     state.dial_due(now, &myself);
                 }
+            }
+            MembershipMsg::ServerSessions(sessions) => {
+                state.adopt_sessions(sessions, now);
+                state.judge(now);
             }
         }
         Ok(())

@@ -1,9 +1,13 @@
 //! Sessions and dials: what the membership actor does when a session opens, authenticates or
-//! closes, when a dial is due or fails, and when an unauthenticated session outstays the gate.
+//! closes, when a dial is due or fails, when an unauthenticated session outstays the gate, and
+//! when the node server has a session whose events this actor missed.
 
 use ractor::ActorRef;
+use ractor_cluster::NodeServerMessage;
 use ractor_cluster::node::NodeServerSessionInformation;
-use tokio::time::Instant;
+use tokio::time::{Duration, Instant};
+
+use crate::cluster::NodeStatus;
 
 use super::{MembershipMsg, Session, SessionChange, State, node_id_of};
 use crate::cluster::dial::{Failure, spawn_dial};
@@ -110,6 +114,10 @@ impl State {
             }
             SessionChange::Authenticated => {
                 self.gate.settled(&session);
+                if self.sessions.contains_key(&session) {
+                    // Known already (adopted from the server's list before its event came).
+                    return;
+                }
                 let claimed = node_id_of(&info).unwrap_or("<unnamed>").to_string();
                 let index = self
                     .peer_index(&claimed)
@@ -174,5 +182,57 @@ impl State {
                 }
             }
         }
+    }
+}
+
+impl State {
+    /// Adopts the authenticated sessions the node server has and this actor never heard of:
+    /// a peer that connected between the server starting to listen and this actor
+    /// subscribing to its events would otherwise stay down here forever, its session open
+    /// (seen: a 3-node cluster that never formed, one node never hearing of the dialler's
+    /// session).
+    pub(super) fn adopt_sessions(
+        &mut self,
+        sessions: Vec<NodeServerSessionInformation>,
+        now: Instant,
+    ) {
+        for info in sessions {
+            if self.sessions.contains_key(&info.actor.get_id()) {
+                continue;
+            }
+            tracing::warn!(peer_addr = %info.peer_addr, incoming = info.is_server,
+                "adopting a session whose events were missed");
+            self.on_session(SessionChange::Authenticated, info, now);
+        }
+    }
+}
+
+/// How often the node server's sessions are compared with the ones known here, while some
+/// peer is not up.
+const SESSION_CHECK: Duration = Duration::from_secs(1);
+
+impl State {
+    /// While a peer is not up, asks the node server now and then for its sessions, so that one
+    /// whose events were missed is adopted ([`State::adopt_sessions`]).
+    pub(super) fn check_server_sessions(&mut self, now: Instant, myself: &ActorRef<MembershipMsg>) {
+        if self.peers.iter().all(|p| p.status == NodeStatus::Up)
+            || self
+                .last_session_check
+                .is_some_and(|at| now.saturating_duration_since(at) < SESSION_CHECK)
+        {
+            return;
+        }
+        let Some(server) = self.server.clone() else {
+            return;
+        };
+        self.last_session_check = Some(now);
+        let myself = myself.clone();
+        tokio::spawn(async move {
+            if let Ok(sessions) = ractor::call_t!(server, NodeServerMessage::GetSessions, 1_000) {
+                let _ = myself.cast(MembershipMsg::ServerSessions(
+                    sessions.into_values().collect(),
+                ));
+            }
+        });
     }
 }
