@@ -43,6 +43,15 @@ impl Caller {
     pub(crate) fn may_act_for(&self, id: &str) -> bool {
         self.0.role == Role::Admin || self.0.sub == id
     }
+
+    /// Ok for an admin; 403 naming `what` for anyone else.
+    pub(crate) fn require_admin(&self, what: &str) -> Result<(), ApiError> {
+        if self.0.role == Role::Admin {
+            Ok(())
+        } else {
+            Err(ApiError::Forbidden(format!("{what} is for administrators")))
+        }
+    }
 }
 
 impl FromRequestParts<AppState> for Caller {
@@ -60,12 +69,6 @@ pub(crate) async fn admin_only(
     next: Next,
 ) -> Result<Response, ApiError> {
     let (parts, body) = request.into_parts();
-    let claims = bearer(&state, &parts)?;
-    if claims.role != Role::Admin {
-        return Err(ApiError::Forbidden(format!(
-            "{} is for administrators",
-            parts.uri.path()
-        )));
-    }
+    Caller(bearer(&state, &parts)?).require_admin(parts.uri.path())?;
     Ok(next.run(Request::from_parts(parts, body)).await)
 }

@@ -49,14 +49,6 @@ impl From<ProductView> for ProductJson {
     }
 }
 
-fn admin(caller: &Caller, what: &str) -> Result<(), ApiError> {
-    if caller.0.role == crate::auth::Role::Admin {
-        Ok(())
-    } else {
-        Err(ApiError::Forbidden(format!("{what} is for administrators")))
-    }
-}
-
 /// A count from the client: negative or zero where it must be positive is impossible (422).
 fn positive(field: &str, n: i64) -> Result<u64, ApiError> {
     u64::try_from(n)
@@ -80,7 +72,7 @@ async fn create(
     caller: Caller,
     Json(request): Json<NewProduct>,
 ) -> Result<(StatusCode, axum::Json<ProductJson>), ApiError> {
-    admin(&caller, "creating products")?;
+    caller.require_admin("creating products")?;
     inventory::validate_sku(&request.sku).map_err(|e| domain(&e))?;
     let price_cents = positive("price_cents", request.price_cents)?;
     let stock = u64::try_from(request.stock).map_err(|_| {
@@ -158,7 +150,7 @@ async fn restock(
     Path(id): Path<String>,
     Json(request): Json<RestockRequest>,
 ) -> Result<axum::Json<ProductJson>, ApiError> {
-    admin(&caller, "restocking")?;
+    caller.require_admin("restocking")?;
     let id = product_id(&id)?;
     let quantity = positive("quantity", request.quantity)?;
     let product = state

@@ -359,11 +359,7 @@ async fn deposit(
     Path(id): Path<String>,
     Json(request): Json<DepositRequest>,
 ) -> Result<axum::Json<WalletView>, ApiError> {
-    if caller.0.role != crate::auth::Role::Admin {
-        return Err(ApiError::Forbidden(
-            "deposits are for administrators".into(),
-        ));
-    }
+    caller.require_admin("depositing")?;
     let id = owned(&caller, &id)?;
     let amount_cents = u64::try_from(request.amount_cents)
         .ok()
