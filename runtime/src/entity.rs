@@ -290,10 +290,13 @@ impl<E: Entity> Commands<E> {
     }
 }
 
+/// The prefix of the entities' states in a shard's keyspace.
+pub(crate) const STATE_PREFIX: &[u8] = b"s/";
+
 /// The store key of an entity's state in its shard's keyspace.
 fn state_key(id: &[u8]) -> Vec<u8> {
     let mut key = Vec::with_capacity(2 + id.len());
-    key.extend_from_slice(b"s/");
+    key.extend_from_slice(STATE_PREFIX);
     key.extend_from_slice(id);
     key
 }

@@ -30,6 +30,7 @@ use crate::system::System;
 pub use crate::system::{KILLS_PER_SECOND, KillError, KilledMember};
 use crate::transport::{StatsSnapshot, Transport, TransportSettings};
 use crate::{Result, RuntimeError};
+pub use listing::MAX_LISTED;
 
 /// Everything a node's runtime needs.
 #[derive(Debug, Clone)]
@@ -365,6 +366,7 @@ pub(crate) fn hosts(spec: &ServiceSpec, nodes: &[NodeId]) -> Vec<NodeId> {
 mod chaos;
 mod events;
 mod hosting;
+mod listing;
 
 #[cfg(test)]
 mod tests;

@@ -14,7 +14,7 @@ use crate::service::{CallError, Service, To, decode, encode};
 use crate::{Result, RuntimeError};
 
 /// How long an operator's request to one shard may take.
-const ADMIN_TIMEOUT: Duration = Duration::from_secs(5);
+pub(super) const ADMIN_TIMEOUT: Duration = Duration::from_secs(5);
 
 impl Runtime {
     /// The event bus of this node: its subscriptions.
@@ -84,7 +84,7 @@ impl Runtime {
         decode(&self.ask_shard(service, shard, &request).await?)
     }
 
-    async fn ask_shard(
+    pub(super) async fn ask_shard(
         &self,
         service: &str,
         shard: u32,

@@ -46,13 +46,22 @@ impl Keyspace {
         after: Option<&[u8]>,
         limit: usize,
     ) -> Result<Vec<(Vec<u8>, V)>, StoreError> {
-        self.check()?;
-        self.store.inner.commit.readable(&self.name, None)?;
-        self.engine
-            .scan(prefix, after, limit)?
+        self.scan_raw(prefix, after, limit)?
             .into_iter()
             .map(|(k, v)| decode(&v).map(|v| (k, v)))
             .collect()
+    }
+
+    /// As [`Keyspace::scan`], the values as stored (encoded).
+    pub fn scan_raw(
+        &self,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+        self.check()?;
+        self.store.inner.commit.readable(&self.name, None)?;
+        self.engine.scan(prefix, after, limit)
     }
 
     /// Applies `batch` atomically and returns once it is durable.

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use super::super::effects::{self, OutboxRecord};
 use super::super::relay::{DEAD_PREFIX, DeadLetter, dead_key};
+use super::super::{STATE_PREFIX, state_key};
 use super::{EntityRequest, EntityResponse, Failure, Shard};
 use crate::service::{RequestContext, decode, encode};
 use crate::store::{StoreError, WriteBatch};
@@ -16,6 +17,30 @@ pub(crate) const DEAD_LETTERS: &str = "troupe.dead-letters";
 /// Sends a dead letter back to its subscription (payload: [`Redrive`]; reply: whether it was
 /// there).
 pub(crate) const REDRIVE: &str = "troupe.redrive";
+
+/// Lists the shard's entities in key order (payload: [`ListStates`]; reply: [`States`]).
+pub(crate) const STATES: &str = "troupe.states";
+
+/// The most encoded state bytes one listing of states returns (past the first entity).
+pub(crate) const MAX_STATE_BYTES: usize = 512 * 1024;
+
+/// Which entities to list.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct ListStates {
+    /// The key of the entity to list after (exclusive), if any.
+    pub(crate) after: Option<Vec<u8>>,
+    /// How many at most.
+    pub(crate) limit: usize,
+}
+
+/// Entities of one shard in key order: (id key, encoded state).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct States {
+    pub(crate) entries: Vec<(Vec<u8>, Vec<u8>)>,
+    /// Whether the listing stopped at [`MAX_STATE_BYTES`] before `limit`: the shard may hold
+    /// more entities after the last one listed.
+    pub(crate) truncated: bool,
+}
 
 /// The most dead letters one listing returns.
 pub(crate) const MAX_LISTED: usize = 1000;
@@ -88,7 +113,50 @@ impl Shard {
                 rcx.reply_when_durable(durable);
                 encode(&true).map_err(malformed)
             }
+            STATES => {
+                let wanted: ListStates = decode(&request.payload).map_err(malformed)?;
+                let states = self.states(&wanted).map_err(store)?;
+                rcx.reply_when_durable(self.keyspace.seen(STATE_PREFIX));
+                encode(&states).map_err(malformed)
+            }
             other => Err(Failure::UnknownCommand(other.to_string())),
         }
+    }
+}
+
+impl Shard {
+    /// Up to `wanted.limit` entities after `wanted.after`, stopping early past
+    /// [`MAX_STATE_BYTES`].
+    fn states(&self, wanted: &ListStates) -> Result<States, StoreError> {
+        let after = wanted.after.as_deref().map(state_key);
+        let limit = wanted.limit.min(MAX_LISTED);
+        let mut states = States {
+            entries: Vec::new(),
+            truncated: false,
+        };
+        let mut bytes = 0;
+        let mut cursor = after;
+        while states.entries.len() < limit {
+            let page = self.keyspace.scan_raw(
+                STATE_PREFIX,
+                cursor.as_deref(),
+                limit - states.entries.len(),
+            )?;
+            let Some((last, _)) = page.last() else {
+                break;
+            };
+            cursor = Some(last.clone());
+            for (key, state) in page {
+                if bytes > 0 && bytes + state.len() > MAX_STATE_BYTES {
+                    states.truncated = true;
+                    return Ok(states);
+                }
+                bytes += state.len();
+                states
+                    .entries
+                    .push((key[STATE_PREFIX.len()..].to_vec(), state));
+            }
+        }
+        Ok(states)
     }
 }
