@@ -41,6 +41,10 @@ impl EntityId for Id {
     fn key(&self) -> Vec<u8> {
         self.0.as_bytes().to_vec()
     }
+
+    fn from_key(key: &[u8]) -> Option<Self> {
+        uuid::Uuid::from_slice(key).ok().map(Id)
+    }
 }
 
 /// Milliseconds since the Unix epoch now (what entities stamp their records with; the edge
@@ -62,6 +66,8 @@ mod tests {
         let id = Id::new();
         assert_eq!(id.to_string().parse::<Id>().unwrap(), id);
         assert_eq!(id.key(), id.0.as_bytes().to_vec());
+        assert_eq!(Id::from_key(&id.key()), Some(id));
+        assert_eq!(Id::from_key(b"short"), None);
         assert!("not-a-uuid".parse::<Id>().is_err());
     }
 }

@@ -132,17 +132,28 @@ pub trait EntityId:
 {
     /// The bytes that decide the shard and key the state: equal ids, equal bytes.
     fn key(&self) -> Vec<u8>;
+
+    /// The id whose [`EntityId::key`] is `key`, if it is one.
+    fn from_key(key: &[u8]) -> Option<Self>;
 }
 
 impl EntityId for String {
     fn key(&self) -> Vec<u8> {
         self.as_bytes().to_vec()
     }
+
+    fn from_key(key: &[u8]) -> Option<Self> {
+        String::from_utf8(key.to_vec()).ok()
+    }
 }
 
 impl EntityId for u64 {
     fn key(&self) -> Vec<u8> {
         self.to_be_bytes().to_vec()
+    }
+
+    fn from_key(key: &[u8]) -> Option<Self> {
+        Some(u64::from_be_bytes(key.try_into().ok()?))
     }
 }
 

@@ -12,7 +12,7 @@ use crate::service::{CallError, decode, encode};
 pub const MAX_LISTED: usize = 1000;
 
 impl Runtime {
-    /// Up to `limit` (at most [`MAX_LISTED`]) entities of type `E` whose ids come after
+    /// Up to `limit` (at most [`MAX_LISTED`]) entities of type `E`, with their ids, whose ids come after
     /// `after` (by [`EntityId::key`] bytes; for UUID ids, their text order), in that order.
     /// Every shard is asked at once; a shard that cannot answer fails the listing (nothing
     /// is skipped silently). Cost: one call per shard per page.
@@ -20,7 +20,7 @@ impl Runtime {
         &self,
         after: Option<&E::Id>,
         limit: usize,
-    ) -> Result<Vec<E::State>, CallError> {
+    ) -> Result<Vec<(E::Id, E::State)>, CallError> {
         let shards = self.shard_map(E::NAME).len() as u32;
         if shards == 0 {
             return Err(CallError::UnknownService(E::NAME.to_string()));
@@ -58,7 +58,12 @@ impl Runtime {
             .into_iter()
             .filter(|(key, _)| frontier.as_ref().is_none_or(|f| key <= f))
             .take(limit)
-            .map(|(_, state)| decode::<E::State>(&state))
+            .map(|(key, state)| {
+                let id = E::Id::from_key(&key).ok_or_else(|| {
+                    CallError::BadMessage(format!("{}: a stored key is not an id", E::NAME))
+                })?;
+                Ok((id, decode::<E::State>(&state)?))
+            })
             .collect()
     }
 }
