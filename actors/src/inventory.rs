@@ -130,7 +130,8 @@ pub struct ProductView {
 }
 
 impl ProductView {
-    fn of(id: Id, state: &ProductState) -> Self {
+    /// The view of product `id` in `state`.
+    pub fn of(id: Id, state: &ProductState) -> Self {
         Self {
             id,
             sku: state.sku.clone(),

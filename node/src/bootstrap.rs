@@ -2,7 +2,8 @@
 //!
 //! The services are hosted when the configuration has their sections (`[services.users]`,
 //! `[services.user-emails]`, `[services.wallets]`; with them `[services.products]` and
-//! `[services.product-skus]`), with their subscriptions declared first.
+//! `[services.product-skus]`, and `[services.orders]` with `[services.order-views]` and
+//! `[services.notifications]`), with their subscriptions declared first.
 //! The administrator's account is created at first start: its email from `TROUPE_ADMIN_EMAIL`
 //! (default `admin@troupe.local`), its password from `TROUPE_ADMIN_PASSWORD`, else generated
 //! once into `<data_dir>/secrets/admin-password` (owner-only). Every node tries until the
@@ -11,6 +12,9 @@
 
 use tokio::time::Duration;
 use troupe_actors::inventory::{Product, Skus};
+use troupe_actors::notifications::{self, Notifications};
+use troupe_actors::order_views::{self, OrderViews};
+use troupe_actors::orders::Order;
 use troupe_actors::payments::{self, Open, Wallet};
 use troupe_actors::users::{self, Emails, Role, User};
 use troupe_runtime::Runtime;
@@ -57,14 +61,33 @@ pub async fn host_services(runtime: &Runtime, opening_balance_cents: u64) -> any
     if !(configured(User::NAME) && configured(Emails::NAME) && configured(Wallet::NAME)) {
         return Ok(false);
     }
+    let orders =
+        configured(Order::NAME) && configured(OrderViews::NAME) && configured(Notifications::NAME);
     // Subscribed before anything that publishes is hosted.
     runtime.subscribe::<Wallet, Open>(payments::SUBSCRIPTION, users::USER_CREATED, open_wallet)?;
+    if orders {
+        runtime.subscribe::<OrderViews, order_views::Apply>(
+            order_views::SUBSCRIPTION,
+            order_views::PATTERN,
+            order_views::from_order_event,
+        )?;
+        runtime.subscribe::<Notifications, notifications::Apply>(
+            notifications::SUBSCRIPTION,
+            notifications::PATTERN,
+            notifications::from_order_event,
+        )?;
+    }
     runtime.host(EntityService::<Wallet>::new()).await?;
     runtime.host(EntityService::<Emails>::new()).await?;
     runtime.host(EntityService::<User>::new()).await?;
     if configured(Product::NAME) && configured(Skus::NAME) {
         runtime.host(EntityService::<Skus>::new()).await?;
         runtime.host(EntityService::<Product>::new()).await?;
+    }
+    if orders {
+        runtime.host(EntityService::<OrderViews>::new()).await?;
+        runtime.host(EntityService::<Notifications>::new()).await?;
+        runtime.host(EntityService::<Order>::new()).await?;
     }
     Ok(true)
 }

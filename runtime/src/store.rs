@@ -54,7 +54,7 @@ use tokio::time::{Duration, Instant, timeout_at};
 
 use commit::GroupCommit;
 pub use durable::Durable;
-pub use engine::{Engine, KeyspaceEngine, Op, SledEngine};
+pub use engine::{Engine, Entries, KeyspaceEngine, Op, SledEngine};
 use marks::Marks;
 
 /// The runtime's own keyspace (placement records): never claimed by an actor, whose keyspaces

@@ -4,6 +4,8 @@
 //! user reaches only their own resources, an admin everything. Each domain error becomes a
 //! status through its kind ([`domain`]), never through its text.
 
+pub(crate) mod feeds;
+pub(crate) mod orders;
 pub(crate) mod products;
 pub(crate) mod time;
 pub(crate) mod users;
@@ -14,9 +16,12 @@ use troupe_runtime::entity::{AskError, DomainError, DomainKind};
 use super::AppState;
 use super::error::ApiError;
 
-/// The routes of `/api/v1` built so far.
+/// The routes of `/api/v1`.
 pub(crate) fn routes() -> Router<AppState> {
-    users::routes().merge(products::routes())
+    users::routes()
+        .merge(products::routes())
+        .merge(orders::routes())
+        .merge(feeds::routes())
 }
 
 /// A domain error as the client's, by its kind.

@@ -44,6 +44,16 @@ impl Caller {
         self.0.role == Role::Admin || self.0.sub == id
     }
 
+    /// The user the token names; 403 for a token that names none (an operator's).
+    pub(crate) fn user_id(&self) -> Result<troupe_actors::ids::Id, ApiError> {
+        self.0.sub.parse().map_err(|_| {
+            ApiError::Forbidden(format!(
+                "the token's subject {:?} is not a user: log in as one",
+                self.0.sub
+            ))
+        })
+    }
+
     /// Ok for an admin; 403 naming `what` for anyone else.
     pub(crate) fn require_admin(&self, what: &str) -> Result<(), ApiError> {
         if self.0.role == Role::Admin {

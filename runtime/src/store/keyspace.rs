@@ -58,7 +58,7 @@ impl Keyspace {
         prefix: &[u8],
         after: Option<&[u8]>,
         limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+    ) -> Result<super::Entries, StoreError> {
         self.check()?;
         self.store.inner.commit.readable(&self.name, None)?;
         self.engine.scan(prefix, after, limit)

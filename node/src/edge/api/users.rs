@@ -270,7 +270,7 @@ async fn login(
 }
 
 /// The user id of a path, which the caller must be (or an admin).
-fn owned(caller: &Caller, id: &str) -> Result<Id, ApiError> {
+pub(super) fn owned(caller: &Caller, id: &str) -> Result<Id, ApiError> {
     let id: Id = id
         .parse()
         .map_err(|_| ApiError::InvalidRequest(format!("id: {id:?} is not a UUID")))?;

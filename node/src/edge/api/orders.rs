@@ -1,0 +1,326 @@
+//! Orders (`API.md`: Orders): place, read, cancel. The order saga that carries a placed order
+//! out comes with its own module; until then an order stays `pending` until it is cancelled.
+//!
+//! Idempotency: with an `Idempotency-Key`, the order id is derived from the caller and the key
+//! (UUID v5), and the order remembers a fingerprint of the body. The same key and body from
+//! the same user answers the same order and starts nothing new; the same key with another body
+//! is a 409. Without a key every request places a new order.
+
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::{get, post};
+use serde::{Deserialize, Serialize};
+use tokio::task::JoinSet;
+use tokio::time::Duration;
+use troupe_actors::ids::Id;
+use troupe_actors::inventory::{self, Product};
+use troupe_actors::orders::{
+    self, Cancel, CancelReason, Order, OrderItem, OrderState, Place, Placed,
+};
+
+use super::super::AppState;
+use super::super::error::ApiError;
+use super::super::extract::Json;
+use super::super::guard::Caller;
+use super::time::rfc3339;
+use super::{read_failed, write_failed};
+
+/// How long each call of a request may take.
+const TIMEOUT: Duration = Duration::from_secs(5);
+/// The header that makes placing an order idempotent.
+pub(crate) const IDEMPOTENCY_KEY: &str = "idempotency-key";
+/// The namespace of order ids derived from (user, idempotency key).
+const ORDER_NAMESPACE: uuid::Uuid =
+    uuid::Uuid::from_u128(0x6f72_6465_7273_4000_8000_7472_6f75_7065);
+
+pub(super) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/orders", post(place))
+        .route("/api/v1/orders/{id}", get(read))
+        .route("/api/v1/orders/{id}/cancel", post(cancel))
+}
+
+/// One line as the client asks for it.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct NewItem {
+    product_id: String,
+    quantity: i64,
+}
+
+/// `POST /api/v1/orders`'s body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct NewOrder {
+    items: Vec<NewItem>,
+}
+
+/// One line of an order as the API shows it.
+#[derive(Debug, Serialize)]
+pub(crate) struct ItemJson {
+    product_id: String,
+    quantity: u64,
+    price_cents: u64,
+}
+
+/// An order as the API shows it.
+#[derive(Debug, Serialize)]
+pub(crate) struct OrderJson {
+    id: String,
+    user_id: String,
+    status: &'static str,
+    reason: Option<&'static str>,
+    total_cents: u64,
+    items: Vec<ItemJson>,
+    created_at: String,
+    updated_at: String,
+}
+
+impl From<OrderState> for OrderJson {
+    fn from(o: OrderState) -> Self {
+        Self {
+            id: o.id.to_string(),
+            user_id: o.user_id.to_string(),
+            status: o.status.as_str(),
+            reason: o.status.reason().map(CancelReason::as_str),
+            total_cents: o.total_cents,
+            items: o
+                .items
+                .into_iter()
+                .map(|i| ItemJson {
+                    product_id: i.product_id.to_string(),
+                    quantity: i.quantity,
+                    price_cents: i.price_cents,
+                })
+                .collect(),
+            created_at: rfc3339(o.created_at_ms),
+            updated_at: rfc3339(o.updated_at_ms),
+        }
+    }
+}
+
+/// The lines of a request, checked: 1 to 20, each product once, quantities 1 to 1000.
+fn lines(request: &NewOrder) -> Result<Vec<(Id, u64)>, ApiError> {
+    if request.items.is_empty() || request.items.len() > orders::MAX_ITEMS {
+        return Err(ApiError::InvalidRequest(format!(
+            "items: 1 to {} items, got {}",
+            orders::MAX_ITEMS,
+            request.items.len()
+        )));
+    }
+    let mut lines: Vec<(Id, u64)> = Vec::with_capacity(request.items.len());
+    for (n, item) in request.items.iter().enumerate() {
+        let product_id: Id = item.product_id.parse().map_err(|_| {
+            ApiError::InvalidRequest(format!(
+                "items[{n}].product_id: {:?} is not a UUID",
+                item.product_id
+            ))
+        })?;
+        if item.quantity <= 0 {
+            return Err(ApiError::Unprocessable(format!(
+                "items[{n}].quantity: must be greater than 0, got {}",
+                item.quantity
+            )));
+        }
+        let quantity = item.quantity.unsigned_abs();
+        if quantity > orders::MAX_QUANTITY {
+            return Err(ApiError::InvalidRequest(format!(
+                "items[{n}].quantity: at most {}, got {quantity}",
+                orders::MAX_QUANTITY
+            )));
+        }
+        if lines.iter().any(|(p, _)| *p == product_id) {
+            return Err(ApiError::InvalidRequest(format!(
+                "items[{n}].product_id: product {product_id} appears twice"
+            )));
+        }
+        lines.push((product_id, quantity));
+    }
+    Ok(lines)
+}
+
+/// The `Idempotency-Key` header, if sent: 1 to 200 visible ASCII characters.
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(value) = headers.get(IDEMPOTENCY_KEY) else {
+        return Ok(None);
+    };
+    let bad = || {
+        ApiError::InvalidRequest(format!(
+            "Idempotency-Key: 1 to {} visible ASCII characters",
+            orders::MAX_KEY_BYTES
+        ))
+    };
+    let key = value.to_str().map_err(|_| bad())?;
+    if key.is_empty()
+        || key.len() > orders::MAX_KEY_BYTES
+        || !key.bytes().all(|b| b.is_ascii_graphic())
+    {
+        return Err(bad());
+    }
+    Ok(Some(key.to_string()))
+}
+
+/// What makes two requests the same order: their lines, in order.
+fn fingerprint(lines: &[(Id, u64)]) -> String {
+    let text: String = lines.iter().map(|(p, q)| format!("{p}x{q};")).collect();
+    uuid::Uuid::new_v5(&ORDER_NAMESPACE, text.as_bytes()).to_string()
+}
+
+/// The id of the order `user` places under `key`.
+fn order_id(user: Id, key: &str) -> Id {
+    let mut name = user.0.as_bytes().to_vec();
+    name.extend_from_slice(key.as_bytes());
+    Id(uuid::Uuid::new_v5(&ORDER_NAMESPACE, &name))
+}
+
+/// Each line with its product's price now; 404 for a product that does not exist.
+async fn priced(state: &AppState, lines: &[(Id, u64)]) -> Result<Vec<OrderItem>, ApiError> {
+    let mut asks = JoinSet::new();
+    for (n, (product_id, _)) in lines.iter().enumerate() {
+        let product = state
+            .runtime()
+            .entity::<Product>(*product_id)
+            .with_timeout(TIMEOUT);
+        asks.spawn(async move { (n, product.ask(inventory::Get).await) });
+    }
+    let mut prices = vec![0; lines.len()];
+    while let Some(joined) = asks.join_next().await {
+        let (n, answer) =
+            joined.map_err(|e| ApiError::Internal(format!("reading a product failed: {e}")))?;
+        prices[n] = answer.map_err(read_failed)?.price_cents;
+    }
+    Ok(lines
+        .iter()
+        .zip(prices)
+        .map(|((product_id, quantity), price_cents)| OrderItem {
+            product_id: *product_id,
+            quantity: *quantity,
+            price_cents,
+        })
+        .collect())
+}
+
+/// `POST /api/v1/orders`: the order, placed `pending` (202).
+async fn place(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    Json(request): Json<NewOrder>,
+) -> Result<(StatusCode, axum::Json<OrderJson>), ApiError> {
+    let user_id = caller.user_id()?;
+    let key = idempotency_key(&headers)?;
+    let lines = lines(&request)?;
+    let id = match &key {
+        Some(key) => order_id(user_id, key),
+        None => Id::new(),
+    };
+    let fingerprint = fingerprint(&lines);
+    let items = priced(&state, &lines).await?;
+    let Placed { order, new } = state
+        .runtime()
+        .entity::<Order>(id)
+        .with_timeout(TIMEOUT)
+        .ask(Place {
+            user_id,
+            items,
+            idempotency_key: key,
+            fingerprint,
+        })
+        .await
+        .map_err(write_failed)?;
+    tracing::info!(order = %order.id, user = %user_id, new, total_cents = order.total_cents, "order placed");
+    Ok((StatusCode::ACCEPTED, axum::Json(order.into())))
+}
+
+/// Order `id`, which must be the caller's (or the caller an admin).
+async fn owned_order(state: &AppState, caller: &Caller, id: &str) -> Result<OrderState, ApiError> {
+    let id: Id = id
+        .parse()
+        .map_err(|_| ApiError::InvalidRequest(format!("id: {id:?} is not a UUID")))?;
+    let order = state
+        .runtime()
+        .entity::<Order>(id)
+        .with_timeout(TIMEOUT)
+        .ask(orders::Get)
+        .await
+        .map_err(read_failed)?;
+    if !caller.may_act_for(&order.user_id.to_string()) {
+        return Err(ApiError::Forbidden(format!("order {id} is not yours")));
+    }
+    Ok(order)
+}
+
+/// `GET /api/v1/orders/{id}`.
+async fn read(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<axum::Json<OrderJson>, ApiError> {
+    Ok(axum::Json(owned_order(&state, &caller, &id).await?.into()))
+}
+
+/// `POST /api/v1/orders/{id}/cancel`: a pending order cancelled by its user; a cancelled one
+/// as it is; a confirmed one is a 409.
+async fn cancel(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<axum::Json<OrderJson>, ApiError> {
+    let order = owned_order(&state, &caller, &id).await?;
+    let order = state
+        .runtime()
+        .entity::<Order>(order.id)
+        .with_timeout(TIMEOUT)
+        .ask(Cancel {
+            reason: CancelReason::CancelledByUser,
+        })
+        .await
+        .map_err(write_failed)?;
+    tracing::info!(order = %order.id, status = order.status.as_str(), "order cancel asked");
+    Ok(axum::Json(order.into()))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn an_order_id_is_the_users_and_keys_alone() {
+        let (a, b) = (Id::new(), Id::new());
+        assert_eq!(order_id(a, "k1"), order_id(a, "k1"));
+        assert_ne!(order_id(a, "k1"), order_id(a, "k2"));
+        assert_ne!(order_id(a, "k1"), order_id(b, "k1"));
+    }
+
+    #[test]
+    fn a_fingerprint_tells_bodies_apart_by_product_and_quantity() {
+        let (p, q) = (Id::new(), Id::new());
+        assert_eq!(
+            fingerprint(&[(p, 1), (q, 2)]),
+            fingerprint(&[(p, 1), (q, 2)])
+        );
+        assert_ne!(fingerprint(&[(p, 1)]), fingerprint(&[(p, 2)]));
+        assert_ne!(
+            fingerprint(&[(p, 1), (q, 2)]),
+            fingerprint(&[(q, 2), (p, 1)])
+        );
+    }
+
+    #[test]
+    fn keys_must_be_visible_ascii_of_1_to_200_bytes() {
+        let with = |v: &str| {
+            let mut h = HeaderMap::new();
+            h.insert(IDEMPOTENCY_KEY, v.parse().unwrap());
+            idempotency_key(&h)
+        };
+        assert_eq!(with("abc-123").unwrap(), Some("abc-123".into()));
+        assert!(with("").is_err());
+        assert!(with("has space").is_err());
+        assert!(with(&"k".repeat(201)).is_err());
+        assert!(with(&"k".repeat(200)).is_ok());
+        assert_eq!(idempotency_key(&HeaderMap::new()).unwrap(), None);
+    }
+}
