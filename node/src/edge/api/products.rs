@@ -70,9 +70,11 @@ pub(crate) struct NewProduct {
 async fn create(
     State(state): State<AppState>,
     caller: Caller,
-    Json(request): Json<NewProduct>,
+    body: Result<Json<NewProduct>, ApiError>,
 ) -> Result<(StatusCode, axum::Json<ProductJson>), ApiError> {
+    // Who may comes before what they sent: a user's body is not looked at.
     caller.require_admin("creating products")?;
+    let Json(request) = body?;
     inventory::validate_sku(&request.sku).map_err(|e| domain(&e))?;
     let price_cents = positive("price_cents", request.price_cents)?;
     let stock = u64::try_from(request.stock).map_err(|_| {
@@ -148,9 +150,10 @@ async fn restock(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
-    Json(request): Json<RestockRequest>,
+    body: Result<Json<RestockRequest>, ApiError>,
 ) -> Result<axum::Json<ProductJson>, ApiError> {
     caller.require_admin("restocking")?;
+    let Json(request) = body?;
     let id = product_id(&id)?;
     let quantity = positive("quantity", request.quantity)?;
     let product = state
