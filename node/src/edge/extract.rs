@@ -1,6 +1,7 @@
 //! A JSON body extractor whose failures are [`ApiError`]s in the one error shape, naming the
 //! field when serde can.
 
+use axum::body::{Body, Bytes};
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{FromRequest, Request};
 use axum::http::StatusCode;
@@ -16,7 +17,26 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Json<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let (parts, body) = req.into_parts();
+        let bytes = Bytes::from_request(Request::from_parts(parts.clone(), body), state)
+            .await
+            .map_err(|e| {
+                if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    ApiError::PayloadTooLarge("the request body is over the size limit".into())
+                } else {
+                    ApiError::InvalidRequest(format!(
+                        "the body could not be read: {}",
+                        e.body_text()
+                    ))
+                }
+            })?;
+        let req = Request::from_parts(parts, Body::from(bytes.clone()));
         match axum::Json::<T>::from_request(req, state).await {
+            // serde would also take an array of the fields' values, in order, for a struct:
+            // every body of the API is an object.
+            Ok(_) if bytes.trim_ascii_start().first() != Some(&b'{') => Err(
+                ApiError::InvalidRequest("body: must be a JSON object".into()),
+            ),
             Ok(axum::Json(value)) => Ok(Self(value)),
             Err(rejection) => Err(rejected(rejection)),
         }
