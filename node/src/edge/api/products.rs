@@ -76,7 +76,9 @@ async fn create(
     caller.require_admin("creating products")?;
     let Json(request) = body?;
     inventory::validate_sku(&request.sku).map_err(|e| domain(&e))?;
+    let name = inventory::normalize_name(&request.name).map_err(|e| domain(&e))?;
     let price_cents = positive("price_cents", request.price_cents)?;
+    inventory::validate_price(price_cents).map_err(|e| domain(&e))?;
     let stock = u64::try_from(request.stock).map_err(|_| {
         ApiError::Unprocessable(format!("stock: must be 0 or more, got {}", request.stock))
     })?;
@@ -93,7 +95,7 @@ async fn create(
         .with_timeout(TIMEOUT)
         .ask(Create {
             sku: request.sku,
-            name: request.name,
+            name,
             price_cents,
             stock,
         })
