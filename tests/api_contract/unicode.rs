@@ -95,6 +95,65 @@ async fn unicode_names_emails_and_skus_are_checked_in_characters_and_controls_re
             );
     }
 
+    // Passwords: 8 to 128 characters, not bytes; kept as they are.
+    let key = "\u{1F511}";
+    for (n, password) in [key.repeat(8), key.repeat(128), " spaces ".into()]
+        .iter()
+        .enumerate()
+    {
+        let body = json!({"email": format!("p{n}@example.com"), "name": "P", "password": password});
+        call(
+            &cluster,
+            "n1",
+            post.clone(),
+            "/api/v1/users",
+            None,
+            Some(body),
+        )
+        .await
+        .ok(201, &format!("password {password:?}"));
+        let login = json!({"email": format!("p{n}@example.com"), "password": password});
+        call(
+            &cluster,
+            "n2",
+            post.clone(),
+            "/api/v1/auth/login",
+            None,
+            Some(login),
+        )
+        .await
+        .ok(200, &format!("login with {password:?}"));
+    }
+    let trimmed = json!({"email": "p2@example.com", "password": "spaces"});
+    call(
+        &cluster,
+        "n2",
+        post.clone(),
+        "/api/v1/auth/login",
+        None,
+        Some(trimmed),
+    )
+    .await
+    .error(401, "unauthenticated", None, "a password is not trimmed");
+    for password in [key.repeat(7), key.repeat(129), "1234567".into()] {
+        let body = json!({"email": "q@example.com", "name": "Q", "password": password});
+        call(
+            &cluster,
+            "n2",
+            post.clone(),
+            "/api/v1/users",
+            None,
+            Some(body),
+        )
+        .await
+        .error(
+            400,
+            "invalid_request",
+            Some("password"),
+            &format!("password {password:?}"),
+        );
+    }
+
     // Emails: trimmed and lower-cased, Unicode too; then the same address in any spelling.
     for (n, (email, kept)) in [
         ("  Zoë@Exämple.COM ", "zoë@exämple.com"),

@@ -9,7 +9,8 @@ use serde::de::DeserializeOwned;
 
 use super::error::ApiError;
 
-/// `axum::Json`, with errors in the edge's shape.
+/// `axum::Json` for the API's bodies, which are all JSON objects, with errors in the edge's
+/// shape.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Json<T>(pub T);
 
