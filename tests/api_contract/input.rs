@@ -123,6 +123,24 @@ fn wrong_values(kind: Kind) -> Vec<(Value, &'static str)> {
     values
 }
 
+/// Asserts that an error message speaks JSON, not Rust: no Rust type names.
+fn in_api_words(answer: &Answer, what: &str) {
+    let message = answer.body["error"]["message"].as_str().unwrap_or_default();
+    for rust in [
+        "i64",
+        "u64",
+        "i32",
+        "u32",
+        "f64",
+        "struct ",
+        "Request",
+        "NewProduct",
+        "Registration",
+    ] {
+        assert!(!message.contains(rust), "{what}: {rust} in {message:?}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_on_every_body_route_is_a_4xx_in_the_shape() {
     let cluster = cluster(2).await;
@@ -199,6 +217,25 @@ async fn bad_input_on_every_body_route_is_a_4xx_in_the_shape() {
             .collect();
         malformed.push(Value::from(values).to_string().into_bytes());
         malformed.push(b"{\"email\": \"\xff\xfe\"}".to_vec());
+        let mut not_objects = vec![
+            deep.clone().into_bytes(),
+            malformed[malformed.len() - 2].clone(),
+        ];
+        not_objects
+            .extend(["[]", "null", "5", "\"text\"", "true", "[{}]"].map(|s| s.as_bytes().to_vec()));
+        for body in not_objects {
+            // Said in the API's words, not the server's (no Rust type names).
+            let what = format!(
+                "{} to {path}",
+                String::from_utf8_lossy(&body)
+                    .chars()
+                    .take(60)
+                    .collect::<String>()
+            );
+            let answer = raw_post(&cluster, node, route, json_type, body).await;
+            answer.error(400, "invalid_request", Some("body"), &what);
+            in_api_words(&answer, &what);
+        }
         for body in malformed {
             let what = format!(
                 "{} to {path}",
@@ -287,14 +324,10 @@ async fn bad_input_on_every_body_route_is_a_4xx_in_the_shape() {
                 body[*field] = value;
                 // A number serde_json cannot hold as a Value goes in as text.
                 let text = body.to_string();
-                raw_post(&cluster, node, route, json_type, text.clone().into_bytes())
-                    .await
-                    .error(
-                        400,
-                        "invalid_request",
-                        Some(field),
-                        &format!("{field} {what} on {path}: {text}"),
-                    );
+                let what = format!("{field} {what} on {path}: {text}");
+                let answer = raw_post(&cluster, node, route, json_type, text.into_bytes()).await;
+                answer.error(400, "invalid_request", Some(field), &what);
+                in_api_words(&answer, &what);
             }
             let valid = route.valid.to_string();
             let repeated =
@@ -323,14 +356,11 @@ async fn bad_input_on_every_body_route_is_a_4xx_in_the_shape() {
                         &format!("\"{field}\":{literal}"),
                         1,
                     );
-                    raw_post(&cluster, node, route, json_type, body.clone().into_bytes())
-                        .await
-                        .error(
-                            400,
-                            "invalid_request",
-                            Some(field),
-                            &format!("{body} on {path}"),
-                        );
+                    let what = format!("{body} on {path}");
+                    let answer =
+                        raw_post(&cluster, node, route, json_type, body.into_bytes()).await;
+                    answer.error(400, "invalid_request", Some(field), &what);
+                    in_api_words(&answer, &what);
                 }
             }
         }
