@@ -211,7 +211,7 @@ pub fn normalize_email(raw: &str) -> Result<String, UserError> {
 }
 
 /// `raw` trimmed, if it is 1 to [`MAX_NAME_CHARS`] characters with no control characters and
-/// something visible (see [`display_name`]).
+/// something visible (the rule of `display_name`).
 pub fn normalize_name(raw: &str) -> Result<String, UserError> {
     display_name(raw, MAX_NAME_CHARS).map_err(|reason| UserError::invalid("name", reason))
 }
