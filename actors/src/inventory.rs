@@ -60,6 +60,9 @@ pub use skus::{
 pub const MAX_SKU_CHARS: usize = 64;
 /// The longest product name, in characters.
 pub const MAX_NAME_CHARS: usize = 200;
+/// The highest price, in cents: the largest integer every JSON client reads exactly (2^53 - 1,
+/// as for wallet balances), so that a total of many items still fits in a `u64`.
+pub const MAX_PRICE_CENTS: u64 = (1 << 53) - 1;
 /// The most units a product can hold in stock (and the most one command can add or take).
 pub const MAX_STOCK: u64 = 1_000_000_000;
 /// The longest reservation key, in bytes.
@@ -259,6 +262,24 @@ pub fn validate_sku(sku: &str) -> Result<(), InventoryError> {
     Ok(())
 }
 
+/// Checks a price: more than 0 (else unprocessable), at most [`MAX_PRICE_CENTS`].
+pub fn validate_price(price_cents: u64) -> Result<(), InventoryError> {
+    if price_cents == 0 {
+        return Err(unprocessable("price_cents", "must be more than 0"));
+    }
+    if price_cents > MAX_PRICE_CENTS {
+        return Err(invalid("price_cents", format!("at most {MAX_PRICE_CENTS}")));
+    }
+    Ok(())
+}
+
+/// A product name trimmed, if it is 1 to [`MAX_NAME_CHARS`] characters with no control
+/// characters and something visible: the rule of users' names
+/// ([`crate::users::normalize_name`]), with its own length.
+pub fn normalize_name(raw: &str) -> Result<String, InventoryError> {
+    crate::users::display_name(raw, MAX_NAME_CHARS).map_err(|why| invalid("name", why))
+}
+
 fn validate_quantity(field: &str, quantity: u64) -> Result<(), InventoryError> {
     if quantity == 0 {
         return Err(unprocessable(field, "must be more than 0"));
@@ -306,9 +327,9 @@ fn existing<'c>(cx: &'c mut Context<'_, Product>) -> Result<&'c mut ProductState
 pub struct Create {
     /// 1 to 64 of `[A-Za-z0-9_-]`.
     pub sku: String,
-    /// 1 to 200 characters.
+    /// 1 to 200 characters, trimmed here ([`normalize_name`]).
     pub name: String,
-    /// More than 0.
+    /// More than 0, at most [`MAX_PRICE_CENTS`].
     pub price_cents: u64,
     /// Units available at first (0 allowed).
     pub stock: u64,
@@ -320,13 +341,8 @@ impl Command<Product> for Create {
 
     fn handle(self, cx: &mut Context<'_, Product>) -> Result<ProductView, InventoryError> {
         validate_sku(&self.sku)?;
-        let chars = self.name.chars().count();
-        if chars == 0 || chars > MAX_NAME_CHARS || self.name.trim().is_empty() {
-            return Err(invalid("name", format!("1 to {MAX_NAME_CHARS} characters")));
-        }
-        if self.price_cents == 0 {
-            return Err(unprocessable("price_cents", "must be more than 0"));
-        }
+        let name = normalize_name(&self.name)?;
+        validate_price(self.price_cents)?;
         if self.stock > MAX_STOCK {
             return Err(invalid("stock", format!("at most {MAX_STOCK}")));
         }
@@ -335,7 +351,7 @@ impl Command<Product> for Create {
         }
         let state = ProductState {
             sku: self.sku,
-            name: self.name,
+            name,
             price_cents: self.price_cents,
             stock: self.stock,
             reservations: BTreeMap::new(),

@@ -188,8 +188,12 @@ pub fn normalize_email(raw: &str) -> Result<String, UserError> {
     if email.len() > MAX_EMAIL_BYTES {
         return bad(&format!("at most {MAX_EMAIL_BYTES} bytes"));
     }
-    if email.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return bad("must not contain whitespace or control characters");
+    if email
+        .chars()
+        .any(|c| c.is_whitespace() || c.is_control() || is_invisible(c))
+    {
+        // An invisible character would make a second account that looks like the first.
+        return bad("must not contain whitespace, control or invisible characters");
     }
     let Some((local, domain)) = email.split_once('@') else {
         return bad("must contain an @");
@@ -206,20 +210,47 @@ pub fn normalize_email(raw: &str) -> Result<String, UserError> {
     Ok(email)
 }
 
-/// `raw` trimmed, if it is 1 to [`MAX_NAME_CHARS`] characters with no control characters.
+/// `raw` trimmed, if it is 1 to [`MAX_NAME_CHARS`] characters with no control characters and
+/// something visible (the rule of `display_name`).
 pub fn normalize_name(raw: &str) -> Result<String, UserError> {
+    display_name(raw, MAX_NAME_CHARS).map_err(|reason| UserError::invalid("name", reason))
+}
+
+/// The one rule for names people read (users' and products'): `raw` trimmed of Unicode
+/// whitespace, 1 to `max_chars` characters (Unicode scalar values, not bytes), no control
+/// characters (NUL, ESC, DEL, newlines...), and at least one character that shows (not only
+/// zero-width, joiner or direction marks). Otherwise, why not.
+pub(crate) fn display_name(raw: &str, max_chars: usize) -> Result<String, String> {
     let name = raw.trim();
-    let bad = |reason: &str| Err(UserError::invalid("name", reason));
     if name.is_empty() {
-        return bad("must not be empty");
+        return Err("must not be empty".into());
     }
-    if name.chars().count() > MAX_NAME_CHARS {
-        return bad(&format!("at most {MAX_NAME_CHARS} characters"));
+    if name.chars().count() > max_chars {
+        return Err(format!("at most {max_chars} characters"));
     }
     if name.chars().any(char::is_control) {
-        return bad("must not contain control characters");
+        return Err("must not contain control characters".into());
+    }
+    if name.chars().all(|c| c.is_whitespace() || is_invisible(c)) {
+        return Err("must contain a visible character".into());
     }
     Ok(name.to_string())
+}
+
+/// Whether `c` shows nothing by itself: a zero-width space or joiner, a direction mark or
+/// override, a soft hyphen, a variation selector, a byte order mark, a filler or tag.
+pub(crate) fn is_invisible(c: char) -> bool {
+    matches!(c,
+        '\u{ad}' | '\u{34f}' | '\u{61c}' | '\u{115f}' | '\u{1160}' | '\u{17b4}' | '\u{17b5}'
+        | '\u{180b}'..='\u{180f}'
+        | '\u{200b}'..='\u{200f}'
+        | '\u{202a}'..='\u{202e}'
+        | '\u{2060}'..='\u{206f}'
+        | '\u{3164}' | '\u{feff}' | '\u{ffa0}'
+        | '\u{fe00}'..='\u{fe0f}'
+        | '\u{fff0}'..='\u{fff8}'
+        | '\u{1d173}'..='\u{1d17a}'
+        | '\u{e0000}'..='\u{e0fff}')
 }
 
 /// A user: one per user id.

@@ -112,7 +112,32 @@ async fn creation_names_the_bad_field() {
             DomainKind::Unprocessable,
         ),
         (tea(MAX_STOCK + 1), "stock", DomainKind::InvalidInput),
+        (
+            Create {
+                price_cents: MAX_PRICE_CENTS + 1,
+                ..tea(1)
+            },
+            "price_cents",
+            DomainKind::InvalidInput,
+        ),
     ];
+    let refused_names = [
+        "   ",
+        "nul\u{0}",
+        "bell\u{7}",
+        "\u{200b}\u{feff}",
+        "\u{202e}",
+    ];
+    let cases = cases.into_iter().chain(refused_names.map(|name| {
+        (
+            Create {
+                name: name.into(),
+                ..tea(1)
+            },
+            "name",
+            DomainKind::InvalidInput,
+        )
+    }));
     for (create, field, expected) in cases {
         match products.ask(Id::new(), create).await {
             Err(AskError::Domain(e)) => {
@@ -128,6 +153,12 @@ async fn creation_names_the_bad_field() {
         ..tea(1)
     };
     products.ask(Id::new(), long).await.unwrap();
+    // Names are trimmed, as users' are.
+    let padded = Create {
+        name: "\u{3000} Tea \u{a0}".into(),
+        ..tea(1)
+    };
+    assert_eq!(products.ask(Id::new(), padded).await.unwrap().name, "Tea");
 }
 
 #[tokio::test]

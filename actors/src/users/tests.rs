@@ -123,6 +123,9 @@ async fn bad_emails_are_refused_naming_the_field_and_create_nothing() {
         "a@c.d\te",
         "a\u{0}@c.d",
         "a\u{a0}b@c.d",
+        "a\u{200b}@c.d",
+        "\u{feff}a@c.d",
+        "a@c.d\u{202e}",
         &format!("{long_local}@c.de"),
     ] {
         let id = Id::new();
@@ -161,9 +164,18 @@ async fn names_are_counted_in_characters_and_trimmed() {
         "\u{1F600}".repeat(MAX_NAME_CHARS + 1),
         "line\nbreak".to_string(),
         "nul\u{0}".to_string(),
+        "\u{1b}[31m".to_string(),
+        "\u{200b}".to_string(),
+        "\u{200b}\u{200d}\u{feff}".to_string(),
+        "\u{202e}".to_string(),
     ] {
         let answer = users.ask(Id::new(), create("g@x.io", &name)).await;
         assert_eq!(refused_field(answer), "name", "{name:?}");
+    }
+    // Joiners and marks beside something visible are part of a name.
+    for name in ["\u{1F468}\u{200d}\u{1F469}", "\u{200f}Ada", "e\u{301}"] {
+        let profile = users.ask(Id::new(), create("h@x.io", name)).await.unwrap();
+        assert_eq!(profile.name, name);
     }
 }
 

@@ -70,11 +70,15 @@ pub(crate) struct NewProduct {
 async fn create(
     State(state): State<AppState>,
     caller: Caller,
-    Json(request): Json<NewProduct>,
+    body: Result<Json<NewProduct>, ApiError>,
 ) -> Result<(StatusCode, axum::Json<ProductJson>), ApiError> {
+    // Who may comes before what they sent: a user's body is not looked at.
     caller.require_admin("creating products")?;
+    let Json(request) = body?;
     inventory::validate_sku(&request.sku).map_err(|e| domain(&e))?;
+    let name = inventory::normalize_name(&request.name).map_err(|e| domain(&e))?;
     let price_cents = positive("price_cents", request.price_cents)?;
+    inventory::validate_price(price_cents).map_err(|e| domain(&e))?;
     let stock = u64::try_from(request.stock).map_err(|_| {
         ApiError::Unprocessable(format!("stock: must be 0 or more, got {}", request.stock))
     })?;
@@ -91,7 +95,7 @@ async fn create(
         .with_timeout(TIMEOUT)
         .ask(Create {
             sku: request.sku,
-            name: request.name,
+            name,
             price_cents,
             stock,
         })
@@ -148,9 +152,10 @@ async fn restock(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
-    Json(request): Json<RestockRequest>,
+    body: Result<Json<RestockRequest>, ApiError>,
 ) -> Result<axum::Json<ProductJson>, ApiError> {
     caller.require_admin("restocking")?;
+    let Json(request) = body?;
     let id = product_id(&id)?;
     let quantity = positive("quantity", request.quantity)?;
     let product = state

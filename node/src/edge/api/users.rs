@@ -357,9 +357,11 @@ async fn deposit(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
-    Json(request): Json<DepositRequest>,
+    body: Result<Json<DepositRequest>, ApiError>,
 ) -> Result<axum::Json<WalletView>, ApiError> {
+    // Who may comes before what they sent: a user's body is not looked at.
     caller.require_admin("depositing")?;
+    let Json(request) = body?;
     let id = owned(&caller, &id)?;
     let amount_cents = u64::try_from(request.amount_cents)
         .ok()
