@@ -207,7 +207,7 @@ impl From<KillError> for ApiError {
         (status = 200, description = "Killed abruptly; the supervisor brings it back", body = KillResponse),
         (status = 400, description = "`node` is not a configured node, or `shard` is not a shard of the service (or lives elsewhere)"),
         (status = 404, description = "No such service, or no live member of it (on that node)"),
-        (status = 429, description = "Over the kill rate of the node whose members die (20 a second), or the client's rate limit"),
+        (status = 429, description = "Over the kill rate of the node whose members die (20 a second)"),
         (status = 504, description = "No answer in time: the member may or may not have been killed")))]
 pub(crate) async fn chaos_kill(
     State(state): State<AppState>,

@@ -209,10 +209,21 @@ fn complete(path: &str, operation: &mut Operation) {
     ];
     let responses = &mut operation.responses.responses;
     for (applies, status, description) in added {
-        if applies {
-            responses
-                .entry(status.to_string())
-                .or_insert_with(|| ResponseBuilder::new().description(description).into());
+        if !applies {
+            continue;
+        }
+        match responses.get_mut(&status.to_string()) {
+            None => {
+                responses.insert(
+                    status.to_string(),
+                    ResponseBuilder::new().description(description).into(),
+                );
+            }
+            // The handler's own reasons for the status, and the layers' too.
+            Some(RefOr::T(own)) if !own.description.contains(description) => {
+                own.description = format!("{}. Or: {description}", own.description);
+            }
+            Some(_) => {}
         }
     }
     for (status, response) in responses.iter_mut() {

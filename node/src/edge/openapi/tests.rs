@@ -308,6 +308,24 @@ fn the_planned_order_operations_are_valid_openapi_too() {
     assert!(create["responses"]["202"].is_object());
 }
 
+/// Wired beside the routes already there (the listing shares its path with product creation),
+/// a planned operation joins the document and the router alike.
+#[test]
+fn a_planned_operation_wires_in_beside_the_existing_routes() {
+    let (router, routes) = super::super::api::routes()
+        .routes(orders::documented::<orders::__path_list_products, _, _>(
+            planned,
+        ))
+        .split_for_parts();
+    let document = serde_json::to_value(finish(routes)).unwrap();
+    assert_valid_openapi(&document);
+    let products = document["paths"]["/api/v1/products"].as_object().unwrap();
+    assert!(products.contains_key("get") && products.contains_key("post"));
+    // One route for the path, serving both methods (axum merges them, or panics above).
+    let debug = format!("{router:?}");
+    assert_eq!(debug.matches("\"/api/v1/products\"").count(), 1, "{debug}");
+}
+
 /// The property names of schema `name`.
 fn fields(document: &Value, name: &str) -> BTreeSet<String> {
     document["components"]["schemas"][name]["properties"]
