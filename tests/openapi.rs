@@ -55,6 +55,7 @@ async fn every_documented_operation_is_served_and_answers_only_documented_status
     assert_eq!(spec.validate_version().unwrap().minor, 1);
     let document: Value = serde_json::from_str(&text).unwrap();
     let mut checked = 0;
+    let mut validated = 0;
     for (path, item) in document["paths"].as_object().unwrap() {
         for (method, operation) in item.as_object().unwrap() {
             let documented = operation["responses"].as_object().unwrap();
@@ -77,11 +78,108 @@ async fn every_documented_operation_is_served_and_answers_only_documented_status
                     "{method} {path} ({role:?}) answered {status}, not documented: {body}\n{}",
                     cluster.log("n1")
                 );
+                let schema = &documented[status.as_str()]["content"]["application/json"]["schema"];
+                if !schema.is_null() {
+                    let value: Value = serde_json::from_str(&body).unwrap();
+                    if let Err(e) = conforms(&value, schema, &document) {
+                        panic!("{method} {path} {status}: {e}: {body}");
+                    }
+                    validated += 1;
+                }
                 checked += 1;
             }
         }
     }
     assert!(checked >= 50, "{checked}");
+    assert!(validated >= 40, "{validated}");
+}
+
+/// `schema` with its `$ref` followed.
+fn resolve<'a>(schema: &'a Value, document: &'a Value) -> &'a Value {
+    match schema["$ref"].as_str() {
+        Some(r) => resolve(document.pointer(&r[1..]).unwrap(), document),
+        None => schema,
+    }
+}
+
+/// The properties and required names of an object schema, `allOf` parts merged.
+fn object_parts<'a>(
+    schema: &'a Value,
+    document: &'a Value,
+    properties: &mut serde_json::Map<String, Value>,
+    required: &mut Vec<String>,
+) {
+    let schema = resolve(schema, document);
+    for part in schema["allOf"].as_array().into_iter().flatten() {
+        object_parts(part, document, properties, required);
+    }
+    if let Some(own) = schema["properties"].as_object() {
+        properties.extend(own.clone());
+    }
+    for name in schema["required"].as_array().into_iter().flatten() {
+        required.push(name.as_str().unwrap().to_string());
+    }
+}
+
+/// Whether `value` has the shape `schema` documents: types, required fields, no undocumented
+/// field (a JSON-schema subset: what utoipa writes).
+fn conforms(value: &Value, schema: &Value, document: &Value) -> Result<(), String> {
+    let schema = resolve(schema, document);
+    if let Some(options) = schema["oneOf"].as_array().or(schema["anyOf"].as_array()) {
+        return options
+            .iter()
+            .find_map(|o| conforms(value, o, document).ok())
+            .ok_or_else(|| format!("{value} matches none of {schema}"));
+    }
+    if let Some(values) = schema["enum"].as_array()
+        && !values.contains(value)
+    {
+        return Err(format!("{value} is not one of {values:?}"));
+    }
+    let types: Vec<&str> = match &schema["type"] {
+        Value::String(t) => vec![t.as_str()],
+        Value::Array(ts) => ts.iter().filter_map(Value::as_str).collect(),
+        _ => Vec::new(),
+    };
+    let fits = |t: &str| match t {
+        "object" => value.is_object(),
+        "array" => value.is_array(),
+        "string" => value.is_string(),
+        "integer" => value.is_i64() || value.is_u64(),
+        "number" => value.is_number(),
+        "boolean" => value.is_boolean(),
+        "null" => value.is_null(),
+        _ => true,
+    };
+    if !types.is_empty() && !types.iter().any(|t| fits(t)) {
+        return Err(format!("{value} is not of type {types:?}"));
+    }
+    match value {
+        Value::Object(map) if schema["additionalProperties"].is_null() => {
+            let mut properties = serde_json::Map::new();
+            let mut required = Vec::new();
+            object_parts(schema, document, &mut properties, &mut required);
+            if properties.is_empty() {
+                return Ok(()); // any object
+            }
+            for name in &required {
+                if !map.contains_key(name) {
+                    return Err(format!("no field {name}"));
+                }
+            }
+            for (key, v) in map {
+                let field = properties
+                    .get(key)
+                    .ok_or_else(|| format!("field {key} is not documented"))?;
+                conforms(v, field, document).map_err(|e| format!("{key}: {e}"))?;
+            }
+            Ok(())
+        }
+        Value::Array(items) if !schema["items"].is_null() => items
+            .iter()
+            .try_for_each(|item| conforms(item, &schema["items"], document)),
+        _ => Ok(()),
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -129,4 +227,28 @@ async fn the_swagger_ui_loads_entirely_from_the_node() {
         .await
         .unwrap();
     assert!(initializer.contains("/openapi.json"), "{initializer}");
+}
+
+/// The shape check itself refuses what it should.
+#[test]
+fn the_shape_check_refuses_undocumented_missing_and_mistyped_fields() {
+    let document = serde_json::json!({"components": {"schemas": {
+        "Detail": {"type": "object", "required": ["code"], "properties": {
+            "code": {"type": "string", "enum": ["a", "b"]},
+            "request_id": {"type": ["string", "null"]}}},
+        "Body": {"type": "object", "required": ["error"], "properties": {
+            "error": {"$ref": "#/components/schemas/Detail"}}}}}});
+    let schema = serde_json::json!({"$ref": "#/components/schemas/Body"});
+    let check = |v: Value| conforms(&v, &schema, &document);
+    check(serde_json::json!({"error": {"code": "a", "request_id": null}})).unwrap();
+    check(serde_json::json!({"error": {"code": "a", "request_id": "x"}})).unwrap();
+    for wrong in [
+        serde_json::json!({"error": {"code": "a", "extra": 1}}),
+        serde_json::json!({"error": {"code": "c"}}),
+        serde_json::json!({"error": {"request_id": "x"}}),
+        serde_json::json!({"error": {"code": "a", "request_id": 5}}),
+        serde_json::json!({"error": []}),
+    ] {
+        assert!(check(wrong.clone()).is_err(), "{wrong}");
+    }
 }
