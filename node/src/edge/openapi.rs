@@ -113,7 +113,9 @@ pub(crate) enum ErrorCode {
         (name = "auth", description = "Registration and login"),
         (name = "users", description = "Users and wallets"),
         (name = "products", description = "Products and stock"),
-        (name = "orders", description = "Orders, carried out by the order saga"),
+        (name = "orders", description = "Orders, carried out by the order saga. A new order \
+            naming a product that does not exist is refused with 404: the order is not created \
+            (never a cancelled order)."),
         (name = "admin", description = "Operations: an admin's token"),
         (name = "health", description = "Liveness, readiness, metrics: open"),
         (name = "docs", description = "This document and its UI: open"),
