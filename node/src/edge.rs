@@ -3,6 +3,9 @@
 //! [`router`] is a plain function of [`AppState`], tested without a socket. Every request passes
 //! through, outermost first: the edge middleware (request id, span, access log, JSON errors), a
 //! deadline (503 with `Retry-After` when it passes) and the body-size limit (413).
+//!
+//! Every route is registered from its handler's OpenAPI annotation, and the node serves the
+//! document they make at `/openapi.json`, with a Swagger UI at `/docs` ([`openapi`]).
 
 mod admin;
 pub(crate) mod api;
@@ -14,19 +17,21 @@ mod health;
 mod kv;
 mod metrics;
 pub mod middleware;
+mod openapi;
 mod rate;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::Router;
 use axum::http::{Method, StatusCode, Uri};
-use axum::routing::{get, post};
+use axum::{Extension, Router};
 use metrics_exporter_prometheus::PrometheusHandle;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
 use troupe_runtime::{ClusterView, Runtime};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::config::HttpSettings;
 use error::ApiError;
@@ -93,42 +98,13 @@ impl AppState {
 
 /// The edge's routes and middleware.
 pub fn router(state: AppState, http: &HttpSettings) -> Router {
-    // Every /admin route needs an admin's token (checked only on routes that exist).
-    let admin_only = axum::middleware::from_fn_with_state(state.clone(), guard::admin_only);
-    // The benchmark runs for up to a minute: it has a deadline of its own.
-    let long = Router::new()
-        .route("/admin/bench", post(admin::bench))
-        .route_layer(admin_only.clone())
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::SERVICE_UNAVAILABLE,
-            admin::bench_timeout(),
-        ));
-    let admin = Router::new()
-        .route("/admin/cluster", get(admin::cluster))
-        .route("/admin/chaos/kill", post(admin::chaos_kill))
-        .route("/admin/echo", post(admin::echo))
-        .route("/admin/kv/{key}", get(kv::get).put(kv::put))
-        .route("/admin/events", get(events::events))
-        .route(
-            "/admin/events/dead-letters/{id}/redrive",
-            post(events::redrive),
-        )
-        .route("/admin/probe/{key}", get(events::view).post(events::emit))
-        .route_layer(admin_only);
-    Router::new()
-        .route("/health/live", get(health::live))
-        .route("/health/ready", get(health::ready))
-        .route("/metrics", get(metrics::metrics))
-        .merge(admin)
-        .merge(api::routes())
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::SERVICE_UNAVAILABLE,
-            http.request_timeout,
-        ))
-        .merge(long)
+    let (routes, document) = documented_routes(&state, http).split_for_parts();
+    let document = openapi::Served::new(&openapi::finish(document));
+    routes
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
+        .layer(Extension(document))
         .layer(axum::middleware::from_fn_with_state(
             http.rate_limit
                 .map(|(per_second, burst)| Arc::new(rate::Limiter::new(per_second, burst))),
@@ -136,6 +112,49 @@ pub fn router(state: AppState, http: &HttpSettings) -> Router {
         ))
         .layer(RequestBodyLimitLayer::new(http.body_limit_bytes))
         .layer(axum::middleware::from_fn(middleware::edge))
+}
+
+/// Every route, each registered by `routes!` from its handler's `#[utoipa::path]` (so it is
+/// served exactly where the document says), with the layers of its group; and the document
+/// they make ([`openapi`]).
+fn documented_routes(state: &AppState, http: &HttpSettings) -> OpenApiRouter<AppState> {
+    // Every /admin route needs an admin's token (checked only on routes that exist).
+    let admin_only = axum::middleware::from_fn_with_state(state.clone(), guard::admin_only);
+    // The benchmark runs for up to a minute: it has a deadline of its own.
+    let long = OpenApiRouter::new()
+        .routes(routes!(admin::bench))
+        .route_layer(admin_only.clone())
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            admin::bench_timeout(),
+        ));
+    let admin = OpenApiRouter::new()
+        .routes(routes!(admin::cluster))
+        .routes(routes!(admin::chaos_kill))
+        .routes(routes!(admin::echo))
+        .routes(routes!(kv::get, kv::put))
+        .routes(routes!(events::events))
+        .routes(routes!(events::redrive))
+        .routes(routes!(events::view, events::emit))
+        .route_layer(admin_only);
+    // The document and its UI are open, like /health.
+    let docs = OpenApiRouter::new()
+        .routes(routes!(openapi::document))
+        .routes(routes!(openapi::docs_redirect))
+        .routes(routes!(openapi::docs_index))
+        .routes(routes!(openapi::docs_file));
+    OpenApiRouter::new()
+        .routes(routes!(health::live))
+        .routes(routes!(health::ready))
+        .routes(routes!(metrics::metrics))
+        .merge(admin)
+        .merge(api::routes())
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            http.request_timeout,
+        ))
+        .merge(long)
+        .merge(docs)
 }
 
 async fn not_found(method: Method, uri: Uri) -> ApiError {

@@ -18,12 +18,13 @@ use troupe_runtime::echo::{Echo, EchoError, EchoRequest};
 use troupe_runtime::registry::NodeCount;
 use troupe_runtime::runtime::KillError;
 use troupe_runtime::{CallOptions, KilledMember, NodeId, NodeStatus};
+use utoipa::ToSchema;
 
 use super::AppState;
 use super::error::ApiError;
 use super::extract::Json;
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub(crate) struct ClusterResponse {
     node: String,
     formed: bool,
@@ -33,16 +34,17 @@ pub(crate) struct ClusterResponse {
     subscriptions: Vec<SubscriptionResponse>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct SubscriptionResponse {
     name: String,
     pattern: String,
     service: String,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct NodeResponse {
     id: String,
+    #[schema(value_type = super::openapi::NodeStatusSchema)]
     status: NodeStatus,
     cluster_addr: String,
     http_addr: Option<String>,
@@ -53,18 +55,20 @@ struct NodeResponse {
     store_bytes: Option<u64>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct ServiceResponse {
     name: String,
+    #[schema(value_type = Vec<super::openapi::NodeCountSchema>)]
     members: Vec<NodeCount>,
     shards: Vec<ShardResponse>,
     /// For a sharded service: the placement this node agreed to, its pending moves (shards the
     /// configuration places on another node than the one holding their data) and refusals.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<super::openapi::PlacementSchema>)]
     placement: Option<troupe_runtime::shard::PlacementView>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct ShardResponse {
     shard: u32,
     node: String,
@@ -73,6 +77,9 @@ struct ShardResponse {
     status: &'static str,
 }
 
+/// `GET /admin/cluster`.
+#[utoipa::path(get, path = "/admin/cluster", tag = "admin", security(("bearer" = [])),
+    responses((status = 200, description = "The cluster as this node sees it", body = ClusterResponse)))]
 pub(crate) async fn cluster(State(state): State<AppState>) -> axum::Json<ClusterResponse> {
     let view = state.cluster_view();
     let placements = state.runtime().placements();
@@ -167,7 +174,7 @@ fn node_field(state: &AppState, field: &str, id: &str) -> Result<NodeId, ApiErro
         })
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct KillRequest {
     service: String,
@@ -175,8 +182,9 @@ pub(crate) struct KillRequest {
     shard: Option<u32>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub(crate) struct KillResponse {
+    #[schema(value_type = Vec<super::openapi::KilledMemberSchema>)]
     killed: Vec<KilledMember>,
 }
 
@@ -192,6 +200,15 @@ impl From<KillError> for ApiError {
     }
 }
 
+/// `POST /admin/chaos/kill`.
+#[utoipa::path(post, path = "/admin/chaos/kill", tag = "admin", security(("bearer" = [])),
+    request_body = KillRequest,
+    responses(
+        (status = 200, description = "Killed abruptly; the supervisor brings it back", body = KillResponse),
+        (status = 400, description = "`node` is not a configured node, or `shard` is not a shard of the service (or lives elsewhere)"),
+        (status = 404, description = "No such service, or no live member of it (on that node)"),
+        (status = 429, description = "Over the kill rate of the node whose members die (20 a second)"),
+        (status = 504, description = "No answer in time: the member may or may not have been killed")))]
 pub(crate) async fn chaos_kill(
     State(state): State<AppState>,
     Json(request): Json<KillRequest>,
@@ -247,16 +264,18 @@ pub(crate) async fn chaos_kill(
     Ok(axum::Json(KillResponse { killed }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct BenchRequest {
     target_node: String,
+    #[schema(value_type = super::openapi::BenchModeSchema)]
     mode: BenchMode,
     payload_bytes: usize,
     duration_ms: u64,
     in_flight: usize,
     /// `echo` (default) or `kv`: durable puts to the target's kv shards.
     #[serde(default)]
+    #[schema(value_type = Option<super::openapi::BenchServiceSchema>)]
     service: BenchService,
 }
 
@@ -279,6 +298,14 @@ impl From<BenchError> for ApiError {
     }
 }
 
+/// `POST /admin/bench`.
+#[utoipa::path(post, path = "/admin/bench", tag = "admin", security(("bearer" = [])),
+    request_body = BenchRequest,
+    responses(
+        (status = 200, description = "What the run measured", body = super::openapi::BenchReportSchema),
+        (status = 400, description = "A field out of its bounds (named), or `target_node` not a configured node"),
+        (status = 409, description = "A benchmark is already running on this node"),
+        (status = 504, description = "No answer in time from the target")))]
 pub(crate) async fn bench(
     State(state): State<AppState>,
     Json(request): Json<BenchRequest>,
@@ -296,7 +323,7 @@ pub(crate) async fn bench(
     Ok(axum::Json(report))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct EchoBody {
     #[serde(default)]
@@ -307,7 +334,7 @@ pub(crate) struct EchoBody {
     timeout_ms: Option<u64>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub(crate) struct EchoAnswer {
     payload: String,
     node: String,
@@ -319,6 +346,12 @@ pub(crate) struct EchoAnswer {
 /// The longest `/admin/echo` may be asked to wait.
 const MAX_ECHO_MS: u64 = 60_000;
 
+/// `POST /admin/echo`: one echo request, for diagnostics.
+#[utoipa::path(post, path = "/admin/echo", tag = "admin", security(("bearer" = [])),
+    request_body = EchoBody,
+    responses(
+        (status = 200, description = "The echo, and which member answered", body = EchoAnswer),
+        (status = 400, description = "`timeout_ms` or `delay_ms` out of range, or `node` not a configured node")))]
 pub(crate) async fn echo(
     State(state): State<AppState>,
     Json(body): Json<EchoBody>,

@@ -10,14 +10,13 @@ pub(crate) mod products;
 pub(crate) mod time;
 pub(crate) mod users;
 
-use axum::Router;
 use troupe_runtime::entity::{AskError, DomainError, DomainKind};
 
 use super::AppState;
 use super::error::ApiError;
 
-/// The routes of `/api/v1`.
-pub(crate) fn routes() -> Router<AppState> {
+/// The routes of `/api/v1`, with their documentation.
+pub(crate) fn routes() -> utoipa_axum::router::OpenApiRouter<AppState> {
     users::routes()
         .merge(products::routes())
         .merge(orders::routes())

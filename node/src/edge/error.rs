@@ -156,9 +156,15 @@ pub(crate) fn code_for(status: StatusCode) -> &'static str {
 
 impl From<troupe_runtime::CallError> for ApiError {
     /// A failure that applied nothing is temporary (503, retry); one after the request reached
-    /// the service may have applied it (504, outcome unknown); a message that does not encode
-    /// or decode is a bug (500).
+    /// the service may have applied it (504, outcome unknown); a service this cluster does not
+    /// run is a 404; a message that does not encode or decode is a bug (500).
     fn from(e: troupe_runtime::CallError) -> Self {
+        if let troupe_runtime::CallError::UnknownService(service) = &e {
+            // A route whose service this cluster does not run: nothing to find here.
+            return Self::NotFound(format!(
+                "service {service} is not configured in this cluster"
+            ));
+        }
         match e.kind() {
             troupe_runtime::ErrorKind::Unavailable => Self::Unavailable(e.to_string()),
             troupe_runtime::ErrorKind::OutcomeUnknown => Self::OutcomeUnknown(format!(

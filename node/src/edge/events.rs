@@ -16,13 +16,13 @@ use super::error::ApiError;
 /// How long a probe request may take before it fails as unavailable.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub(crate) struct EmittedNumber {
     key: String,
     n: u64,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub(crate) struct ProbeView {
     key: String,
     /// The probe's number: every number up to it was committed.
@@ -44,6 +44,12 @@ fn refused(e: ProbeError) -> ApiError {
 }
 
 /// `POST /admin/probe/{key}`: answers once the new number and its event are durable.
+#[utoipa::path(post, path = "/admin/probe/{key}", tag = "admin", security(("bearer" = [])),
+    params(("key" = String, Path, description = "The probe's key")),
+    responses(
+        (status = 200, description = "The next number, durable with its event", body = EmittedNumber),
+        (status = 400, description = "The key is empty or too long"),
+        (status = 504, description = "No answer in time: the number may or may not have been emitted")))]
 pub(crate) async fn emit(
     State(state): State<AppState>,
     Path(key): Path<String>,
@@ -64,6 +70,11 @@ pub(crate) async fn emit(
 }
 
 /// `GET /admin/probe/{key}`.
+#[utoipa::path(get, path = "/admin/probe/{key}", tag = "admin", security(("bearer" = [])),
+    params(("key" = String, Path, description = "The probe's key")),
+    responses(
+        (status = 200, description = "The probe's number beside what its tally applied", body = ProbeView),
+        (status = 400, description = "The key is empty or too long")))]
 pub(crate) async fn view(
     State(state): State<AppState>,
     Path(key): Path<String>,
@@ -97,7 +108,7 @@ pub(crate) async fn view(
 }
 
 /// One dead letter, for operators.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub(crate) struct DeadLetterView {
     event_id: String,
     service: String,
@@ -111,22 +122,24 @@ pub(crate) struct DeadLetterView {
 }
 
 /// A service whose dead letters could not be read now.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub(crate) struct Unread {
     service: String,
     error: String,
 }
 
 /// `GET /admin/events`.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub(crate) struct EventsView {
     #[serde(flatten)]
+    #[schema(value_type = super::openapi::EventStatsSchema)]
     stats: Stats,
     /// The dead letters of every sharded service, wherever their shards are.
     dead_letters: Vec<DeadLetterView>,
     /// Services whose shards did not answer (their node is down): their dead letters are not
     /// listed.
     #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[schema(required = false)]
     dead_letters_unavailable: Vec<Unread>,
 }
 
@@ -162,6 +175,10 @@ async fn all_dead_letters(state: &AppState) -> (Vec<DeadLetterView>, Vec<Unread>
 
 /// `GET /admin/events`: what this node's relays did (per topic and subscription, the backlog
 /// of its shards), and the dead letters of every sharded service.
+#[utoipa::path(get, path = "/admin/events", tag = "admin", security(("bearer" = [])),
+    responses((status = 200, description = "Per topic and subscription: published, delivered, \
+        refused, retried and dead-lettered counts; the outbox backlog per shard; the dead letters",
+        body = EventsView)))]
 pub(crate) async fn events(State(state): State<AppState>) -> axum::Json<EventsView> {
     let (dead_letters, dead_letters_unavailable) = all_dead_letters(&state).await;
     axum::Json(EventsView {
@@ -172,14 +189,14 @@ pub(crate) async fn events(State(state): State<AppState>) -> axum::Json<EventsVi
 }
 
 /// One dead letter sent again.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub(crate) struct RedrivenLetter {
     service: String,
     shard: u32,
     subscription: String,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub(crate) struct Redriven {
     event_id: String,
     redriven: Vec<RedrivenLetter>,
@@ -187,6 +204,14 @@ pub(crate) struct Redriven {
 
 /// `POST /admin/events/dead-letters/{id}/redrive`: sends event `id` back to every subscription
 /// that set it aside; each applies it once. 404 if no dead letter has that id (any more).
+#[utoipa::path(post, path = "/admin/events/dead-letters/{id}/redrive", tag = "admin",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "The event id (UUID)")),
+    responses(
+        (status = 200, description = "Sent again to every subscription that set it aside", body = Redriven),
+        (status = 400, description = "`id` is not a UUID"),
+        (status = 404, description = "No dead letter with this event id"),
+        (status = 503, description = "Not found, but a service did not answer: retry later")))]
 pub(crate) async fn redrive(
     State(state): State<AppState>,
     Path(id): Path<String>,

@@ -22,15 +22,16 @@ use super::error::ApiError;
 /// How long a kv request may take before it fails as unavailable.
 const KV_TIMEOUT: Duration = Duration::from_secs(5);
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub(crate) struct Stored {
     key: String,
     version: u64,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub(crate) struct Found {
     key: String,
+    /// The JSON value as it was put.
     value: Value,
     version: u64,
 }
@@ -39,6 +40,15 @@ fn check_key(key: &str) -> Result<(), ApiError> {
     super::extract::key_within(key, MAX_KEY_BYTES)
 }
 
+/// `PUT /admin/kv/{key}`.
+#[utoipa::path(put, path = "/admin/kv/{key}", tag = "admin", security(("bearer" = [])),
+    params(("key" = String, Path, description = "1 to 256 bytes")),
+    request_body(content = Value, description = "Any JSON value, up to 64 KiB as sent"),
+    responses(
+        (status = 200, description = "Stored: the value is durable on the disk of its shard's node", body = Stored),
+        (status = 400, description = "The key is empty or over 256 bytes, or the body is not JSON"),
+        (status = 413, description = "The value is over 64 KiB, or the body over the edge's limit"),
+        (status = 504, description = "The write reached the shard but no answer came in time: it may or may not be stored")))]
 pub(crate) async fn put(
     State(state): State<AppState>,
     Path(key): Path<String>,
@@ -88,6 +98,13 @@ fn refused(e: KvError) -> ApiError {
     }
 }
 
+/// `GET /admin/kv/{key}`.
+#[utoipa::path(get, path = "/admin/kv/{key}", tag = "admin", security(("bearer" = [])),
+    params(("key" = String, Path, description = "1 to 256 bytes")),
+    responses(
+        (status = 200, description = "The durable value and its version", body = Found),
+        (status = 400, description = "The key is empty or over 256 bytes"),
+        (status = 404, description = "No value under this key")))]
 pub(crate) async fn get(
     State(state): State<AppState>,
     Path(key): Path<String>,

@@ -112,6 +112,10 @@ fn link_counters(t: &troupe_runtime::transport::StatsSnapshot) {
     }
 }
 
+/// `GET /metrics`.
+#[utoipa::path(get, path = "/metrics", tag = "health",
+    responses((status = 200, description = "This node's metrics, in the Prometheus text format",
+        content_type = "text/plain; version=0.0.4", body = String)))]
 pub(crate) async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     (
         [(

@@ -43,7 +43,7 @@ fn free_ports(n: usize) -> Vec<u16> {
 /// the test ends, not before), and the test's own metrics recorder: the default on this
 /// thread while the app lives. Each test runs on a thread of its own under a current-thread
 /// runtime, so whatever its runtime records lands here, apart from the other tests'.
-struct App(
+pub(super) struct App(
     Router,
     #[allow(dead_code)] tempfile::TempDir,
     #[allow(dead_code)] ::metrics::LocalRecorderGuard<'static>,
@@ -65,12 +65,12 @@ impl App {
     }
 
     /// The router as clients see it.
-    fn bare(&self) -> Router {
+    pub(super) fn bare(&self) -> Router {
         self.0.clone()
     }
 }
 
-async fn app(formed: bool) -> App {
+pub(super) async fn app(formed: bool) -> App {
     app_with(formed, |_| {}).await
 }
 

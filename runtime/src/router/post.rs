@@ -46,7 +46,7 @@ impl Poster {
         let table = self
             .placements
             .table(service)
-            .ok_or_else(|| CallError::BadMessage(format!("service {service} is not sharded")))?;
+            .ok_or_else(|| CallError::UnknownService(service.to_string()))?;
         let (shard, node) = match (key, to) {
             (Some(key), _) => table.route(key)?,
             (None, To::Slot(shard)) => match table.owners().into_iter().find(|(s, _)| s == shard) {

@@ -43,10 +43,8 @@ impl<S: Service> Router<S> {
         S::Request: Clone,
     {
         let Some(shards) = &self.inner.shards else {
-            return Err(CallError::BadMessage(format!(
-                "service {} is not sharded",
-                S::NAME
-            )));
+            // Not configured as a sharded service on this cluster.
+            return Err(CallError::UnknownService(S::NAME.to_string()));
         };
         let deadline = options.deadline();
         // A shard whose data is not where it would be served answers why, never from an empty

@@ -2,10 +2,8 @@
 //! notifications. Query parameters are checked like bodies: a bad or unknown one is a 400
 //! naming it.
 
-use axum::Router;
 use axum::extract::{FromRequestParts, Path, State};
 use axum::http::request::Parts;
-use axum::routing::get;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use tokio::time::Duration;
@@ -14,9 +12,13 @@ use troupe_actors::inventory::{Product, ProductView};
 use troupe_actors::notifications::{self, Notifications};
 use troupe_actors::order_views::{self, OrderViews};
 
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
 use super::super::AppState;
 use super::super::error::ApiError;
 use super::super::guard::Caller;
+use super::super::openapi::orders as doc;
 use super::products::ProductJson;
 use super::read_failed;
 use super::time::rfc3339;
@@ -31,11 +33,11 @@ const PRODUCTS_MAX: usize = 200;
 /// Orders or notifications listed when the client does not say.
 const FEED_DEFAULT: usize = 100;
 
-pub(super) fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/products", get(products))
-        .route("/api/v1/users/{id}/orders", get(user_orders))
-        .route("/api/v1/users/{id}/notifications", get(user_notifications))
+pub(super) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(products))
+        .routes(routes!(user_orders))
+        .routes(routes!(user_notifications))
 }
 
 /// `axum::extract::Query`, with errors in the edge's shape.
@@ -82,6 +84,15 @@ pub(crate) struct ProductList {
 }
 
 /// `GET /api/v1/products?limit=&after=`: every product in id order, a page at a time.
+#[utoipa::path(get, path = "/api/v1/products", tag = "products", security(("bearer" = [])),
+    params(
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 200,
+            description = "Products per page, 1 to 200 (default 50)"),
+        ("after" = Option<String>, Query,
+            description = "A product id: the page starts after it (exclusive)")),
+    responses(
+        (status = 200, description = "Products ordered by id", body = doc::ProductsPage),
+        (status = 400, description = "`limit` out of range, or `after` not a UUID")))]
 async fn products(
     State(state): State<AppState>,
     _caller: Caller,
@@ -134,6 +145,16 @@ pub(crate) struct OrderList {
 }
 
 /// `GET /api/v1/users/{id}/orders`: the read model, newest first.
+#[utoipa::path(get, path = "/api/v1/users/{id}/orders", tag = "orders",
+    security(("bearer" = [])),
+    params(
+        ("id" = String, Path, description = "The user id (UUID)"),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000,
+            description = "At most this many, 1 to 1000 (default 100)")),
+    responses(
+        (status = 200, description = "The user's orders, newest first", body = doc::UserOrders),
+        (status = 400, description = "`id` is not a UUID, or `limit` out of range"),
+        (status = 403, description = "Another user's orders")))]
 async fn user_orders(
     State(state): State<AppState>,
     caller: Caller,
@@ -178,6 +199,17 @@ pub(crate) struct NotificationList {
 }
 
 /// `GET /api/v1/users/{id}/notifications`: newest first.
+#[utoipa::path(get, path = "/api/v1/users/{id}/notifications", tag = "orders",
+    security(("bearer" = [])),
+    params(
+        ("id" = String, Path, description = "The user id (UUID)"),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000,
+            description = "At most this many, 1 to 1000 (default 100)")),
+    responses(
+        (status = 200, description = "The user's notifications, newest first",
+            body = doc::UserNotifications),
+        (status = 400, description = "`id` is not a UUID, or `limit` out of range"),
+        (status = 403, description = "Another user's notifications")))]
 async fn user_notifications(
     State(state): State<AppState>,
     caller: Caller,

@@ -6,10 +6,8 @@
 //! the same user answers the same order and starts nothing new; the same key with another body
 //! is a 409. Without a key every request places a new order.
 
-use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
 use tokio::task::JoinSet;
 use tokio::time::Duration;
@@ -19,10 +17,14 @@ use troupe_actors::orders::{
     self, Cancel, CancelReason, Order, OrderItem, OrderState, Place, Placed,
 };
 
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
 use super::super::AppState;
 use super::super::error::ApiError;
 use super::super::extract::Json;
 use super::super::guard::Caller;
+use super::super::openapi::orders as doc;
 use super::time::rfc3339;
 use super::{read_failed, write_failed};
 
@@ -34,11 +36,11 @@ pub(crate) const IDEMPOTENCY_KEY: &str = "idempotency-key";
 const ORDER_NAMESPACE: uuid::Uuid =
     uuid::Uuid::from_u128(0x6f72_6465_7273_4000_8000_7472_6f75_7065);
 
-pub(super) fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/orders", post(place))
-        .route("/api/v1/orders/{id}", get(read))
-        .route("/api/v1/orders/{id}/cancel", post(cancel))
+pub(super) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(place))
+        .routes(routes!(read))
+        .routes(routes!(cancel))
 }
 
 /// One line as the client asks for it.
@@ -202,6 +204,21 @@ async fn priced(state: &AppState, lines: &[(Id, u64)]) -> Result<Vec<OrderItem>,
 }
 
 /// `POST /api/v1/orders`: the order, placed `pending` (202).
+#[utoipa::path(post, path = "/api/v1/orders", tag = "orders", security(("bearer" = [])),
+    params(("Idempotency-Key" = Option<String>, Header,
+        description = "1 to 200 visible ASCII characters. The same key from the same user with \
+            the same body answers the same order and starts nothing new; with another body, 409")),
+    request_body = doc::NewOrder,
+    responses(
+        (status = 202, description = "Accepted: the order is pending and the order saga \
+            carries it out", body = doc::Order),
+        (status = 400, description = "A field is missing or wrong (named), no item or more \
+            than 20, a product twice, a quantity over 1000, or a bad `Idempotency-Key`"),
+        (status = 404, description = "A product does not exist: the order is not created"),
+        (status = 409, description = "The `Idempotency-Key` was used with another body"),
+        (status = 422, description = "A quantity of 0 or less"),
+        (status = 504, description = "No answer in time: the order may or may not exist; \
+            repeat with the same `Idempotency-Key`")))]
 async fn place(
     State(state): State<AppState>,
     caller: Caller,
@@ -252,6 +269,13 @@ async fn owned_order(state: &AppState, caller: &Caller, id: &str) -> Result<Orde
 }
 
 /// `GET /api/v1/orders/{id}`.
+#[utoipa::path(get, path = "/api/v1/orders/{id}", tag = "orders", security(("bearer" = [])),
+    params(("id" = String, Path, description = "The order id (UUID)")),
+    responses(
+        (status = 200, description = "The order", body = doc::Order),
+        (status = 400, description = "`id` is not a UUID"),
+        (status = 403, description = "Another user's order"),
+        (status = 404, description = "No such order")))]
 async fn read(
     State(state): State<AppState>,
     caller: Caller,
@@ -262,6 +286,17 @@ async fn read(
 
 /// `POST /api/v1/orders/{id}/cancel`: a pending order cancelled by its user; a cancelled one
 /// as it is; a confirmed one is a 409.
+#[utoipa::path(post, path = "/api/v1/orders/{id}/cancel", tag = "orders",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "The order id (UUID)")),
+    responses(
+        (status = 200, description = "The order, cancelled (`cancelled_by_user`); a cancelled \
+            order is answered unchanged", body = doc::Order),
+        (status = 400, description = "`id` is not a UUID"),
+        (status = 403, description = "Another user's order"),
+        (status = 404, description = "No such order"),
+        (status = 409, description = "The order is already confirmed"),
+        (status = 504, description = "No answer in time: read the order before repeating")))]
 async fn cancel(
     State(state): State<AppState>,
     caller: Caller,

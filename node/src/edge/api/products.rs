@@ -2,15 +2,15 @@
 //! read for anyone with a token. A sku is unique across the cluster through the sku index
 //! (reserve, create, confirm; released if the creation is refused).
 
-use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
 use tokio::time::Duration;
 use troupe_actors::ids::Id;
 use troupe_actors::inventory::{self, Create, Get, Product, ProductView, Restock, Skus};
 use troupe_runtime::entity::AskError;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::super::AppState;
 use super::super::error::ApiError;
@@ -21,14 +21,14 @@ use super::{domain, read_failed, write_failed};
 /// How long each call of a request may take.
 const TIMEOUT: Duration = Duration::from_secs(5);
 
-pub(super) fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/products", post(create))
-        .route("/api/v1/products/{id}", get(read))
-        .route("/api/v1/products/{id}/restock", post(restock))
+pub(super) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create))
+        .routes(routes!(read))
+        .routes(routes!(restock))
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub(crate) struct ProductJson {
     id: String,
     sku: String,
@@ -57,7 +57,7 @@ fn positive(field: &str, n: i64) -> Result<u64, ApiError> {
         .ok_or_else(|| ApiError::Unprocessable(format!("{field}: must be greater than 0, got {n}")))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct NewProduct {
     sku: String,
@@ -67,6 +67,15 @@ pub(crate) struct NewProduct {
 }
 
 /// `POST /api/v1/products` (admin).
+#[utoipa::path(post, path = "/api/v1/products", tag = "products", security(("bearer" = [])),
+    request_body = NewProduct,
+    responses(
+        (status = 201, description = "Created", body = ProductJson),
+        (status = 400, description = "A field is missing or wrong; the sku is not a valid sku"),
+        (status = 403, description = "Not an admin"),
+        (status = 409, description = "The sku is taken"),
+        (status = 422, description = "`price_cents` is 0 or negative, or `stock` negative"),
+        (status = 504, description = "No answer in time: the product may or may not exist")))]
 async fn create(
     State(state): State<AppState>,
     caller: Caller,
@@ -126,6 +135,12 @@ fn product_id(id: &str) -> Result<Id, ApiError> {
 }
 
 /// `GET /api/v1/products/{id}`.
+#[utoipa::path(get, path = "/api/v1/products/{id}", tag = "products", security(("bearer" = [])),
+    params(("id" = String, Path, description = "The product id (UUID)")),
+    responses(
+        (status = 200, description = "The product", body = ProductJson),
+        (status = 400, description = "`id` is not a UUID"),
+        (status = 404, description = "No such product")))]
 async fn read(
     State(state): State<AppState>,
     _caller: Caller,
@@ -141,13 +156,23 @@ async fn read(
     Ok(axum::Json(product.into()))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RestockRequest {
     quantity: i64,
 }
 
 /// `POST /api/v1/products/{id}/restock` (admin).
+#[utoipa::path(post, path = "/api/v1/products/{id}/restock", tag = "products",
+    security(("bearer" = [])), request_body = RestockRequest,
+    params(("id" = String, Path, description = "The product id (UUID)")),
+    responses(
+        (status = 200, description = "The product after the restock", body = ProductJson),
+        (status = 400, description = "`id` is not a UUID"),
+        (status = 403, description = "Not an admin"),
+        (status = 404, description = "No such product"),
+        (status = 422, description = "`quantity` is 0 or negative"),
+        (status = 504, description = "No answer in time: the restock may or may not be made")))]
 async fn restock(
     State(state): State<AppState>,
     caller: Caller,

@@ -1,15 +1,15 @@
 //! Registration, login, users and wallets (`API.md`: Auth; Users, wallets).
 
-use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
 use tokio::time::Duration;
 use troupe_actors::ids::{Id, now_ms};
 use troupe_actors::payments::{Balance, Deposit, Open, PaymentError, Wallet};
 use troupe_actors::users::{self, Create, Credentials, Emails, Get, Profile, Role, User, emails};
 use troupe_runtime::entity::AskError;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::super::AppState;
 use super::super::error::ApiError;
@@ -26,16 +26,16 @@ const TIMEOUT: Duration = Duration::from_secs(5);
 /// What login says for a wrong email and a wrong password alike.
 const BAD_LOGIN: &str = "wrong email or password";
 
-pub(super) fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/users", post(register))
-        .route("/api/v1/auth/login", post(login))
-        .route("/api/v1/users/{id}", get(user))
-        .route("/api/v1/users/{id}/wallet", get(wallet))
-        .route("/api/v1/users/{id}/wallet/deposits", post(deposit))
+pub(super) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(register))
+        .routes(routes!(login))
+        .routes(routes!(user))
+        .routes(routes!(wallet))
+        .routes(routes!(deposit))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct Registration {
     email: String,
@@ -43,7 +43,7 @@ pub(crate) struct Registration {
     password: String,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub(crate) struct UserView {
     id: String,
     email: String,
@@ -87,6 +87,12 @@ async fn blocking<T: Send + 'static>(
 
 /// `POST /api/v1/users`: reserve the email, create the user, confirm the email (see
 /// `troupe_actors::users`).
+#[utoipa::path(post, path = "/api/v1/users", tag = "auth", request_body = Registration,
+    responses(
+        (status = 201, description = "Registered", body = UserView),
+        (status = 400, description = "`email` does not look like an address, `name` is not 1 to 100 characters, or `password` not 8 to 128"),
+        (status = 409, description = "The email is taken (across the whole cluster)"),
+        (status = 504, description = "No answer in time: the user may or may not exist")))]
 async fn register(
     State(state): State<AppState>,
     Json(request): Json<Registration>,
@@ -207,14 +213,14 @@ async fn reclaimed(state: &AppState, email: &str, id: Id) -> Result<bool, ApiErr
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct Login {
     email: String,
     password: String,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub(crate) struct Token {
     access_token: String,
     token_type: &'static str,
@@ -222,6 +228,10 @@ pub(crate) struct Token {
 }
 
 /// `POST /api/v1/auth/login`: a wrong email and a wrong password get the same 401.
+#[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth", request_body = Login,
+    responses(
+        (status = 200, description = "A bearer token (JWT)", body = Token),
+        (status = 401, description = "Wrong email or password (the same message for both)")))]
 async fn login(
     State(state): State<AppState>,
     Json(request): Json<Login>,
@@ -283,6 +293,13 @@ pub(super) fn owned(caller: &Caller, id: &str) -> Result<Id, ApiError> {
 }
 
 /// `GET /api/v1/users/{id}`.
+#[utoipa::path(get, path = "/api/v1/users/{id}", tag = "users", security(("bearer" = [])),
+    params(("id" = String, Path, description = "The user id (UUID)")),
+    responses(
+        (status = 200, description = "The user", body = UserView),
+        (status = 400, description = "`id` is not a UUID"),
+        (status = 403, description = "Another user (only an admin may read any)"),
+        (status = 404, description = "No such user")))]
 async fn user(
     State(state): State<AppState>,
     caller: Caller,
@@ -299,7 +316,7 @@ async fn user(
     Ok(axum::Json(profile.into()))
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub(crate) struct WalletView {
     user_id: String,
     balance_cents: u64,
@@ -333,6 +350,13 @@ async fn balance(state: &AppState, id: Id) -> Result<u64, ApiError> {
 }
 
 /// `GET /api/v1/users/{id}/wallet`.
+#[utoipa::path(get, path = "/api/v1/users/{id}/wallet", tag = "users", security(("bearer" = [])),
+    params(("id" = String, Path, description = "The user id (UUID)")),
+    responses(
+        (status = 200, description = "The wallet (a new user's opens with the configured balance)", body = WalletView),
+        (status = 400, description = "`id` is not a UUID"),
+        (status = 403, description = "Another user's wallet"),
+        (status = 404, description = "No such user")))]
 async fn wallet(
     State(state): State<AppState>,
     caller: Caller,
@@ -346,13 +370,23 @@ async fn wallet(
     }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct DepositRequest {
     amount_cents: i64,
 }
 
 /// `POST /api/v1/users/{id}/wallet/deposits` (admin).
+#[utoipa::path(post, path = "/api/v1/users/{id}/wallet/deposits", tag = "users",
+    security(("bearer" = [])), request_body = DepositRequest,
+    params(("id" = String, Path, description = "The user id (UUID)")),
+    responses(
+        (status = 200, description = "The wallet after the deposit", body = WalletView),
+        (status = 400, description = "`id` is not a UUID"),
+        (status = 403, description = "Not an admin"),
+        (status = 404, description = "No such user"),
+        (status = 422, description = "`amount_cents` is 0 or negative"),
+        (status = 504, description = "No answer in time: the deposit may or may not be made")))]
 async fn deposit(
     State(state): State<AppState>,
     caller: Caller,
