@@ -91,7 +91,7 @@ impl Tokens {
         validation.algorithms = vec![Algorithm::HS256];
         validation.leeway = LEEWAY.as_secs();
         validation.validate_exp = true;
-        validation.validate_nbf = false;
+        validation.validate_nbf = true;
         validation.set_issuer(&[issuer]);
         validation.set_audience(&[audience]);
         validation.set_required_spec_claims(&["exp", "iat", "iss", "aud", "sub"]);
@@ -139,6 +139,13 @@ impl Tokens {
             })?;
         if data.claims.iat > now_secs().saturating_add(LEEWAY.as_secs()) {
             return Err(TokenError::NotYetValid);
+        }
+        // No token of this cluster lives longer than its configured lifetime.
+        let lifetime = data.claims.exp.saturating_sub(data.claims.iat);
+        if lifetime > self.ttl.as_secs().saturating_add(LEEWAY.as_secs()) {
+            return Err(TokenError::Invalid(format!(
+                "the token lives {lifetime} s, longer than this cluster's tokens"
+            )));
         }
         Ok(data.claims)
     }
@@ -234,11 +241,11 @@ mod tests {
             .issue_at("u-1", Role::User, now - 1000, now - 31 - LEEWAY.as_secs())
             .unwrap();
         assert_eq!(t.check(&expired), Err(TokenError::Expired));
-        let just = t.issue_at("u-1", Role::User, now - 1000, now - 5).unwrap();
+        let just = t.issue_at("u-1", Role::User, now - 900, now - 5).unwrap();
         assert!(t.check(&just).is_ok(), "within the leeway");
         // Issued in the future.
         let future = t
-            .issue_at("u-1", Role::User, now + 3600, now + 7200)
+            .issue_at("u-1", Role::User, now + 3600, now + 3600 + 900)
             .unwrap();
         assert_eq!(t.check(&future), Err(TokenError::NotYetValid));
         // Another audience, another issuer.
@@ -271,6 +278,27 @@ mod tests {
         )
         .unwrap();
         assert!(t.check(&no_exp).is_err(), "no exp");
+        // Signed with the key but not valid before a time to come (nbf), or living far longer
+        // than this cluster's tokens do.
+        let signed = |claims: serde_json::Value| {
+            jsonwebtoken::encode(
+                &header,
+                &claims,
+                &EncodingKey::from_secret(b"a-test-key-of-32-bytes-or-more!!"),
+            )
+            .unwrap()
+        };
+        let not_before = signed(
+            serde_json::json!({"sub": "u-1", "role": "user", "iss": "troupe",
+            "aud": "troupe-api", "iat": now, "exp": now + 600, "nbf": now + 300}),
+        );
+        assert!(t.check(&not_before).is_err(), "nbf in the future");
+        let forever = t.issue_at("u-1", Role::User, now, u64::MAX).unwrap();
+        assert!(t.check(&forever).is_err(), "exp at the end of time");
+        let century = t
+            .issue_at("u-1", Role::User, now, now + 100 * 365 * 86_400)
+            .unwrap();
+        assert!(t.check(&century).is_err(), "a hundred years");
         // Garbage.
         for junk in ["", "a.b", "a.b.c", "....", "Bearer x"] {
             assert!(t.check(junk).is_err(), "{junk:?}");
