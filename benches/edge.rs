@@ -286,8 +286,38 @@ fn print_get_table(targets: &[Target], runs: &[Vec<Run>]) {
     }
 }
 
+/// What happened in `processes` while `work` ran: CPU microseconds and minor page faults.
+async fn costs<T>(processes: &[Process], work: impl Future<Output = T>) -> (T, f64, f64) {
+    let cpu = |ps: &[Process]| ps.iter().map(|p| p.cpu_us()).sum::<f64>();
+    let faults = |ps: &[Process]| ps.iter().map(|p| p.minor_faults()).sum::<f64>();
+    let (cpu_before, faults_before) = (cpu(processes), faults(processes));
+    let out = work.await;
+    (
+        out,
+        cpu(processes) - cpu_before,
+        faults(processes) - faults_before,
+    )
+}
+
+/// One round of registrations and of raw hashes.
+struct RegisterRound {
+    registrations: register::Report,
+    /// CPU milliseconds per registration, on the edge node and on all three.
+    edge_cpu_ms: f64,
+    all_cpu_ms: f64,
+    /// Minor page faults per registration on the edge node.
+    edge_faults: f64,
+    /// Raw hashes per second with `CONCURRENCY` threads and with one per core.
+    raw: f64,
+    raw_per_core: f64,
+    /// CPU milliseconds and minor page faults per raw hash (`CONCURRENCY` threads).
+    raw_cpu_ms: f64,
+    raw_faults: f64,
+}
+
 async fn registrations(cluster: &Cluster) {
     let port = cluster.port(0);
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     println!(
         "\nPOST /api/v1/users through {}'s edge, {} in flight, {}s runs, {ROUNDS} rounds",
         cluster.id(0),
@@ -301,35 +331,81 @@ async fn registrations(cluster: &Cluster) {
     println!("one hash alone: {one:.1} ms");
     // Warm the users' shards and the edge.
     register::registrations(port, 99, Duration::from_secs(2)).await;
-    let mut reg = Vec::new();
-    let mut raw = Vec::new();
+    let edge = [cluster.process(0)];
+    let all: Vec<Process> = (0..cluster.len()).map(|i| cluster.process(i)).collect();
+    let me = [Process::me()];
+    let mut rounds = Vec::new();
     for round in 0..ROUNDS {
-        let r = register::registrations(port, round as u32, REGISTER_FOR).await;
-        let h = tokio::task::spawn_blocking(|| {
-            register::raw_hashes(register::CONCURRENCY, REGISTER_FOR)
-        })
-        .await
-        .unwrap();
+        let ((r, edge_cpu, edge_faults), all_cpu, _) = costs(
+            &all,
+            costs(
+                &edge,
+                register::registrations(port, round as u32, REGISTER_FOR),
+            ),
+        )
+        .await;
+        let raw_run = |threads| {
+            tokio::task::spawn_blocking(move || register::raw_hashes(threads, REGISTER_FOR))
+        };
+        let ((raw, hashes), raw_cpu, raw_faults) =
+            costs(&me, async { raw_run(register::CONCURRENCY).await.unwrap() }).await;
+        let (raw_per_core, _) = raw_run(cores).await.unwrap();
+        let n = r.count.max(1) as f64;
+        let done = RegisterRound {
+            edge_cpu_ms: edge_cpu / n / 1e3,
+            all_cpu_ms: all_cpu / n / 1e3,
+            edge_faults: edge_faults / n,
+            raw_cpu_ms: raw_cpu / hashes.max(1) as f64 / 1e3,
+            raw_faults: raw_faults / hashes.max(1) as f64,
+            registrations: r,
+            raw,
+            raw_per_core,
+        };
         println!(
-            "  round {round}: {:.1} registrations/s ({} in all), p50 {:.0} ms, p99 {:.0} ms; raw Argon2id {h:.1} hashes/s",
-            r.per_second, r.count, r.p50_ms, r.p99_ms
+            "  round {round}: {:.1} registrations/s ({} in all), p50 {:.0} ms, p99 {:.0} ms, \
+             CPU {:.1} ms on the edge ({:.1} ms on all nodes), {:.0} faults; \
+             raw Argon2id {:.1} hashes/s ({cores} threads: {:.1}), CPU {:.1} ms, {:.0} faults per hash",
+            r.per_second,
+            r.count,
+            r.p50_ms,
+            r.p99_ms,
+            done.edge_cpu_ms,
+            done.all_cpu_ms,
+            done.edge_faults,
+            raw,
+            raw_per_core,
+            done.raw_cpu_ms,
+            done.raw_faults
         );
-        reg.push(r);
-        raw.push(h);
+        rounds.push(done);
     }
-    let per_second = median(reg.iter().map(|r| r.per_second).collect());
-    let hashes = median(raw);
-    println!("\n| what | per second | p50 | p99 |");
-    println!("|---|---|---|---|");
+    print_register_table(&rounds, cores);
+}
+
+fn print_register_table(rounds: &[RegisterRound], cores: usize) {
+    let of = |f: &dyn Fn(&RegisterRound) -> f64| median(rounds.iter().map(f).collect());
+    let per_second = of(&|r| r.registrations.per_second);
+    let hashes = of(&|r| r.raw);
+    println!("\n| what | per second | p50 | p99 | CPU each | minor faults each |");
+    println!("|---|---|---|---|---|---|");
     println!(
-        "| registrations, {} in flight | {per_second:.1} ({:.2}x raw hashes) | {:.0} ms | {:.0} ms |",
+        "| registrations, {} in flight | {per_second:.1} ({:.2}x raw hashes) | {:.0} ms | {:.0} ms | {:.1} ms on the edge, {:.1} ms on all nodes | {:.0} |",
         register::CONCURRENCY,
         per_second / hashes,
-        median(reg.iter().map(|r| r.p50_ms).collect()),
-        median(reg.iter().map(|r| r.p99_ms).collect()),
+        of(&|r| r.registrations.p50_ms),
+        of(&|r| r.registrations.p99_ms),
+        of(&|r| r.edge_cpu_ms),
+        of(&|r| r.all_cpu_ms),
+        of(&|r| r.edge_faults),
     );
     println!(
-        "| raw Argon2id hashes, {} threads, same process | {hashes:.1} | - | - |",
-        register::CONCURRENCY
+        "| raw Argon2id hashes, {} threads, this process | {hashes:.1} | - | - | {:.1} ms | {:.0} |",
+        register::CONCURRENCY,
+        of(&|r| r.raw_cpu_ms),
+        of(&|r| r.raw_faults),
+    );
+    println!(
+        "| raw Argon2id hashes, {cores} threads (one per core) | {:.1} | - | - | - | - |",
+        of(&|r| r.raw_per_core)
     );
 }

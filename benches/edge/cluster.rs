@@ -49,17 +49,30 @@ pub(crate) fn admin_http() -> reqwest::Client {
 pub(crate) struct Process(u32);
 
 impl Process {
-    /// User plus system CPU time so far, in microseconds (`/proc/<pid>/stat`, 100 ticks/s).
+    /// This process.
+    pub(crate) fn me() -> Self {
+        Self(std::process::id())
+    }
+
+    /// Field `n` (counted from 1, as in proc(5)) of `/proc/<pid>/stat`, from field 3 on.
+    fn stat(self, n: usize) -> Option<f64> {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.0)).ok()?;
+        // After the command name (which may hold spaces), field 3 comes first.
+        let rest = stat.rsplit_once(')')?.1;
+        rest.split_whitespace().nth(n.checked_sub(3)?)?.parse().ok()
+    }
+
+    /// User plus system CPU time so far, in microseconds (utime and stime, 100 ticks/s).
     pub(crate) fn cpu_us(self) -> f64 {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.0)).unwrap_or_default();
-        // After the command name (which may hold spaces): state is field 3, utime 14, stime 15.
-        let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok());
-        match (ticks(11), ticks(12)) {
+        match (self.stat(14), self.stat(15)) {
             (Some(user), Some(system)) => (user + system) * 10_000.0,
             _ => f64::NAN,
         }
+    }
+
+    /// Minor page faults so far (minflt).
+    pub(crate) fn minor_faults(self) -> f64 {
+        self.stat(10).unwrap_or(f64::NAN)
     }
 }
 

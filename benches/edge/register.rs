@@ -89,8 +89,8 @@ fn hash_once(hasher: &Argon2<'_>, n: u64) {
     std::hint::black_box(hasher.hash_password(password.as_bytes(), &salt).unwrap());
 }
 
-/// Argon2id hashes per second with `threads` threads hashing for `duration`.
-pub(crate) fn raw_hashes(threads: usize, duration: Duration) -> f64 {
+/// Argon2id hashes per second with `threads` threads hashing for `duration`, and how many.
+pub(crate) fn raw_hashes(threads: usize, duration: Duration) -> (f64, u64) {
     let done = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
     let handles: Vec<_> = (0..threads)
@@ -110,7 +110,8 @@ pub(crate) fn raw_hashes(threads: usize, duration: Duration) -> f64 {
     for h in handles {
         h.join().unwrap();
     }
-    done.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64()
+    let done = done.load(Ordering::Relaxed);
+    (done as f64 / started.elapsed().as_secs_f64(), done)
 }
 
 /// Milliseconds per hash, one at a time (the median of `n`).
