@@ -3,7 +3,7 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 
 use tokio::sync::oneshot;
 use tokio::time::Duration;
@@ -12,10 +12,28 @@ use super::release;
 use crate::service::ReplyTo;
 use crate::store::{Engine, KeyspaceEngine, SledEngine, Store, StoreError, WriteBatch};
 
-/// Sled, whose flushes wait while the test holds the gate.
+/// Sled, whose flushes wait while the test holds them.
 struct Gated {
     inner: SledEngine,
-    gate: Arc<Mutex<()>>,
+    held: Mutex<bool>,
+    released: Condvar,
+}
+
+impl Gated {
+    fn hold(&self, held: bool) {
+        *self.held.lock().unwrap() = held;
+        self.released.notify_all();
+    }
+}
+
+/// Holds a gated engine's flushes until dropped (so that a failed assertion never leaves a
+/// flush blocked, which would hang the test's runtime on shutdown).
+struct Held(Arc<Gated>);
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.0.hold(false);
+    }
 }
 
 impl Engine for Gated {
@@ -23,7 +41,11 @@ impl Engine for Gated {
         self.inner.keyspace(name)
     }
     fn flush(&self) -> Result<(), StoreError> {
-        let _open = self.gate.lock().unwrap_or_else(|p| p.into_inner());
+        let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+        while *held {
+            held = self.released.wait(held).unwrap_or_else(|p| p.into_inner());
+        }
+        drop(held);
         self.inner.flush()
     }
     fn size_on_disk(&self) -> Result<u64, StoreError> {
@@ -55,13 +77,15 @@ async fn a_reply_waiting_for_what_is_durable_already_leaves_at_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reply_never_leaves_before_what_it_waits_for_is_durable() {
-    let gate = Arc::new(Mutex::new(()));
-    let store = Store::with_engine(Arc::new(Gated {
+    let engine = Arc::new(Gated {
         inner: SledEngine::temporary().unwrap(),
-        gate: Arc::clone(&gate),
-    }));
+        held: Mutex::new(false),
+        released: Condvar::new(),
+    });
+    let store = Store::with_engine(Arc::clone(&engine) as Arc<dyn Engine>);
     let ks = store.claim("x/0", Duration::ZERO).await.unwrap();
-    let held = gate.lock().unwrap();
+    engine.hold(true);
+    let held = Held(Arc::clone(&engine));
     let write = ks.apply(one_put()).unwrap();
     // A read after a write that is not durable yet waits for it too.
     let read = ks.seen(b"k");
