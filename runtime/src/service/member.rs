@@ -85,17 +85,18 @@ impl<S: Service> Member<S> {
 }
 
 /// Sends the reply (if anyone waits for one) and releases the effects, once `after` is durable:
-/// at once if there is nothing to wait for, else from a task of its own while the member goes
-/// on. The task is the member's no longer: a kill of the member from now on does not cut the
-/// answer or the effects off. If the flush fails, the caller is told the outcome is unknown
-/// and the effects are dropped (nothing a command caused leaves unless its batch is durable).
+/// at once if there is nothing to wait for or it is durable already (most reads: no task to
+/// spawn and wake per ask), else from a task of its own while the member goes on. The task is
+/// the member's no longer: a kill of the member from now on does not cut the answer or the
+/// effects off. If the flush fails, the caller is told the outcome is unknown and the effects
+/// are dropped (nothing a command caused leaves unless its batch is durable).
 fn release<Resp: serde::Serialize + Send + 'static>(
     reply: Option<(ReplyTo<Resp>, Resp)>,
     after: Option<crate::store::Durable>,
     effects: Vec<super::Effect>,
 ) {
     let run = |effects: Vec<super::Effect>| effects.into_iter().for_each(|effect| effect());
-    match after {
+    match after.filter(|durable| !durable.is_reached()) {
         None => {
             run(effects);
             if let Some((reply, response)) = reply {
@@ -213,3 +214,6 @@ impl<S: Service> Actor for Member<S> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -184,12 +184,17 @@ impl GroupCommit {
         self.tainted.lock().unwrap_or_else(|p| p.into_inner()).all = true;
     }
 
+    /// Whether write `seq` is durable already (no flush failed first).
+    pub(super) fn is_durable(&self, seq: u64) -> bool {
+        matches!(&*self.durable.borrow(), Ok(d) if *d >= seq)
+    }
+
     /// Waits until write `seq` is durable.
     pub(super) async fn wait_durable(&self, seq: u64) -> Result<(), StoreError> {
-        let mut rx = self.durable.subscribe();
-        if matches!(&*rx.borrow(), Ok(d) if *d >= seq) {
+        if self.is_durable(seq) {
             return Ok(());
         }
+        let mut rx = self.durable.subscribe();
         self.wake.notify_one();
         let result = rx
             .wait_for(|d| !matches!(d, Ok(d) if *d < seq))

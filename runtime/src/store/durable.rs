@@ -46,6 +46,13 @@ impl Durable {
         self.batch
     }
 
+    /// Whether the write (or what was read) is durable already: then [`Durable::wait`] would
+    /// return `Ok` at once, and a reply that waits for it can leave without a wait (a read of
+    /// a shard with nothing in flight, the usual case).
+    pub fn is_reached(&self) -> bool {
+        self.store.inner.commit.is_durable(self.seq)
+    }
+
     /// Waits until the write (or what was read) is durable; fails if a flush failed first
     /// (a write may or may not survive: see [`StoreError`]).
     pub async fn wait(self) -> Result<(), StoreError> {
