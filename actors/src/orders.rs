@@ -1,28 +1,33 @@
-//! `orders`: the order aggregate, one entity per order id.
+//! `orders`: the order aggregate and the order saga that carries it out, one saga instance per
+//! order id (the saga id is the order id).
 //!
-//! An order is placed `pending` ([`Place`]) and ends `confirmed` ([`Confirm`]) or
-//! `cancelled` with a reason ([`Cancel`]); the order saga drives it. Each transition
-//! publishes an [`OrderEvent`] in the same batch as the change: [`CREATED`], [`CONFIRMED`],
-//! [`CANCELLED`]. The read model ([`crate::order_views`]) and the notifications
-//! ([`crate::notifications`]) are fed by them.
+//! Placing an order ([`Place`], through [`troupe_runtime::saga::Start`]) records it `pending`
+//! and starts its saga in one commit, publishing [`CREATED`] in the same batch. The saga then
+//! reserves each item's stock at its product (in product id order), charges the wallet the
+//! total, and commits the reservations; the order is `confirmed` when every step is done
+//! ([`CONFIRMED`]). Out of stock or a declined payment undoes what was done (releases,
+//! refund) and cancels the order with that reason ([`CANCELLED`]); so does a user's cancel
+//! ([`troupe_runtime::saga::Abort`]) while the order can still be undone (before the charge
+//! is committed). Every action and compensation carries the key `<order id>/<step>`, so that a
+//! resent step has no second effect. See [`troupe_runtime::saga`] for retries, deadlines and
+//! recovery.
 //!
 //! Idempotency: the edge derives the order id from the user and the `Idempotency-Key` (or
 //! makes a fresh one), and passes a fingerprint of the request body. Placing an existing
 //! order again with the same user, items and fingerprint answers it as it is now (with
 //! `new: false`, so nothing is started twice); anything else under that id is a conflict.
-//! Confirming a confirmed order or cancelling a cancelled one answers it unchanged and
-//! publishes nothing; a cancelled order keeps its first reason. Confirming a cancelled
-//! order or cancelling a confirmed one is a conflict.
-
-#[cfg(test)]
-mod tests;
 
 use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
-use troupe_runtime::entity::{Command, Commands, Context, DomainError, DomainKind, Entity};
+use std::time::Duration;
+use troupe_runtime::entity::{AskError, Context, DomainError, DomainKind};
+use troupe_runtime::saga::{Outcome, Phase, Saga, SagaEntity, SagaState, StepSpec, step_key};
+use troupe_runtime::{CallError, Runtime};
 
-use crate::ids::{Id, now_ms};
+use crate::ids::Id;
+use crate::inventory::{self, InventoryError, Product};
+use crate::payments::{self, PaymentError, Wallet};
 
 /// Published when an order is placed.
 pub const CREATED: &str = "order.created";
@@ -38,9 +43,15 @@ pub const MAX_QUANTITY: u64 = 1_000;
 /// The longest idempotency key or fingerprint, in bytes.
 pub const MAX_KEY_BYTES: usize = 200;
 
-/// The order entity, by order id.
+/// How long one call of a step may take.
+const STEP_CALL_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The order saga.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct Order;
+pub struct OrderSaga;
+
+/// The orders: the instances of the order saga, by order id (`[services.orders]`).
+pub type Order = SagaEntity<OrderSaga>;
 
 /// One line of an order.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -62,6 +73,10 @@ pub enum CancelReason {
     PaymentDeclined,
     /// The user cancelled it while it was pending.
     CancelledByUser,
+    /// A service it needed stayed unavailable past the step's deadline.
+    Unavailable,
+    /// An operator forced its compensation.
+    CancelledByOperator,
 }
 
 impl CancelReason {
@@ -71,6 +86,19 @@ impl CancelReason {
             Self::OutOfStock => "out_of_stock",
             Self::PaymentDeclined => "payment_declined",
             Self::CancelledByUser => "cancelled_by_user",
+            Self::Unavailable => "unavailable",
+            Self::CancelledByOperator => "cancelled_by_operator",
+        }
+    }
+
+    /// The reason of a saga that compensated because of `why`.
+    pub fn of_saga(why: &str) -> Self {
+        match why {
+            "out_of_stock" => Self::OutOfStock,
+            "payment_declined" => Self::PaymentDeclined,
+            "cancelled_by_user" => Self::CancelledByUser,
+            w if w.starts_with("deadline") => Self::Unavailable,
+            _ => Self::CancelledByOperator,
         }
     }
 }
@@ -135,6 +163,53 @@ pub struct OrderState {
     /// The edge's fingerprint of the request body.
     pub fingerprint: String,
 }
+
+/// What the saga carries for an order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderData {
+    /// Who placed it.
+    pub user_id: Id,
+    /// Its lines, in product id order (the order the saga reserves them in).
+    pub items: Vec<OrderItem>,
+    /// The sum of quantity x price over the items, in cents.
+    pub total_cents: u64,
+    /// The client's `Idempotency-Key`, if it sent one.
+    pub idempotency_key: Option<String>,
+    /// The edge's fingerprint of the request body.
+    pub fingerprint: String,
+}
+
+impl OrderState {
+    /// Order `id` as its saga instance stands.
+    pub fn of(id: Id, saga: &SagaState<OrderData>) -> Self {
+        let status = match &saga.phase {
+            Phase::Running { .. } | Phase::Compensating { .. } => OrderStatus::Pending,
+            Phase::Completed => OrderStatus::Confirmed,
+            Phase::Compensated { reason } => OrderStatus::Cancelled {
+                reason: CancelReason::of_saga(reason),
+            },
+        };
+        let data = &saga.data;
+        Self {
+            id,
+            user_id: data.user_id,
+            items: data.items.clone(),
+            total_cents: data.total_cents,
+            status,
+            created_at_ms: saga.created_at_ms,
+            updated_at_ms: if status.is_final() {
+                saga.updated_at_ms
+            } else {
+                saga.created_at_ms
+            },
+            idempotency_key: data.idempotency_key.clone(),
+            fingerprint: data.fingerprint.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
 
 /// What every order event carries (all three topics).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -211,6 +286,15 @@ pub enum OrderError {
     /// different body (409).
     #[error("order {0} exists with a different request (idempotency key reused)")]
     KeyReused(Id),
+    /// The order cannot do what was asked now (409): cancelling an order that is being
+    /// confirmed, for one.
+    #[error("order {order}: {why}")]
+    Refused {
+        /// The order.
+        order: Id,
+        /// Why.
+        why: String,
+    },
     /// The transition is not possible from where the order stands (409).
     #[error("order {order} is {from} and cannot become {to}")]
     Transition {
@@ -229,7 +313,9 @@ impl DomainError for OrderError {
             Self::Invalid { .. } => DomainKind::InvalidInput,
             Self::Unprocessable { .. } => DomainKind::Unprocessable,
             Self::NotFound(_) => DomainKind::NotFound,
-            Self::KeyReused(_) | Self::Transition { .. } => DomainKind::Conflict,
+            Self::KeyReused(_) | Self::Transition { .. } | Self::Refused { .. } => {
+                DomainKind::Conflict
+            }
         }
     }
 }
@@ -248,21 +334,6 @@ fn unprocessable(field: impl Into<String>, why: impl Into<String>) -> OrderError
     }
 }
 
-impl Entity for Order {
-    const NAME: &'static str = "orders";
-    type Id = Id;
-    type State = OrderState;
-    type Error = OrderError;
-
-    fn commands(commands: &mut Commands<Self>) {
-        commands
-            .add::<Place>()
-            .add::<Get>()
-            .add::<Confirm>()
-            .add::<Cancel>();
-    }
-}
-
 /// Place the order (see the module docs for placing it again).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Place {
@@ -274,15 +345,6 @@ pub struct Place {
     pub idempotency_key: Option<String>,
     /// The edge's fingerprint of the request body (at most 200 bytes).
     pub fingerprint: String,
-}
-
-/// What placing answers.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Placed {
-    /// The order as it stands.
-    pub order: OrderState,
-    /// Whether this command placed it (false: it existed, start nothing).
-    pub new: bool,
 }
 
 impl Place {
@@ -342,7 +404,7 @@ impl Place {
     }
 
     /// Whether `order` is this request placed before.
-    fn placed(&self, order: &OrderState) -> bool {
+    fn placed(&self, order: &OrderData) -> bool {
         order.user_id == self.user_id
             && order.fingerprint == self.fingerprint
             && order.idempotency_key == self.idempotency_key
@@ -355,115 +417,201 @@ impl Place {
     }
 }
 
-impl Command<Order> for Place {
-    const NAME: &'static str = "place";
-    type Reply = Placed;
+/// The names of an order's steps, and what each is.
+enum StepOf<'a> {
+    Reserve(&'a OrderItem),
+    Charge,
+    Commit(&'a OrderItem),
+}
 
-    fn handle(self, cx: &mut Context<'_, Order>) -> Result<Placed, OrderError> {
-        let id = *cx.id();
-        if let Some(order) = cx.state() {
-            return if self.placed(order) {
-                Ok(Placed {
-                    order: order.clone(),
-                    new: false,
-                })
-            } else {
-                Err(OrderError::KeyReused(id))
-            };
-        }
-        let total_cents = self.validate()?;
-        let now = now_ms();
-        let order = OrderState {
-            id,
-            user_id: self.user_id,
-            items: self.items,
+fn step_of(data: &OrderData, step: usize) -> Option<StepOf<'_>> {
+    let n = data.items.len();
+    match step {
+        s if s < n => Some(StepOf::Reserve(&data.items[s])),
+        s if s == n => Some(StepOf::Charge),
+        s if s <= 2 * n => Some(StepOf::Commit(&data.items[s - n - 1])),
+        _ => None,
+    }
+}
+
+fn reserve_name(item: &OrderItem) -> String {
+    format!("reserve:{}", item.product_id)
+}
+
+/// A failed call as a step's outcome: always "try again" (same key).
+fn retry(e: &CallError) -> Outcome {
+    Outcome::Retry(e.to_string())
+}
+
+impl Saga for OrderSaga {
+    const NAME: &'static str = "orders";
+    const RUNNER: &'static str = "order-saga";
+    type Id = Id;
+    type Data = OrderData;
+    type Start = Place;
+    type Error = OrderError;
+
+    fn begin(_id: &Id, place: Place, _now_ms: u64) -> Result<OrderData, OrderError> {
+        let total_cents = place.validate()?;
+        let mut items = place.items;
+        items.sort_by_key(|i| i.product_id.0);
+        Ok(OrderData {
+            user_id: place.user_id,
+            items,
             total_cents,
-            status: OrderStatus::Pending,
-            created_at_ms: now,
-            updated_at_ms: now,
-            idempotency_key: self.idempotency_key,
-            fingerprint: self.fingerprint,
-        };
-        cx.publish(CREATED, &OrderEvent::of(&order, true));
-        cx.set(order.clone());
-        Ok(Placed { order, new: true })
+            idempotency_key: place.idempotency_key,
+            fingerprint: place.fingerprint,
+        })
     }
-}
 
-/// The order.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Get;
-
-impl Command<Order> for Get {
-    const NAME: &'static str = "get";
-    const IDEMPOTENT: bool = true;
-    type Reply = OrderState;
-
-    fn handle(self, cx: &mut Context<'_, Order>) -> Result<OrderState, OrderError> {
-        cx.state().cloned().ok_or(OrderError::NotFound(*cx.id()))
+    fn same_start(data: &OrderData, place: &Place) -> bool {
+        let mut sorted = place.clone();
+        sorted.items.sort_by_key(|i| i.product_id.0);
+        sorted.placed(data)
     }
-}
 
-/// Moves a pending order to `to` and publishes it; the same final state again is a no-op.
-fn transition(cx: &mut Context<'_, Order>, to: OrderStatus) -> Result<OrderState, OrderError> {
-    let id = *cx.id();
-    let order = cx.state().ok_or(OrderError::NotFound(id))?;
-    match (order.status, to) {
-        (OrderStatus::Pending, _) => {}
-        (OrderStatus::Confirmed, OrderStatus::Confirmed)
-        | (OrderStatus::Cancelled { .. }, OrderStatus::Cancelled { .. }) => {
-            return Ok(order.clone());
-        }
-        (from, to) => {
-            return Err(OrderError::Transition {
-                order: id,
-                from: from.as_str().to_string(),
-                to: to.as_str().to_string(),
-            });
+    fn steps(data: &OrderData) -> Vec<StepSpec> {
+        let mut steps: Vec<StepSpec> = data
+            .items
+            .iter()
+            .map(|i| StepSpec::compensable(reserve_name(i)))
+            .collect();
+        steps.push(StepSpec::compensable("charge"));
+        steps.extend(
+            data.items
+                .iter()
+                .map(|i| StepSpec::final_step(format!("commit:{}", i.product_id))),
+        );
+        steps
+    }
+
+    fn not_found(id: &Id) -> OrderError {
+        OrderError::NotFound(*id)
+    }
+
+    fn conflict(id: &Id, why: String) -> OrderError {
+        if why.contains("another request") {
+            OrderError::KeyReused(*id)
+        } else {
+            OrderError::Refused { order: *id, why }
         }
     }
-    let mut order = order.clone();
-    order.status = to;
-    order.updated_at_ms = now_ms().max(order.created_at_ms);
-    let event = OrderEvent::of(&order, false);
-    cx.publish(event.topic(), &event);
-    cx.set(order.clone());
-    Ok(order)
-}
 
-/// Confirm a pending order (idempotent): answers it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Confirm;
-
-impl Command<Order> for Confirm {
-    const NAME: &'static str = "confirm";
-    const IDEMPOTENT: bool = true;
-    type Reply = OrderState;
-
-    fn handle(self, cx: &mut Context<'_, Order>) -> Result<OrderState, OrderError> {
-        transition(cx, OrderStatus::Confirmed)
+    fn milestone(cx: &mut Context<'_, Order>, state: &SagaState<OrderData>) {
+        let order = OrderState::of(*cx.id(), state);
+        let event = OrderEvent::of(&order, order.status == OrderStatus::Pending);
+        cx.publish(event.topic(), &event);
     }
-}
 
-/// Cancel a pending order (idempotent; a cancelled order keeps its first reason): answers
-/// it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Cancel {
-    /// Why.
-    pub reason: CancelReason,
-}
+    async fn act(
+        &self,
+        runtime: &Runtime,
+        id: &Id,
+        data: &OrderData,
+        step: usize,
+        key: &str,
+    ) -> Outcome {
+        match step_of(data, step) {
+            Some(StepOf::Reserve(item)) => {
+                let product = runtime
+                    .entity::<Product>(item.product_id)
+                    .with_timeout(STEP_CALL_TIMEOUT);
+                let reserve = inventory::Reserve {
+                    key: key.to_string(),
+                    quantity: item.quantity,
+                };
+                match product.ask(reserve).await {
+                    Ok(_) => Outcome::Done,
+                    Err(AskError::Domain(
+                        InventoryError::OutOfStock { .. }
+                        | InventoryError::NotFound(_)
+                        | InventoryError::KeyReleased { .. },
+                    )) => Outcome::Refused(CancelReason::OutOfStock.as_str().into()),
+                    Err(AskError::Domain(e)) => Outcome::Retry(e.to_string()),
+                    Err(AskError::Call(e)) => retry(&e),
+                    Err(AskError::Store(e)) => Outcome::Retry(e.to_string()),
+                }
+            }
+            Some(StepOf::Charge) => {
+                let wallet = runtime
+                    .entity::<Wallet>(data.user_id)
+                    .with_timeout(STEP_CALL_TIMEOUT);
+                let charge = payments::Charge {
+                    key: key.to_string(),
+                    amount_cents: data.total_cents,
+                };
+                match wallet.ask(charge).await {
+                    Ok(_) => Outcome::Done,
+                    Err(AskError::Domain(
+                        PaymentError::Declined { .. }
+                        | PaymentError::NotFound(_)
+                        | PaymentError::KeyVoided { .. },
+                    )) => Outcome::Refused(CancelReason::PaymentDeclined.as_str().into()),
+                    Err(AskError::Domain(e)) => Outcome::Retry(e.to_string()),
+                    Err(AskError::Call(e)) => retry(&e),
+                    Err(AskError::Store(e)) => Outcome::Retry(e.to_string()),
+                }
+            }
+            Some(StepOf::Commit(item)) => {
+                let product = runtime
+                    .entity::<Product>(item.product_id)
+                    .with_timeout(STEP_CALL_TIMEOUT);
+                let commit = inventory::Commit {
+                    key: step_key(id, &reserve_name(item)),
+                };
+                match product.ask(commit).await {
+                    Ok(()) => Outcome::Done,
+                    Err(AskError::Domain(e)) => Outcome::Retry(e.to_string()),
+                    Err(AskError::Call(e)) => retry(&e),
+                    Err(AskError::Store(e)) => Outcome::Retry(e.to_string()),
+                }
+            }
+            None => Outcome::Retry(format!("order {id} has no step {step}")),
+        }
+    }
 
-impl Command<Order> for Cancel {
-    const NAME: &'static str = "cancel";
-    const IDEMPOTENT: bool = true;
-    type Reply = OrderState;
-
-    fn handle(self, cx: &mut Context<'_, Order>) -> Result<OrderState, OrderError> {
-        transition(
-            cx,
-            OrderStatus::Cancelled {
-                reason: self.reason,
-            },
-        )
+    async fn compensate(
+        &self,
+        runtime: &Runtime,
+        id: &Id,
+        data: &OrderData,
+        step: usize,
+        key: &str,
+    ) -> Outcome {
+        match step_of(data, step) {
+            Some(StepOf::Reserve(item)) => {
+                let product = runtime
+                    .entity::<Product>(item.product_id)
+                    .with_timeout(STEP_CALL_TIMEOUT);
+                let release = inventory::Release {
+                    key: key.to_string(),
+                };
+                match product.ask(release).await {
+                    // An unknown product held nothing.
+                    Ok(_) | Err(AskError::Domain(InventoryError::NotFound(_))) => Outcome::Done,
+                    Err(AskError::Domain(e)) => Outcome::Retry(e.to_string()),
+                    Err(AskError::Call(e)) => retry(&e),
+                    Err(AskError::Store(e)) => Outcome::Retry(e.to_string()),
+                }
+            }
+            Some(StepOf::Charge) => {
+                let wallet = runtime
+                    .entity::<Wallet>(data.user_id)
+                    .with_timeout(STEP_CALL_TIMEOUT);
+                let refund = payments::Refund {
+                    key: key.to_string(),
+                };
+                match wallet.ask(refund).await {
+                    // A wallet never opened was never charged.
+                    Ok(_) | Err(AskError::Domain(PaymentError::NotFound(_))) => Outcome::Done,
+                    Err(AskError::Domain(e)) => Outcome::Retry(e.to_string()),
+                    Err(AskError::Call(e)) => retry(&e),
+                    Err(AskError::Store(e)) => Outcome::Retry(e.to_string()),
+                }
+            }
+            Some(StepOf::Commit(_)) | None => {
+                Outcome::Retry(format!("order {id}: step {step} cannot be undone"))
+            }
+        }
     }
 }

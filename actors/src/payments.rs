@@ -11,7 +11,9 @@
 //! - a charge over the balance is [`PaymentError::Declined`] (what the edge and the order saga
 //!   call `payment_declined`) and changes nothing;
 //! - a refund names the key of an earlier charge and gives its whole amount back, once; a key
-//!   the wallet does not know is [`PaymentError::UnknownCharge`].
+//!   the wallet does not know is voided: nothing is given back, and a charge with it that
+//!   arrives later is refused ([`PaymentError::KeyVoided`]), so a compensation that overtakes
+//!   its charge never leaves money taken.
 //!
 //! A wallet remembers the keys of its last [`ledger::MAX_KEYS`] charges (see there for why that
 //! is enough): the bound keeps every wallet's state small however long it lives.
@@ -94,11 +96,10 @@ pub enum PaymentError {
         /// The amount it was first used for.
         amount_cents: u64,
     },
-    /// No charge with this key (never charged, declined, or older than the keys kept).
-    #[error("wallet {wallet} has no charge with key {key}")]
-    UnknownCharge {
-        /// The wallet.
-        wallet: Id,
+    /// The key was voided by a refund before any charge with it (a compensation that overtook
+    /// its charge): it can no longer charge.
+    #[error("key {key} was refunded before it charged anything: it cannot charge now")]
+    KeyVoided {
         /// The key.
         key: String,
     },
@@ -117,8 +118,8 @@ impl DomainError for PaymentError {
     fn kind(&self) -> DomainKind {
         match self {
             Self::Invalid { .. } => DomainKind::InvalidInput,
-            Self::NotFound(_) | Self::UnknownCharge { .. } => DomainKind::NotFound,
-            Self::KeyReused { .. } => DomainKind::Conflict,
+            Self::NotFound(_) => DomainKind::NotFound,
+            Self::KeyReused { .. } | Self::KeyVoided { .. } => DomainKind::Conflict,
             Self::Declined { .. } | Self::BalanceLimit { .. } => DomainKind::Unprocessable,
         }
     }

@@ -14,7 +14,7 @@ use tokio::time::Duration;
 use troupe_actors::inventory::{Product, Skus};
 use troupe_actors::notifications::{self, Notifications};
 use troupe_actors::order_views::{self, OrderViews};
-use troupe_actors::orders::Order;
+use troupe_actors::orders::{Order, OrderSaga};
 use troupe_actors::payments::{self, Open, Wallet};
 use troupe_actors::users::{self, Emails, Role, User};
 use troupe_runtime::Runtime;
@@ -87,7 +87,7 @@ pub async fn host_services(runtime: &Runtime, opening_balance_cents: u64) -> any
     if orders {
         runtime.host(EntityService::<OrderViews>::new()).await?;
         runtime.host(EntityService::<Notifications>::new()).await?;
-        runtime.host(EntityService::<Order>::new()).await?;
+        runtime.host_saga(OrderSaga).await?;
     }
     Ok(true)
 }

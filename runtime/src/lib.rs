@@ -38,6 +38,7 @@ pub mod metrics;
 pub mod registry;
 pub mod router;
 pub mod runtime;
+pub mod saga;
 pub mod service;
 pub mod shard;
 pub mod store;

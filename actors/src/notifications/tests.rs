@@ -5,7 +5,7 @@ use troupe_runtime::entity::testing::Harness;
 
 use super::*;
 use crate::order_views::tests::order_events;
-use crate::orders::{Cancel, CancelReason, Order};
+use crate::orders::{CancelReason, Order};
 
 async fn deliver(inbox: &Harness<Notifications>, event: &Event) -> Option<bool> {
     let (user, apply) = from_order_event(event)?;
@@ -18,9 +18,7 @@ async fn one_notification_per_order_and_kind_even_on_redelivery() {
     let mut inbox = Harness::<Notifications>::new().await.unwrap();
     let user = Id::new();
     let (confirmed_id, confirmed) = order_events(&orders, user, None, true).await;
-    let cancel = Cancel {
-        reason: CancelReason::OutOfStock,
-    };
+    let cancel = CancelReason::OutOfStock;
     let (cancelled_id, cancelled) = order_events(&orders, user, Some(cancel), false).await;
 
     // order.created makes no notification: the mapping skips it.

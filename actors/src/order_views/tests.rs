@@ -4,7 +4,9 @@ use troupe_runtime::entity::testing::Harness;
 use troupe_runtime::entity::{AskError, OutboxRecord};
 
 use super::*;
-use crate::orders::{Cancel, CancelReason, Confirm, Order, OrderItem, Place};
+use troupe_runtime::saga::{Outcome, Report, Start, Work};
+
+use crate::orders::{CancelReason, Order, OrderItem, Place};
 
 /// An event as the bus hands it over, from an order's outbox record.
 pub(crate) fn event_of(record: OutboxRecord) -> Event {
@@ -18,11 +20,12 @@ pub(crate) fn event_of(record: OutboxRecord) -> Event {
     }
 }
 
-/// Places an order for `user` and carries it to `end` (if any): its events, in order.
+/// Places an order for `user` and carries its saga to a cancel for `end` (its first step
+/// refused with that reason) or, if `confirm`, through every step: its events, in order.
 pub(crate) async fn order_events(
     orders: &Harness<Order>,
     user: Id,
-    end: Option<Cancel>,
+    end: Option<CancelReason>,
     confirm: bool,
 ) -> (Id, Vec<Event>) {
     let id = Id::new();
@@ -37,12 +40,21 @@ pub(crate) async fn order_events(
         idempotency_key: None,
         fingerprint: "f".into(),
     };
-    orders.ask(id, place).await.unwrap();
+    orders.ask(id, Start(place)).await.unwrap();
+    let report = |n: usize, outcome: Outcome| Report {
+        work: Work::Act(n),
+        attempt: 1,
+        outcome,
+    };
     if confirm {
-        orders.ask(id, Confirm).await.unwrap();
+        // Reserve, charge, commit.
+        for n in 0..3 {
+            orders.ask(id, report(n, Outcome::Done)).await.unwrap();
+        }
     }
-    if let Some(cancel) = end {
-        orders.ask(id, cancel).await.unwrap();
+    if let Some(reason) = end {
+        let refused = report(0, Outcome::Refused(reason.as_str().to_string()));
+        orders.ask(id, refused).await.unwrap();
     }
     let events = orders.outbox().unwrap()[before..]
         .iter()
@@ -63,9 +75,7 @@ async fn a_users_orders_follow_their_events_newest_first() {
     let views = Harness::<OrderViews>::new().await.unwrap();
     let user = Id::new();
     let (first, confirmed) = order_events(&orders, user, None, true).await;
-    let cancel = Cancel {
-        reason: CancelReason::PaymentDeclined,
-    };
+    let cancel = CancelReason::PaymentDeclined;
     let (second, cancelled) = order_events(&orders, user, Some(cancel), false).await;
     let (third, pending) = order_events(&orders, user, None, false).await;
     for event in confirmed.iter().chain(&cancelled).chain(&pending) {

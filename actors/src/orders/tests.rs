@@ -2,6 +2,7 @@
 
 use troupe_runtime::entity::testing::Harness;
 use troupe_runtime::entity::{AskError, DomainError, DomainKind};
+use troupe_runtime::saga::{Abort, Get, Report, Start, StepStatus, Work};
 
 use super::*;
 
@@ -13,78 +14,87 @@ fn item(quantity: u64, price_cents: u64) -> OrderItem {
     }
 }
 
-fn place(user_id: Id, items: Vec<OrderItem>) -> Place {
-    Place {
+fn place(user_id: Id, items: Vec<OrderItem>) -> Start<Place> {
+    Start(Place {
         user_id,
         items,
         idempotency_key: Some("key-1".into()),
         fingerprint: "body-hash-1".into(),
-    }
+    })
 }
 
-fn kind<T: std::fmt::Debug>(result: Result<T, AskError<OrderError>>) -> DomainKind {
-    match result {
-        Err(AskError::Domain(e)) => e.kind(),
-        other => panic!("expected a domain error, got {other:?}"),
-    }
-}
-
-fn events(orders: &Harness<Order>) -> Vec<(String, OrderEvent)> {
+fn topics(orders: &Harness<Order>) -> Vec<String> {
     orders
         .outbox()
         .unwrap()
         .into_iter()
-        .map(|r| {
-            let event = troupe_runtime::events::Event {
-                id: r.event,
-                topic: r.topic.parse().unwrap(),
-                source: r.entity,
-                key: r.key,
-                payload: r.payload,
-                at_ms: r.at_ms,
-            };
-            (event.topic.to_string(), event.decode().unwrap())
-        })
+        .map(|r| r.topic)
         .collect()
 }
 
 #[tokio::test]
-async fn an_order_is_placed_with_its_total_and_read_back() {
+async fn placing_starts_the_saga_with_its_steps_and_publishes_the_order() {
     let orders = Harness::<Order>::new().await.unwrap();
     let (id, user) = (Id::new(), Id::new());
     let items = vec![item(2, 450), item(1, 1000)];
-    let placed = orders.ask(id, place(user, items.clone())).await.unwrap();
-    assert!(placed.new);
-    assert_eq!(placed.order.total_cents, 1900);
-    assert_eq!(placed.order.status, OrderStatus::Pending);
-    assert_eq!(placed.order.items, items);
-    assert_eq!(orders.ask(id, Get).await.unwrap(), placed.order);
-    assert_eq!(kind(orders.ask(Id::new(), Get).await), DomainKind::NotFound);
-
-    let outbox = events(&orders);
-    assert_eq!(outbox.len(), 1);
-    let (topic, event) = &outbox[0];
-    assert_eq!(topic, CREATED);
-    assert_eq!(event.order_id, id);
-    assert_eq!(event.user_id, user);
-    assert_eq!(event.total_cents, 1900);
-    assert_eq!(event.status, OrderStatus::Pending);
-    assert_eq!(event.items, items);
-    assert_eq!(event.reason, None);
+    let started = orders.ask(id, place(user, items.clone())).await.unwrap();
+    assert!(started.new);
+    let order = OrderState::of(id, &started.state);
+    assert_eq!(
+        (order.total_cents, order.status),
+        (1900, OrderStatus::Pending)
+    );
+    let names: Vec<String> = started
+        .state
+        .steps
+        .iter()
+        .map(|s| s.spec.name.clone())
+        .collect();
+    let mut sorted = items.clone();
+    sorted.sort_by_key(|i| i.product_id.0);
+    assert_eq!(names[0], format!("reserve:{}", sorted[0].product_id));
+    assert_eq!(names[2], "charge");
+    assert_eq!(names.len(), 5);
+    assert!(
+        !started.state.steps[3].spec.compensable,
+        "commits are final"
+    );
+    assert_eq!(
+        started.state.steps[0].status,
+        StepStatus::Running,
+        "sent at once"
+    );
+    assert_eq!(topics(&orders), [CREATED]);
+    // The first step went to the runner, and its watchdog is armed on disk.
+    assert_eq!(orders.posted().len(), 1);
+    assert_eq!(orders.timers().unwrap().len(), 1);
 }
 
 #[tokio::test]
-async fn placing_names_the_bad_field() {
+async fn placing_again_is_the_same_order_and_another_body_is_a_conflict() {
+    let orders = Harness::<Order>::new().await.unwrap();
+    let (id, user) = (Id::new(), Id::new());
+    let items = vec![item(2, 450), item(1, 1000)];
+    orders.ask(id, place(user, items.clone())).await.unwrap();
+    let mut reversed = items.clone();
+    reversed.reverse();
+    let again = orders.ask(id, place(user, reversed)).await.unwrap();
+    assert!(!again.new, "same lines in another order: the same request");
+    let other = orders.ask(id, place(user, vec![item(1, 1)])).await;
+    match other {
+        Err(AskError::Domain(e)) => assert_eq!(e, OrderError::KeyReused(id)),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(topics(&orders), [CREATED], "started once");
+}
+
+#[tokio::test]
+async fn placing_names_the_bad_field_and_publishes_nothing() {
     let orders = Harness::<Order>::new().await.unwrap();
     let user = Id::new();
     let twice = item(1, 1);
     let cases = [
         (vec![], "items", DomainKind::InvalidInput),
-        (
-            (0..21).map(|_| item(1, 1)).collect(),
-            "items",
-            DomainKind::InvalidInput,
-        ),
         (
             vec![item(1, 1), item(0, 1)],
             "items[1].quantity",
@@ -120,125 +130,103 @@ async fn placing_names_the_bad_field() {
             other => panic!("expected {field} refused, got {other:?}"),
         }
     }
-    // Twenty items of a thousand units are fine.
-    let most = (0..20).map(|_| item(1000, 1)).collect();
-    assert_eq!(
-        orders
-            .ask(Id::new(), place(user, most))
-            .await
-            .unwrap()
-            .order
-            .total_cents,
-        20_000
-    );
-    assert!(
-        orders.outbox().unwrap().len() == 1,
-        "refusals publish nothing"
-    );
+    assert!(topics(&orders).is_empty(), "refusals publish nothing");
 }
 
 #[tokio::test]
-async fn the_same_request_again_answers_the_same_order_and_another_is_a_conflict() {
-    let mut orders = Harness::<Order>::new().await.unwrap();
-    let (id, user) = (Id::new(), Id::new());
-    let items = vec![item(2, 450)];
-    let first = orders.ask(id, place(user, items.clone())).await.unwrap();
-    orders.crash().await.unwrap();
-    let again = orders.ask(id, place(user, items.clone())).await.unwrap();
-    assert!(!again.new);
-    assert_eq!(again.order, first.order);
-    assert_eq!(
-        orders.outbox().unwrap().len(),
-        1,
-        "placed once, published once"
-    );
-
-    let other_body = Place {
-        fingerprint: "body-hash-2".into(),
-        ..place(user, items.clone())
-    };
-    assert_eq!(
-        orders.ask(id, other_body).await,
-        Err(AskError::Domain(OrderError::KeyReused(id)))
-    );
-    let other_items = place(user, vec![item(2, 450)]);
-    assert_eq!(
-        kind(orders.ask(id, other_items).await),
-        DomainKind::Conflict
-    );
-    let other_user = place(Id::new(), items);
-    assert_eq!(kind(orders.ask(id, other_user).await), DomainKind::Conflict);
-}
-
-#[tokio::test]
-async fn an_order_is_confirmed_once_and_then_cannot_be_cancelled() {
+async fn a_refused_charge_undoes_the_reservations_and_cancels_with_its_reason() {
     let mut orders = Harness::<Order>::new().await.unwrap();
     let (id, user) = (Id::new(), Id::new());
     orders
-        .ask(id, place(user, vec![item(1, 300)]))
+        .ask(id, place(user, vec![item(1, 100)]))
         .await
         .unwrap();
-    let confirmed = orders.ask(id, Confirm).await.unwrap();
-    assert_eq!(confirmed.status, OrderStatus::Confirmed);
-    assert!(confirmed.updated_at_ms >= confirmed.created_at_ms);
+    let report = |work, outcome| Report {
+        work,
+        attempt: 1,
+        outcome,
+    };
+    orders
+        .ask(id, report(Work::Act(0), Outcome::Done))
+        .await
+        .unwrap();
     orders.crash().await.unwrap();
-    assert_eq!(orders.ask(id, Confirm).await.unwrap(), confirmed);
+    let declined = Outcome::Refused("payment_declined".into());
+    orders
+        .ask(id, report(Work::Act(1), declined))
+        .await
+        .unwrap();
+    let state = orders.ask(id, Get).await.unwrap();
     assert_eq!(
-        kind(
-            orders
-                .ask(
-                    id,
-                    Cancel {
-                        reason: CancelReason::CancelledByUser
-                    }
-                )
-                .await
-        ),
-        DomainKind::Conflict
+        state.work(),
+        Some(Work::Compensate(0)),
+        "the reservation is released"
     );
-    assert_eq!(orders.ask(id, Get).await.unwrap(), confirmed);
-    let outbox = events(&orders);
-    let topics: Vec<&str> = outbox.iter().map(|(t, _)| t.as_str()).collect();
-    assert_eq!(topics, [CREATED, CONFIRMED]);
-    let (_, event) = &outbox[1];
-    assert_eq!(event.status, OrderStatus::Confirmed);
-    assert_eq!(event.total_cents, 300);
-    assert_eq!(event.user_id, user);
-    assert!(event.items.is_empty());
+    assert_eq!(OrderState::of(id, &state).status, OrderStatus::Pending);
+    orders
+        .ask(id, report(Work::Compensate(0), Outcome::Done))
+        .await
+        .unwrap();
+    let state = orders.ask(id, Get).await.unwrap();
     assert_eq!(
-        kind(orders.ask(Id::new(), Confirm).await),
-        DomainKind::NotFound
+        OrderState::of(id, &state).status,
+        OrderStatus::Cancelled {
+            reason: CancelReason::PaymentDeclined
+        }
     );
+    assert_eq!(topics(&orders), [CREATED, CANCELLED]);
+    // An abort now changes nothing; a late report neither.
+    orders
+        .ask(
+            id,
+            Abort {
+                reason: "cancelled_by_user".into(),
+            },
+        )
+        .await
+        .unwrap();
+    orders
+        .ask(id, report(Work::Act(2), Outcome::Done))
+        .await
+        .unwrap();
+    assert_eq!(topics(&orders), [CREATED, CANCELLED]);
 }
 
 #[tokio::test]
-async fn an_order_is_cancelled_once_keeping_its_first_reason() {
+async fn a_users_cancel_is_refused_once_the_payment_is_taken() {
     let orders = Harness::<Order>::new().await.unwrap();
     let (id, user) = (Id::new(), Id::new());
     orders
-        .ask(id, place(user, vec![item(1, 300)]))
+        .ask(id, place(user, vec![item(1, 100)]))
         .await
         .unwrap();
-    let out_of_stock = Cancel {
-        reason: CancelReason::OutOfStock,
+    for n in 0..2 {
+        let done = Report {
+            work: Work::Act(n),
+            attempt: 1,
+            outcome: Outcome::Done,
+        };
+        orders.ask(id, done).await.unwrap();
+    }
+    let cancel = orders
+        .ask(
+            id,
+            Abort {
+                reason: "cancelled_by_user".into(),
+            },
+        )
+        .await;
+    match cancel {
+        Err(AskError::Domain(e)) => assert_eq!(e.kind(), DomainKind::Conflict, "{e}"),
+        other => panic!("{other:?}"),
+    }
+    let commit = Report {
+        work: Work::Act(2),
+        attempt: 1,
+        outcome: Outcome::Done,
     };
-    let cancelled = orders.ask(id, out_of_stock.clone()).await.unwrap();
-    assert_eq!(
-        cancelled.status,
-        OrderStatus::Cancelled {
-            reason: CancelReason::OutOfStock
-        }
-    );
-    assert_eq!(orders.ask(id, out_of_stock).await.unwrap(), cancelled);
-    let by_user = Cancel {
-        reason: CancelReason::CancelledByUser,
-    };
-    assert_eq!(orders.ask(id, by_user).await.unwrap(), cancelled);
-    assert_eq!(kind(orders.ask(id, Confirm).await), DomainKind::Conflict);
-
-    let outbox = events(&orders);
-    let topics: Vec<&str> = outbox.iter().map(|(t, _)| t.as_str()).collect();
-    assert_eq!(topics, [CREATED, CANCELLED]);
-    assert_eq!(outbox[1].1.reason, Some(CancelReason::OutOfStock));
-    assert_eq!(outbox[1].1.topic(), CANCELLED);
+    orders.ask(id, commit).await.unwrap();
+    let state = orders.ask(id, Get).await.unwrap();
+    assert_eq!(OrderState::of(id, &state).status, OrderStatus::Confirmed);
+    assert_eq!(topics(&orders), [CREATED, CONFIRMED]);
 }

@@ -132,6 +132,11 @@ impl Ledger {
         let amount = positive("amount_cents", amount_cents)?;
         if let Some(at) = self.find(key) {
             let seen = &self.charges[at];
+            if seen.amount_cents == 0 {
+                return Err(PaymentError::KeyVoided {
+                    key: key.to_string(),
+                });
+            }
             if seen.amount_cents != amount {
                 return Err(PaymentError::KeyReused {
                     key: key.to_string(),
@@ -169,13 +174,24 @@ impl Ledger {
     }
 
     /// Gives back the whole of charge `key`, once: a repeat answers what the first refund
-    /// answered. A key it does not remember is [`PaymentError::UnknownCharge`].
+    /// answered. A key it does not remember is voided: nothing is given back (amount 0) and a
+    /// later charge with it is [`PaymentError::KeyVoided`].
     pub fn refund(&mut self, wallet: Id, key: &str) -> Result<Receipt, PaymentError> {
         check_key(key)?;
         let Some(at) = self.find(key) else {
-            return Err(PaymentError::UnknownCharge {
-                wallet,
+            if self.charges.len() >= MAX_KEYS {
+                self.charges.pop_front();
+            }
+            self.charges.push_back(ChargeRecord {
                 key: key.to_string(),
+                amount_cents: 0,
+                balance_after: self.balance_cents,
+                refunded_after: Some(self.balance_cents),
+            });
+            return Ok(Receipt {
+                key: key.to_string(),
+                amount_cents: 0,
+                balance_cents: self.balance_cents,
             });
         };
         let amount = self.charges[at].amount_cents;

@@ -1,5 +1,6 @@
-//! Orders (`API.md`: Orders): place, read, cancel. The order saga that carries a placed order
-//! out comes with its own module; until then an order stays `pending` until it is cancelled.
+//! Orders (`API.md`: Orders): place, read, cancel, and the order's saga. Placing starts the
+//! order saga (`troupe_actors::orders`), which carries the order to `confirmed` or
+//! `cancelled`; a cancel aborts it and waits (a few seconds at most) for its compensation.
 //!
 //! Idempotency: with an `Idempotency-Key`, the order id is derived from the caller and the key
 //! (UUID v5), and the order remembers a fingerprint of the body. The same key and body from
@@ -13,9 +14,8 @@ use tokio::task::JoinSet;
 use tokio::time::Duration;
 use troupe_actors::ids::Id;
 use troupe_actors::inventory::{self, Product};
-use troupe_actors::orders::{
-    self, Cancel, CancelReason, Order, OrderItem, OrderState, Place, Placed,
-};
+use troupe_actors::orders::{self, CancelReason, Order, OrderItem, OrderState, Place};
+use troupe_runtime::saga::{Abort, Get, SagaState, Start, Started};
 
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -30,6 +30,8 @@ use super::{read_failed, write_failed};
 
 /// How long each call of a request may take.
 const TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a cancel waits for the order's compensation before answering it as it stands.
+const CANCEL_WAIT: Duration = Duration::from_secs(5);
 /// The header that makes placing an order idempotent.
 pub(crate) const IDEMPOTENCY_KEY: &str = "idempotency-key";
 /// The namespace of order ids derived from (user, idempotency key).
@@ -41,6 +43,7 @@ pub(super) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(place))
         .routes(routes!(read))
         .routes(routes!(cancel))
+        .routes(routes!(saga))
 }
 
 /// One line as the client asks for it.
@@ -234,38 +237,54 @@ async fn place(
     };
     let fingerprint = fingerprint(&lines);
     let items = priced(&state, &lines).await?;
-    let Placed { order, new } = state
+    let Started { state: saga, new } = state
         .runtime()
         .entity::<Order>(id)
         .with_timeout(TIMEOUT)
-        .ask(Place {
+        .ask(Start(Place {
             user_id,
             items,
             idempotency_key: key,
             fingerprint,
-        })
+        }))
         .await
         .map_err(write_failed)?;
+    let order = OrderState::of(id, &saga);
     tracing::info!(order = %order.id, user = %user_id, new, total_cents = order.total_cents, "order placed");
     Ok((StatusCode::ACCEPTED, axum::Json(order.into())))
 }
 
-/// Order `id`, which must be the caller's (or the caller an admin).
-async fn owned_order(state: &AppState, caller: &Caller, id: &str) -> Result<OrderState, ApiError> {
+/// The saga of order `id`, which must be the caller's (or the caller an admin).
+pub(crate) async fn owned_saga(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+) -> Result<(Id, SagaState<orders::OrderData>), ApiError> {
     let id: Id = id
         .parse()
         .map_err(|_| ApiError::InvalidRequest(format!("id: {id:?} is not a UUID")))?;
-    let order = state
+    let saga = saga_of(state, id).await?;
+    if !caller.may_act_for(&saga.data.user_id.to_string()) {
+        return Err(ApiError::Forbidden(format!("order {id} is not yours")));
+    }
+    Ok((id, saga))
+}
+
+/// The saga of order `id` as it stands.
+async fn saga_of(state: &AppState, id: Id) -> Result<SagaState<orders::OrderData>, ApiError> {
+    state
         .runtime()
         .entity::<Order>(id)
         .with_timeout(TIMEOUT)
-        .ask(orders::Get)
+        .ask(Get)
         .await
-        .map_err(read_failed)?;
-    if !caller.may_act_for(&order.user_id.to_string()) {
-        return Err(ApiError::Forbidden(format!("order {id} is not yours")));
-    }
-    Ok(order)
+        .map_err(read_failed)
+}
+
+/// Order `id`, which must be the caller's (or the caller an admin).
+async fn owned_order(state: &AppState, caller: &Caller, id: &str) -> Result<OrderState, ApiError> {
+    let (id, saga) = owned_saga(state, caller, id).await?;
+    Ok(OrderState::of(id, &saga))
 }
 
 /// `GET /api/v1/orders/{id}`.
@@ -290,30 +309,128 @@ async fn read(
     security(("bearer" = [])),
     params(("id" = String, Path, description = "The order id (UUID)")),
     responses(
-        (status = 200, description = "The order, cancelled (`cancelled_by_user`); a cancelled \
-            order is answered unchanged", body = doc::Order),
+        (status = 200, description = "The order once its saga has undone what was done \
+            (`cancelled`, `cancelled_by_user`; still `pending` if that took over 5 s); a \
+            cancelled order is answered unchanged", body = doc::Order),
         (status = 400, description = "`id` is not a UUID"),
         (status = 403, description = "Another user's order"),
         (status = 404, description = "No such order"),
-        (status = 409, description = "The order is already confirmed"),
+        (status = 409, description = "The order is confirmed, or is being confirmed (its \
+            payment is taken): it can no longer be cancelled"),
         (status = 504, description = "No answer in time: read the order before repeating")))]
 async fn cancel(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<axum::Json<OrderJson>, ApiError> {
-    let order = owned_order(&state, &caller, &id).await?;
-    let order = state
+    let (id, _) = owned_saga(&state, &caller, &id).await?;
+    let saga = state
         .runtime()
-        .entity::<Order>(order.id)
+        .entity::<Order>(id)
         .with_timeout(TIMEOUT)
-        .ask(Cancel {
-            reason: CancelReason::CancelledByUser,
+        .ask(Abort {
+            reason: CancelReason::CancelledByUser.as_str().to_string(),
         })
         .await
         .map_err(write_failed)?;
-    tracing::info!(order = %order.id, status = order.status.as_str(), "order cancel asked");
+    // The saga undoes what was done: answered once it has (or as it stands after a while).
+    let mut order = OrderState::of(id, &saga);
+    let deadline = tokio::time::Instant::now() + CANCEL_WAIT;
+    let mut pause = Duration::from_millis(5);
+    while !order.status.is_final() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_millis(200));
+        order = OrderState::of(id, &saga_of(&state, id).await?);
+    }
+    tracing::info!(order = %id, status = order.status.as_str(), "order cancel asked");
     Ok(axum::Json(order.into()))
+}
+
+/// One step of a saga as the API shows it.
+#[derive(Debug, Serialize)]
+pub(crate) struct SagaStepJson {
+    name: String,
+    status: &'static str,
+    attempts: u32,
+    compensations: u32,
+    last_error: Option<String>,
+    updated_at: String,
+}
+
+/// One history entry of a saga as the API shows it.
+#[derive(Debug, Serialize)]
+pub(crate) struct TransitionJson {
+    at: String,
+    from: String,
+    to: String,
+    note: String,
+}
+
+/// A saga as the API shows it.
+#[derive(Debug, Serialize)]
+pub(crate) struct SagaJson {
+    id: String,
+    state: &'static str,
+    reason: Option<String>,
+    steps: Vec<SagaStepJson>,
+    history: Vec<TransitionJson>,
+    created_at: String,
+    updated_at: String,
+}
+
+impl SagaJson {
+    pub(crate) fn of<D>(id: Id, saga: &SagaState<D>) -> Self {
+        Self {
+            id: id.to_string(),
+            state: saga.phase.as_str(),
+            reason: match &saga.phase {
+                troupe_runtime::saga::Phase::Compensating { reason, .. }
+                | troupe_runtime::saga::Phase::Compensated { reason } => Some(reason.clone()),
+                _ => None,
+            },
+            steps: saga
+                .steps
+                .iter()
+                .map(|s| SagaStepJson {
+                    name: s.spec.name.clone(),
+                    status: s.status.as_str(),
+                    attempts: s.attempts,
+                    compensations: s.compensations,
+                    last_error: s.last_error.clone(),
+                    updated_at: rfc3339(s.updated_at_ms),
+                })
+                .collect(),
+            history: saga
+                .history
+                .iter()
+                .map(|t| TransitionJson {
+                    at: rfc3339(t.at_ms),
+                    from: t.from.clone(),
+                    to: t.to.clone(),
+                    note: t.note.clone(),
+                })
+                .collect(),
+            created_at: rfc3339(saga.created_at_ms),
+            updated_at: rfc3339(saga.updated_at_ms),
+        }
+    }
+}
+
+/// `GET /api/v1/sagas/{id}`: the order's saga (the saga id is the order id).
+#[utoipa::path(get, path = "/api/v1/sagas/{id}", tag = "orders", security(("bearer" = [])),
+    params(("id" = String, Path, description = "The saga id: the order id (UUID)")),
+    responses(
+        (status = 200, description = "The saga: state, steps and history", body = doc::Saga),
+        (status = 400, description = "`id` is not a UUID"),
+        (status = 403, description = "Another user's order"),
+        (status = 404, description = "No such saga")))]
+async fn saga(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<axum::Json<SagaJson>, ApiError> {
+    let (id, saga) = owned_saga(&state, &caller, &id).await?;
+    Ok(axum::Json(SagaJson::of(id, &saga)))
 }
 
 #[cfg(test)]

@@ -62,6 +62,50 @@ pub(crate) enum CancelReason {
     OutOfStock,
     PaymentDeclined,
     CancelledByUser,
+    /// A service the order needed stayed unavailable past the saga step's deadline.
+    Unavailable,
+    /// An operator forced the saga's compensation.
+    CancelledByOperator,
+}
+
+/// A step of a saga.
+#[derive(ToSchema)]
+pub(crate) struct SagaStep {
+    /// `reserve:<product>`, `charge`, `commit:<product>`.
+    name: String,
+    /// `pending`, `running`, `done`, `failed`, `compensating` or `compensated`.
+    status: String,
+    /// How many times its action was sent.
+    attempts: u32,
+    /// How many times its compensation was sent.
+    compensations: u32,
+    /// The last failure it met.
+    last_error: Option<String>,
+    updated_at: String,
+}
+
+/// One entry of a saga's history.
+#[derive(ToSchema)]
+pub(crate) struct SagaTransition {
+    at: String,
+    from: String,
+    to: String,
+    note: String,
+}
+
+/// A saga: its state, steps and history.
+#[derive(ToSchema)]
+pub(crate) struct Saga {
+    /// The saga id (the order id).
+    id: String,
+    /// `running`, `compensating`, `completed` or `compensated`.
+    state: String,
+    /// Why it compensated, once it did.
+    reason: Option<String>,
+    steps: Vec<SagaStep>,
+    history: Vec<SagaTransition>,
+    created_at: String,
+    updated_at: String,
 }
 
 /// An order.
