@@ -19,6 +19,7 @@ mod metrics;
 pub mod middleware;
 mod openapi;
 mod rate;
+mod sagas;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -136,6 +137,9 @@ fn documented_routes(state: &AppState, http: &HttpSettings) -> OpenApiRouter<App
         .routes(routes!(events::events))
         .routes(routes!(events::redrive))
         .routes(routes!(events::view, events::emit))
+        .routes(routes!(sagas::list))
+        .routes(routes!(sagas::retry))
+        .routes(routes!(sagas::compensate))
         .route_layer(admin_only);
     // The document and its UI are open, like /health.
     let docs = OpenApiRouter::new()

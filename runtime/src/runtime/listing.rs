@@ -21,6 +21,29 @@ impl Runtime {
         after: Option<&E::Id>,
         limit: usize,
     ) -> Result<Vec<(E::Id, E::State)>, CallError> {
+        let (listed, failed) = self.list_from::<E>(after, limit).await?;
+        match failed.into_iter().next() {
+            Some((_, e)) => Err(e),
+            None => Ok(listed),
+        }
+    }
+
+    /// As [`Runtime::list`], from the shards that answer: a shard that cannot (its node is
+    /// down) is named with its error instead of failing the listing. For operators, who
+    /// need to see what they can while part of the cluster is down.
+    pub async fn list_available<E: Entity>(
+        &self,
+        after: Option<&E::Id>,
+        limit: usize,
+    ) -> Result<(Vec<(E::Id, E::State)>, Vec<(u32, CallError)>), CallError> {
+        self.list_from::<E>(after, limit).await
+    }
+
+    async fn list_from<E: Entity>(
+        &self,
+        after: Option<&E::Id>,
+        limit: usize,
+    ) -> Result<(Vec<(E::Id, E::State)>, Vec<(u32, CallError)>), CallError> {
         let shards = self.shard_map(E::NAME).len() as u32;
         if shards == 0 {
             return Err(CallError::UnknownService(E::NAME.to_string()));
@@ -35,16 +58,25 @@ impl Runtime {
             let runtime = self.clone();
             let request = admin::request(STATES, payload.clone());
             asks.spawn(async move {
-                let answer = runtime.ask_shard(E::NAME, shard, &request).await?;
-                decode::<States>(&answer)
+                let answer = runtime.ask_shard(E::NAME, shard, &request).await;
+                (shard, answer.and_then(|a| decode::<States>(&a)))
             });
         }
         let mut entries = Vec::new();
         // A shard that stopped early may hold more after its last key: nothing past the
         // lowest such key is certain to be in order yet.
         let mut frontier: Option<Vec<u8>> = None;
+        let mut failed = Vec::new();
         while let Some(joined) = asks.join_next().await {
-            let states = joined.map_err(|e| CallError::BadMessage(format!("listing: {e}")))??;
+            let (shard, answer) =
+                joined.map_err(|e| CallError::BadMessage(format!("listing: {e}")))?;
+            let states = match answer {
+                Ok(states) => states,
+                Err(e) => {
+                    failed.push((shard, e));
+                    continue;
+                }
+            };
             if states.truncated
                 && let Some((last, _)) = states.entries.last()
                 && frontier.as_ref().is_none_or(|f| last < f)
@@ -54,7 +86,8 @@ impl Runtime {
             entries.extend(states.entries);
         }
         entries.sort_by(|a, b| a.0.cmp(&b.0));
-        entries
+        failed.sort_by_key(|(shard, _)| *shard);
+        let listed = entries
             .into_iter()
             .filter(|(key, _)| frontier.as_ref().is_none_or(|f| key <= f))
             .take(limit)
@@ -64,6 +97,7 @@ impl Runtime {
                 })?;
                 Ok((id, decode::<E::State>(&state)?))
             })
-            .collect()
+            .collect::<Result<Vec<_>, CallError>>()?;
+        Ok((listed, failed))
     }
 }

@@ -379,6 +379,12 @@ pub(crate) struct SagaJson {
 }
 
 impl SagaJson {
+    /// Why it compensates or compensated, if it does.
+    pub(crate) fn reason(&self) -> Option<&str> {
+        self.reason.as_deref()
+    }
+
+    /// Saga `id` as the API shows it.
     pub(crate) fn of<D>(id: Id, saga: &SagaState<D>) -> Self {
         Self {
             id: id.to_string(),
