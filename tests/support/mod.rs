@@ -190,6 +190,11 @@ impl TestCluster {
 
     /// Starts node `id` with `cookie`.
     pub fn start_with_cookie(&mut self, id: &str, cookie: &str) {
+        self.start_with(id, cookie, &[]);
+    }
+
+    /// Starts node `id` with `cookie` and the extra environment `env`.
+    pub fn start_with(&mut self, id: &str, cookie: &str, env: &[(&str, &str)]) {
         assert!(!self.procs.contains_key(id), "node {id} is already running");
         self.starts += 1;
         let log = self.dir.path().join(format!("{id}.{}.log", self.starts));
@@ -203,6 +208,7 @@ impl TestCluster {
             .env("TROUPE_LOG_FORMAT", "json")
             .env("RUST_LOG", "info,troupe_runtime=debug")
             .env_remove("TROUPE_CONFIG")
+            .envs(env.iter().copied())
             .stdin(Stdio::piped())
             .stdout(out)
             .stderr(err)

@@ -22,7 +22,8 @@ impl<S: Saga> Entity for SagaEntity<S> {
             .add::<Kick>()
             .add::<Report>()
             .add::<Abort>()
-            .add::<Operate>();
+            .add::<Operate>()
+            .add::<Crash>();
     }
 }
 
@@ -199,6 +200,12 @@ impl<S: Saga> Command<SagaEntity<S>> for Report {
         let mut state = state.clone();
         let current = state.attempt() == self.attempt;
         if state.answer(self.work, &self.outcome, now_ms()) {
+            if let (Work::Act(n), Outcome::Done) = (self.work, &self.outcome)
+                && let Some(how) = failpoint::armed(S::NAME, &state.steps[n].spec.name)
+            {
+                // Right after this step is recorded (the timer fires once it is durable).
+                cx.schedule(std::time::Duration::ZERO, Crash { how });
+            }
             advance(cx, state);
         } else if current {
             // Failed for now: sent again after a backoff (a durable timer), unless the step
@@ -290,5 +297,83 @@ impl<S: Saga> Command<SagaEntity<S>> for Operate {
         }
         advance(cx, state);
         cx.state().cloned().ok_or_else(|| S::not_found(&id))
+    }
+}
+
+/// Failure injection for tests: `TROUPE_SAGA_FAILPOINT=<saga>:<step prefix>:<panic|abort>`
+/// makes this process fail, once, right after an instance of `<saga>` recorded a step whose
+/// name starts with `<step prefix>`: `panic` kills the instance's shard actor (its supervisor
+/// starts it again), `abort` kills the whole node as abruptly as SIGKILL. Unset, nothing
+/// happens (and a [`Crash`] sent from elsewhere does nothing).
+pub(crate) mod failpoint {
+    use std::sync::OnceLock;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use serde::{Deserialize, Serialize};
+
+    /// The variable that arms it.
+    pub(crate) const VAR: &str = "TROUPE_SAGA_FAILPOINT";
+
+    /// How the process fails.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+    pub(crate) enum How {
+        /// The shard actor panics.
+        Panic,
+        /// The process aborts.
+        Abort,
+    }
+
+    static CONFIG: OnceLock<Option<(String, String, How)>> = OnceLock::new();
+    static FIRED: AtomicBool = AtomicBool::new(false);
+
+    fn config() -> &'static Option<(String, String, How)> {
+        CONFIG.get_or_init(|| {
+            let text = std::env::var(VAR).ok()?;
+            let mut parts = text.splitn(3, ':');
+            let (saga, step, how) = (parts.next()?, parts.next()?, parts.next()?);
+            let how = match how {
+                "panic" => How::Panic,
+                "abort" => How::Abort,
+                _ => return None,
+            };
+            tracing::warn!(saga, step, ?how, "a saga failpoint is armed");
+            Some((saga.to_string(), step.to_string(), how))
+        })
+    }
+
+    /// How to fail after `saga` recorded `step`, if the failpoint is armed for it and has
+    /// not fired yet.
+    pub(crate) fn armed(saga: &str, step: &str) -> Option<How> {
+        let (s, prefix, how) = config().as_ref()?;
+        (s == saga && step.starts_with(prefix.as_str()) && !FIRED.swap(true, Ordering::SeqCst))
+            .then_some(*how)
+    }
+
+    /// Whether a failpoint is armed in this process.
+    pub(crate) fn enabled() -> bool {
+        config().is_some()
+    }
+}
+
+/// Fails the process as the failpoint says (see [`failpoint`]); nothing unless it is armed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Crash {
+    how: failpoint::How,
+}
+
+impl<S: Saga> Command<SagaEntity<S>> for Crash {
+    const NAME: &'static str = "saga.crash";
+    const IDEMPOTENT: bool = true;
+    type Reply = ();
+
+    fn handle(self, cx: &mut Context<'_, SagaEntity<S>>) -> Result<(), S::Error> {
+        if !failpoint::enabled() {
+            return Ok(());
+        }
+        tracing::warn!(saga = S::NAME, id = %cx.id(), how = ?self.how, "saga failpoint: failing now");
+        match self.how {
+            failpoint::How::Abort => std::process::abort(),
+            failpoint::How::Panic => panic!("saga failpoint {}", failpoint::VAR),
+        }
     }
 }
