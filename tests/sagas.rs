@@ -1,6 +1,7 @@
 //! The order saga on a real 3-node cluster: orders racing for the last units, a user's cancel
-//! and an operator's forced compensation while a step waits on a stopped node, and orders
-//! carried through actor kills and a node kill with every invariant holding afterwards.
+//! and an operator's forced compensation while a step waits on a stopped node, a few hundred
+//! orders carried through actor kills, a node kill and a node stop with every invariant
+//! holding afterwards, and sagas whose shard actor or node dies right after each step.
 
 #![allow(clippy::unwrap_used)] // a panic is how a test fails
 
@@ -389,23 +390,24 @@ async fn a_cancel_or_a_forced_compensation_while_a_step_waits_on_a_stopped_node_
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn orders_carried_through_actor_kills_and_a_node_kill_all_finish_and_balance() {
+async fn orders_carried_through_actor_kills_a_node_kill_and_a_node_stop_all_finish_and_balance() {
     let mut cluster = cluster().await;
     let products = [
-        (product(&cluster, "CH-1", 300, 40).await, 40),
-        (product(&cluster, "CH-2", 1_200, 15).await, 15),
-        (product(&cluster, "CH-3", 45_000, 30).await, 30),
+        (product(&cluster, "CH-1", 300, 200).await, 200),
+        (product(&cluster, "CH-2", 1_200, 60).await, 60),
+        (product(&cluster, "CH-3", 45_000, 80).await, 80),
     ];
     let mut users = Vec::new();
-    for n in 0..4 {
+    for n in 0..6 {
         users.push(register(&cluster, "n1", &format!("chaos{n}")).await);
     }
-    // Orders placed through n1 and n2 while the saga, product and wallet shards are killed
-    // over and over and n3 is SIGKILLed and started again halfway.
+    // 240 orders placed through n1 and n2 while the saga, product and wallet shards and the
+    // saga runners are killed over and over, n3 is SIGKILLed and started again, and n2 is
+    // SIGSTOPped and continued.
     let mut ids = Vec::new();
     let mut later = Vec::new();
-    for n in 0..60 {
-        if n % 4 == 0 {
+    for n in 0..240 {
+        if n % 10 == 0 {
             for service in ["orders", "products", "wallets", "order-saga"] {
                 let _ = admin_post(
                     &cluster,
@@ -416,20 +418,25 @@ async fn orders_carried_through_actor_kills_and_a_node_kill_all_finish_and_balan
                 .await;
             }
         }
-        if n == 20 {
-            cluster.kill("n3");
-        }
-        if n == 40 {
-            cluster.start("n3");
+        match n {
+            60 => cluster.kill("n3"),
+            100 => cluster.start("n3"),
+            140 => cluster.proc("n2").signal(Signal::SIGSTOP),
+            170 => cluster.proc("n2").signal(Signal::SIGCONT),
+            _ => {}
         }
         let user = &users[n % users.len()];
         let (product, _) = &products[n % products.len()];
         let items = json!([{"product_id": product, "quantity": 1 + n % 3}]);
-        let node = ["n1", "n2"][n % 2];
+        let node = if (140..170).contains(&n) {
+            "n1"
+        } else {
+            ["n1", "n2"][n % 2]
+        };
         let key = format!("chaos-{n}");
         match try_place(&cluster, node, user, &items, &key).await {
             Some(id) => ids.push(id),
-            // Its shard is on the node that is down: placed again, same key, once it is back.
+            // Its shard is on a node that is down: placed again, same key, once it is back.
             None => later.push((node, user.clone(), items, key)),
         }
     }
