@@ -1,0 +1,191 @@
+//! `troupe load` against a real 3-node cluster with the business services: the real binary,
+//! run for a few seconds with `--json`, and its report read back.
+
+#![allow(clippy::unwrap_used)] // a panic is how a test fails
+
+mod support;
+
+use std::process::{Command, Output, Stdio};
+
+use serde_json::Value;
+
+use support::{TOKEN_KEY, TestCluster, config_text_with, troupe_bin};
+
+const SERVICES: &str = "[services.users]\nshards = 4\n\n[services.user-emails]\nshards = 4\n\n\
+                        [services.wallets]\nshards = 4\n\n[services.products]\nshards = 4\n\n\
+                        [services.product-skus]\nshards = 4\n\n[services.orders]\nshards = 4\n\n\
+                        [services.order-views]\nshards = 4\n\n[services.notifications]\nshards = 4\n";
+
+async fn cluster() -> TestCluster {
+    let mut cluster = TestCluster::new(3);
+    std::fs::write(&cluster.config, config_text_with(&cluster.nodes, SERVICES)).unwrap();
+    cluster.start_formed().await;
+    cluster
+}
+
+/// Runs `troupe load --json` with `args` against the cluster (the nodes' token key, so that
+/// its operator token is accepted): exit status, the JSON report, and stderr.
+async fn load(cluster: &TestCluster, args: &[&str]) -> (Output, Value) {
+    let config = cluster.config.clone();
+    let args: Vec<String> = args.iter().map(|a| (*a).to_string()).collect();
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new(troupe_bin())
+            .arg("--config")
+            .arg(&config)
+            .args(["load", "--json"])
+            .args(&args)
+            .env("TROUPE_JWT_SECRET", TOKEN_KEY)
+            .env_remove("TROUPE_CONFIG")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let report: Value = serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+        panic!(
+            "the report is not JSON ({e}): stdout {:?}, stderr {:?}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        )
+    });
+    (output, report)
+}
+
+fn no_5xx(report: &Value) {
+    let statuses = report["errors"]["by_status"].as_object().unwrap();
+    assert!(
+        statuses
+            .keys()
+            .all(|s| !s.starts_with('5') && s != "transport"),
+        "a healthy cluster answered {statuses:?}: {report:#}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_short_run_reports_accepted_orders_and_no_server_errors() {
+    let cluster = cluster().await;
+    let (output, report) = load(
+        &cluster,
+        &[
+            "--duration",
+            "3",
+            "--users",
+            "6",
+            "--products",
+            "4",
+            "--concurrency",
+            "4",
+            "--settle",
+            "1",
+        ],
+    )
+    .await;
+    assert!(output.status.success(), "{output:?}");
+    assert_eq!(report["users"], 6, "{report:#}");
+    assert_eq!(report["products"], 4, "{report:#}");
+    assert_eq!(report["nodes"], 3, "{report:#}");
+    let accepted = report["orders"]["accepted"].as_u64().unwrap();
+    assert!(accepted > 0, "{report:#}");
+    assert_eq!(report["orders"]["unknown"], 0, "{report:#}");
+    assert_eq!(
+        report["latency_ms"]["accept"]["count"].as_u64(),
+        Some(accepted),
+        "{report:#}"
+    );
+    assert!(report["latency_ms"]["accept"]["p99"].as_f64().unwrap() > 0.0);
+    assert!(report["check"].is_null());
+    no_5xx(&report);
+    // The progress went to stderr: stdout held the report alone (parsed above).
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("placing orders"), "{stderr}");
+}
+
+/// Every order cancelled by its user at once: each reaches a final state without the saga, so
+/// `--check` can verify every invariant end to end (stock and wallets untouched, one
+/// `order_cancelled` notification each, the read model showing `cancelled`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_passes_when_every_order_is_cancelled_by_its_user() {
+    let cluster = cluster().await;
+    let (output, report) = load(
+        &cluster,
+        &[
+            "--duration",
+            "2",
+            "--users",
+            "4",
+            "--products",
+            "3",
+            "--rate",
+            "20",
+            "--cancel-percent",
+            "100",
+            "--settle",
+            "20",
+            "--check",
+            "--check-timeout",
+            "60",
+        ],
+    )
+    .await;
+    let check = &report["check"];
+    assert!(output.status.success(), "{output:?}\n{report:#}");
+    assert_eq!(check["holds"], true, "{report:#}");
+    assert_eq!(check["quiescent"], true, "{report:#}");
+    let invariants = check["invariants"].as_array().unwrap();
+    assert_eq!(invariants.len(), 6, "{report:#}");
+    let accepted = report["orders"]["accepted"].as_u64().unwrap();
+    assert!(accepted > 0, "{report:#}");
+    assert_eq!(
+        report["final_states"]["cancelled:cancelled_by_user"].as_u64(),
+        Some(accepted),
+        "{report:#}"
+    );
+    assert!(
+        invariants[0]["figures"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("{accepted} accepted: {accepted} cancelled")),
+        "{report:#}"
+    );
+    no_5xx(&report);
+}
+
+/// TODO(saga): `--check` end to end once the order saga carries orders to confirmed and
+/// cancelled on its own (issue 11). Without it, orders stay `pending` and this fails on the
+/// first invariant, as it should. Remove the `#[ignore]` when the saga lands.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the order saga (issue 11): orders stay pending without it"]
+async fn check_passes_after_a_run_with_scarce_stock_and_money() {
+    let cluster = cluster().await;
+    let (output, report) = load(
+        &cluster,
+        &[
+            "--duration",
+            "4",
+            "--users",
+            "8",
+            "--products",
+            "4",
+            "--concurrency",
+            "8",
+            "--low-stock",
+            "--cancel-percent",
+            "10",
+            "--check",
+            "--check-timeout",
+            "60",
+        ],
+    )
+    .await;
+    assert!(output.status.success(), "{output:?}\n{report:#}");
+    assert_eq!(report["check"]["holds"], true, "{report:#}");
+    let states = report["final_states"].as_object().unwrap();
+    assert!(states.contains_key("confirmed"), "{report:#}");
+    assert!(
+        states.contains_key("cancelled:out_of_stock")
+            || states.contains_key("cancelled:payment_declined"),
+        "{report:#}"
+    );
+    no_5xx(&report);
+}
