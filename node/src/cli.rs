@@ -123,7 +123,7 @@ async fn run(cli: Cli, config: NodeConfig) -> ExitCode {
         }
         Command::Status { node, json } => status::run(&config, node.as_deref(), json).await,
         Command::Bench(args) => crate::bench_cmd::run(&config, &args).await,
-        Command::Load(args) => crate::load::run(&config, &args).await,
+        Command::Load(args) => crate::load::run(&cli.config, &config, &args).await,
         Command::Token => match crate::auth::operator_token(&config) {
             Ok(token) => {
                 println!("{token}");

@@ -13,7 +13,8 @@
 //! - `drive`: placing orders (idempotency keys, retries of unknown outcomes).
 //! - `poll`: following accepted orders to their final state.
 //! - `progress`: the live bar or plain lines.
-//! - `chaos`: actor kills on a schedule.
+//! - `chaos`: actor kills on a schedule; `local`: `--up`, the nodes as child processes, and
+//!   their SIGKILLs and SIGSTOPs.
 //! - `gather`, `check`: `--check`'s reading, and the invariants as plain functions.
 //! - `report`, `stats`: the figures, for a person or as JSON.
 
@@ -22,6 +23,7 @@ mod check;
 mod client;
 mod drive;
 mod gather;
+mod local;
 mod poll;
 mod progress;
 mod report;
@@ -35,11 +37,14 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
-use crate::config::NodeConfig;
+use crate::config::{ConfigArgs, NodeConfig};
 use crate::exit;
 use client::{Answer, Api};
 use drive::{Drive, Pace};
 use report::{CheckReport, Report};
+
+/// The least time `--check` gives the read side to catch up once every order is final.
+const READ_SIDE_GRACE: Duration = Duration::from_secs(10);
 
 /// What to run, from the command line.
 #[derive(clap::Args, Debug, Clone)]
@@ -93,6 +98,13 @@ pub(crate) struct LoadArgs {
     /// Milliseconds between two chaos kills
     #[arg(long, default_value_t = 1000)]
     chaos_every_ms: u64,
+    /// Start the configuration's local cluster first, as `troupe up` does, and stop it at the
+    /// end; with --chaos, also SIGKILL or SIGSTOP a random node now and then and bring it back
+    #[arg(long)]
+    up: bool,
+    /// With --up and --chaos: milliseconds between two node disruptions
+    #[arg(long, default_value_t = 5000)]
+    node_chaos_every_ms: u64,
     /// Only these nodes' edges (ids of the configuration or URLs, comma-separated)
     /// [default: every node of the configuration]
     #[arg(long, value_delimiter = ',')]
@@ -146,7 +158,11 @@ fn plan(args: &LoadArgs) -> Result<(Pace, Duration, Duration, Duration), String>
 }
 
 /// Runs `troupe load`.
-pub(crate) async fn run(config: &NodeConfig, args: &LoadArgs) -> ExitCode {
+pub(crate) async fn run(
+    config_args: &ConfigArgs,
+    config: &NodeConfig,
+    args: &LoadArgs,
+) -> ExitCode {
     let (pace, duration, settle, check_timeout) = match plan(args) {
         Ok(plan) => plan,
         Err(e) => {
@@ -180,14 +196,37 @@ pub(crate) async fn run(config: &NodeConfig, args: &LoadArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let local = if args.up {
+        match local::LocalCluster::start(config_args, config).await {
+            Ok(cluster) => Some(cluster),
+            Err(e) => {
+                eprintln!("troupe: cannot start the local cluster: {e:#}");
+                return ExitCode::FAILURE;
+            }
+        }
+    } else {
+        None
+    };
     if let Err(answer) = api.read("/admin/cluster").await {
         eprintln!("troupe: /admin/cluster: {}", answer.describe());
+        if let Some(local) = local {
+            local.stop().await;
+        }
         return ExitCode::from(match answer {
             Answer::Transport(_) => exit::UNAVAILABLE,
             Answer::Http(..) => 1,
         });
     }
-    let report = execute(&api, args, pace, duration, settle, check_timeout).await;
+    let plan = Plan {
+        pace,
+        duration,
+        settle,
+        check_timeout,
+    };
+    let (report, local) = execute(&api, args, plan, local).await;
+    if let Some(local) = local {
+        local.stop().await;
+    }
     let Some(report) = report else {
         return ExitCode::FAILURE;
     };
@@ -209,11 +248,15 @@ pub(crate) async fn run(config: &NodeConfig, args: &LoadArgs) -> ExitCode {
 async fn execute(
     api: &Arc<Api>,
     args: &LoadArgs,
-    pace: Pace,
-    duration: Duration,
-    settle: Duration,
-    check_timeout: Duration,
-) -> Option<Report> {
+    plan: Plan,
+    mut local: Option<local::LocalCluster>,
+) -> (Option<Report>, Option<local::LocalCluster>) {
+    let Plan {
+        pace,
+        duration,
+        settle,
+        check_timeout,
+    } = plan;
     let run_id = format!("{:08x}", rand::random::<u32>());
     let say = |text: String| {
         if args.json {
@@ -245,7 +288,7 @@ async fn execute(
             made.products.len(),
             made.failures.line()
         );
-        return None;
+        return (None, local);
     }
     let mut report = Report {
         run_id: run_id.clone(),
@@ -295,12 +338,36 @@ async fn execute(
     } else {
         None
     };
+    let disruption = match local.take() {
+        Some(mut cluster) if args.chaos => {
+            let every = Duration::from_millis(args.node_chaos_every_ms.max(100));
+            let stop = chaos_stop_tx.subscribe();
+            Some(tokio::spawn(async move {
+                let done = cluster.disrupt(every, stop).await;
+                (cluster, done)
+            }))
+        }
+        other => {
+            local = other;
+            None
+        }
+    };
     let started = Instant::now();
     drive::run(&drive, pace, duration).await;
     report.duration_s = started.elapsed().as_secs_f64();
     let _ = chaos_stop_tx.send(true);
     if let Some(chaos) = chaos {
         report.chaos = chaos.await.ok();
+    }
+    if let Some(disruption) = disruption
+        && let Ok((cluster, done)) = disruption.await
+    {
+        // The cluster whole again before the unknown outcomes are settled and checked.
+        if let Err(e) = cluster.wait_ready().await {
+            eprintln!("troupe: after the node chaos: {e:#}");
+        }
+        report.node_chaos = Some(done);
+        local = Some(cluster);
     }
     drive::resolve_unknown(&drive).await;
     let _ = stop_tx.send(true);
@@ -327,13 +394,30 @@ async fn execute(
                     .map_or_else(|| "pending".to_string(), |s| s.status.clone())
             })
             .collect();
+        let started_check = Instant::now();
         let (waited, statuses) = gather::quiesce(api, &accepted, known, check_timeout).await;
         let quiescent = statuses
             .iter()
             .all(|s| s == "confirmed" || s == "cancelled");
-        let snapshot =
-            gather::snapshot(api, &drive.users, &drive.products, &accepted, statuses).await;
-        let invariants = check::verify(&snapshot);
+        // The read model and the notifications follow the orders through events: give them
+        // until the deadline (at least a few seconds) to catch up before a verdict is final.
+        let read_side = Instant::now() + check_timeout.saturating_sub(waited).max(READ_SIDE_GRACE);
+        let invariants = loop {
+            let snapshot = gather::snapshot(
+                api,
+                &drive.users,
+                &drive.products,
+                &accepted,
+                statuses.clone(),
+            )
+            .await;
+            let invariants = check::verify(&snapshot);
+            if invariants.iter().all(|v| v.holds) || !quiescent || Instant::now() > read_side {
+                break invariants;
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        };
+        let waited = started_check.elapsed();
         report.check = Some(CheckReport {
             quiescent,
             waited_s: waited.as_secs_f64(),
@@ -341,5 +425,14 @@ async fn execute(
             invariants,
         });
     }
-    Some(report)
+    (Some(report), local)
+}
+
+/// The pace and durations of a run, checked.
+#[derive(Debug, Clone, Copy)]
+struct Plan {
+    pace: Pace,
+    duration: Duration,
+    settle: Duration,
+    check_timeout: Duration,
 }

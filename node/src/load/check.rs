@@ -271,14 +271,14 @@ fn notifications(s: &Snapshot) -> Verdict {
     }
     // Nothing notified of an order that is not finished.
     for o in s.orders.iter().filter(|o| !is_final(&o.status)) {
-        if let Some(Some(feed)) = s.notifications.get(&o.user_id) {
-            if feed.entries.iter().any(|(id, _)| *id == o.id) {
-                failed += 1;
-                note(
-                    &mut offenders,
-                    format!("order {} is {} but was notified", o.id, o.status),
-                );
-            }
+        if let Some(Some(feed)) = s.notifications.get(&o.user_id)
+            && feed.entries.iter().any(|(id, _)| *id == o.id)
+        {
+            failed += 1;
+            note(
+                &mut offenders,
+                format!("order {} is {} but was notified", o.id, o.status),
+            );
         }
     }
     let figures = format!(

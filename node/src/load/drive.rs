@@ -242,12 +242,15 @@ impl Drive {
     async fn cancel(&self, id: &str, user: usize) {
         let path = format!("/api/v1/orders/{id}/cancel");
         let token = &self.users[user].token;
-        for attempt in 0..5u64 {
+        let started = Instant::now();
+        let mut attempt = 0u64;
+        loop {
             let answer = self
                 .api
                 .send(Method::POST, &path, Some(token), None, None)
                 .await;
-            if !answer.retryable() || attempt == 4 {
+            // Asking again is harmless: a cancelled order is answered as it is.
+            if !answer.retryable() || started.elapsed() > RETRY_FOR {
                 let outcome = match &answer {
                     Answer::Http(200, _) => "cancelled".to_string(),
                     a => a.error_key(),
@@ -255,7 +258,8 @@ impl Drive {
                 self.records().cancels.add(outcome);
                 return;
             }
-            tokio::time::sleep(Duration::from_millis(100 * (attempt + 1))).await;
+            attempt += 1;
+            tokio::time::sleep(Duration::from_millis(50 * attempt.min(20))).await;
         }
     }
 }

@@ -8,6 +8,7 @@ use serde::Serialize;
 use super::chaos::ChaosReport;
 use super::check::Verdict;
 use super::drive::Records;
+use super::local::NodeChaos;
 use super::poll::Seen;
 use super::stats::{Percentiles, Tally};
 
@@ -82,6 +83,8 @@ pub(crate) struct Report {
     pub(crate) errors: Errors,
     pub(crate) cancels: Tally,
     pub(crate) chaos: Option<ChaosReport>,
+    /// With `--up --chaos`: the nodes killed or stopped.
+    pub(crate) node_chaos: Option<NodeChaos>,
     pub(crate) check: Option<CheckReport>,
 }
 
@@ -199,6 +202,13 @@ pub(crate) fn render(r: &Report) -> String {
             "  chaos: killed {}; refused {}\n",
             chaos.killed.line(),
             chaos.refused.line()
+        ));
+    }
+    if let Some(nodes) = &r.node_chaos {
+        out.push_str(&format!(
+            "  node chaos: {}; failed restarts {}\n",
+            nodes.done.line(),
+            nodes.failed.line()
         ));
     }
     if let Some(check) = &r.check {
