@@ -23,11 +23,11 @@ async fn cluster() -> TestCluster {
     cluster
 }
 
-/// Runs `troupe load --json` with `args` against the cluster (the nodes' token key, so that
+/// Runs `troupe load --json` with `args` (split at spaces) against the cluster (the nodes' token key, so that
 /// its operator token is accepted): exit status, the JSON report, and stderr.
-async fn load(cluster: &TestCluster, args: &[&str]) -> (Output, Value) {
+async fn load(cluster: &TestCluster, args: &str) -> (Output, Value) {
     let config = cluster.config.clone();
-    let args: Vec<String> = args.iter().map(|a| (*a).to_string()).collect();
+    let args: Vec<String> = args.split_whitespace().map(str::to_string).collect();
     let output = tokio::task::spawn_blocking(move || {
         Command::new(troupe_bin())
             .arg("--config")
@@ -67,18 +67,7 @@ async fn a_short_run_reports_accepted_orders_and_no_server_errors() {
     let cluster = cluster().await;
     let (output, report) = load(
         &cluster,
-        &[
-            "--duration",
-            "3",
-            "--users",
-            "6",
-            "--products",
-            "4",
-            "--concurrency",
-            "4",
-            "--settle",
-            "1",
-        ],
+        "--duration 3 --users 6 --products 4 --concurrency 4 --settle 1",
     )
     .await;
     assert!(output.status.success(), "{output:?}");
@@ -103,29 +92,15 @@ async fn a_short_run_reports_accepted_orders_and_no_server_errors() {
 
 /// Every order cancelled by its user at once: each reaches a final state without the saga, so
 /// `--check` can verify every invariant end to end (stock and wallets untouched, one
-/// `order_cancelled` notification each, the read model showing `cancelled`).
+/// `order_cancelled` notification each, the read model showing `cancelled`), with restocks
+/// made while the orders flow counted in the stock balance.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn check_passes_when_every_order_is_cancelled_by_its_user() {
     let cluster = cluster().await;
     let (output, report) = load(
         &cluster,
-        &[
-            "--duration",
-            "2",
-            "--users",
-            "4",
-            "--products",
-            "3",
-            "--rate",
-            "20",
-            "--cancel-percent",
-            "100",
-            "--settle",
-            "20",
-            "--check",
-            "--check-timeout",
-            "60",
-        ],
+        "--duration 2 --users 4 --products 3 --rate 20 --cancel-percent 100 --settle 20 \
+         --check --check-timeout 60 --restock-every-ms 200",
     )
     .await;
     let check = &report["check"];
@@ -148,6 +123,10 @@ async fn check_passes_when_every_order_is_cancelled_by_its_user() {
             .starts_with(&format!("{accepted} accepted: {accepted} cancelled")),
         "{report:#}"
     );
+    assert!(
+        report["restocks"]["units_added"].as_u64().unwrap() > 0,
+        "{report:#}"
+    );
     no_5xx(&report);
 }
 
@@ -162,29 +141,8 @@ async fn up_with_chaos_disrupts_its_own_nodes_and_stops_them_at_the_end() {
     std::fs::write(&cluster.config, config_text_with(&cluster.nodes, SERVICES)).unwrap();
     let (output, report) = load(
         &cluster,
-        &[
-            "--up",
-            "--chaos",
-            "--node-chaos-every-ms",
-            "1500",
-            "--chaos-every-ms",
-            "500",
-            "--duration",
-            "6",
-            "--users",
-            "4",
-            "--products",
-            "3",
-            "--rate",
-            "20",
-            "--cancel-percent",
-            "100",
-            "--settle",
-            "30",
-            "--check",
-            "--check-timeout",
-            "90",
-        ],
+        "--up --chaos --node-chaos-every-ms 1500 --chaos-every-ms 500 --duration 6 --users 4 \
+         --products 3 --rate 20 --cancel-percent 100 --settle 30 --check --check-timeout 90",
     )
     .await;
     assert!(output.status.success(), "{output:?}\n{report:#}");
@@ -223,22 +181,8 @@ async fn check_passes_after_a_run_with_scarce_stock_and_money() {
     let cluster = cluster().await;
     let (output, report) = load(
         &cluster,
-        &[
-            "--duration",
-            "4",
-            "--users",
-            "8",
-            "--products",
-            "4",
-            "--concurrency",
-            "8",
-            "--low-stock",
-            "--cancel-percent",
-            "10",
-            "--check",
-            "--check-timeout",
-            "60",
-        ],
+        "--duration 4 --users 8 --products 4 --concurrency 8 --low-stock --cancel-percent 10 \
+         --restock-every-ms 500 --check --check-timeout 60",
     )
     .await;
     assert!(output.status.success(), "{output:?}\n{report:#}");

@@ -16,6 +16,7 @@
 //! - `chaos`: actor kills on a schedule; `local`: `--up`, the nodes as child processes, and
 //!   their SIGKILLs and SIGSTOPs.
 //! - `gather`, `check`: `--check`'s reading, and the invariants as plain functions.
+//! - `restock`: restocks while the orders flow (`--restock-every-ms`).
 //! - `report`, `stats`: the figures, for a person or as JSON.
 
 mod chaos;
@@ -27,6 +28,7 @@ mod local;
 mod poll;
 mod progress;
 mod report;
+mod restock;
 mod setup;
 mod stats;
 
@@ -42,6 +44,9 @@ use crate::exit;
 use client::{Answer, Api};
 use drive::{Drive, Pace};
 use report::{CheckReport, Report};
+
+/// Units added by one restock.
+const RESTOCK_UNITS: u64 = 5;
 
 /// The least time `--check` gives the read side to catch up once every order is final.
 const READ_SIDE_GRACE: Duration = Duration::from_secs(10);
@@ -86,6 +91,10 @@ pub(crate) struct LoadArgs {
     /// How long to keep following orders after the last one was placed, in seconds
     #[arg(long, default_value_t = 30.0)]
     settle: f64,
+    /// Milliseconds between two admin restocks of a random product (5 units) while the
+    /// orders flow [default: none]
+    #[arg(long)]
+    restock_every_ms: Option<u64>,
     /// Then wait for quiescence and verify the invariants; exit 1 if any fails
     #[arg(long)]
     check: bool,
@@ -352,12 +361,28 @@ async fn execute(
             None
         }
     };
+    let restocks = args.restock_every_ms.map(|ms| {
+        tokio::spawn(restock::run(
+            api.clone(),
+            drive.products.iter().map(|p| p.id.clone()).collect(),
+            Duration::from_millis(ms.max(10)),
+            RESTOCK_UNITS,
+            chaos_stop_tx.subscribe(),
+        ))
+    });
     let started = Instant::now();
     drive::run(&drive, pace, duration).await;
     report.duration_s = started.elapsed().as_secs_f64();
     let _ = chaos_stop_tx.send(true);
     if let Some(chaos) = chaos {
         report.chaos = chaos.await.ok();
+    }
+    let restocks = match restocks {
+        Some(task) => task.await.unwrap_or_default(),
+        None => restock::Restocks::default(),
+    };
+    if args.restock_every_ms.is_some() {
+        report.restocks = Some(restocks.summary());
     }
     if let Some(disruption) = disruption
         && let Ok((cluster, done)) = disruption.await
@@ -409,6 +434,7 @@ async fn execute(
                 &drive.products,
                 &accepted,
                 statuses.clone(),
+                &restocks,
             )
             .await;
             let invariants = check::verify(&snapshot);

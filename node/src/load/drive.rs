@@ -156,12 +156,12 @@ impl Drive {
 
     /// Places one new order, retrying an unknown outcome with its key.
     pub(crate) async fn place_one(self: &Arc<Self>) {
+        self.counters.sent.fetch_add(1, Ordering::Relaxed);
         let order = self.new_order();
         self.place(order).await;
     }
 
     async fn place(self: &Arc<Self>, order: Unknown) {
-        self.counters.sent.fetch_add(1, Ordering::Relaxed);
         let token = &self.users[order.user].token;
         let started = Instant::now();
         let mut attempt = 0u32;

@@ -13,6 +13,7 @@ use tokio::time::Instant;
 use super::check::{Feed, OrderFact, ProductFact, Snapshot, WalletFact};
 use super::client::Api;
 use super::drive::Accepted;
+use super::restock::Restocks;
 use super::setup::{LoadProduct, LoadUser};
 
 /// The most entries a user's orders or notifications list shows (`limit` at most 1000).
@@ -124,6 +125,7 @@ pub(crate) async fn snapshot(
     products: &[LoadProduct],
     orders: &[Accepted],
     statuses: Vec<String>,
+    restocks: &Restocks,
 ) -> Snapshot {
     let stock = product_stock(api).await;
     let wallets = read_all(
@@ -173,7 +175,8 @@ pub(crate) async fn snapshot(
             .map(|p| ProductFact {
                 id: p.id.clone(),
                 initial_stock: p.initial_stock,
-                restocked: 0,
+                restocked: restocks.added.get(&p.id).copied().unwrap_or(0),
+                restocked_unknown: restocks.unknown.get(&p.id).copied().unwrap_or(0),
                 current_stock: stock.as_ref().and_then(|s| s.get(&p.id).copied()),
             })
             .collect(),

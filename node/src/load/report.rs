@@ -10,6 +10,7 @@ use super::check::Verdict;
 use super::drive::Records;
 use super::local::NodeChaos;
 use super::poll::Seen;
+use super::restock::RestockSummary;
 use super::stats::{Percentiles, Tally};
 
 /// How the 202-to-final latency is measured, said in every report.
@@ -83,6 +84,8 @@ pub(crate) struct Report {
     pub(crate) errors: Errors,
     pub(crate) cancels: Tally,
     pub(crate) chaos: Option<ChaosReport>,
+    /// With `--restock-every-ms`: the restocks made while the orders flowed.
+    pub(crate) restocks: Option<RestockSummary>,
     /// With `--up --chaos`: the nodes killed or stopped.
     pub(crate) node_chaos: Option<NodeChaos>,
     pub(crate) check: Option<CheckReport>,
@@ -202,6 +205,14 @@ pub(crate) fn render(r: &Report) -> String {
             "  chaos: killed {}; refused {}\n",
             chaos.killed.line(),
             chaos.refused.line()
+        ));
+    }
+    if let Some(restocks) = &r.restocks {
+        out.push_str(&format!(
+            "  restocks: {} units added, {} unknown; failed {}\n",
+            restocks.units_added,
+            restocks.units_unknown,
+            restocks.failed.line()
         ));
     }
     if let Some(nodes) = &r.node_chaos {

@@ -34,12 +34,14 @@ fn healthy() -> Snapshot {
                 id: "p1".into(),
                 initial_stock: 10,
                 restocked: 5,
+                restocked_unknown: 0,
                 current_stock: Some(13),
             },
             ProductFact {
                 id: "p2".into(),
                 initial_stock: 3,
                 restocked: 0,
+                restocked_unknown: 0,
                 current_stock: Some(2),
             },
         ],
@@ -196,4 +198,19 @@ fn offenders_are_capped_with_a_count_of_the_rest() {
     let v = verify(&s).remove(0);
     assert_eq!(v.offenders.len(), NAMED + 1);
     assert_eq!(v.offenders[NAMED], "... and 3 more");
+}
+
+#[test]
+fn a_restock_of_unknown_outcome_is_accepted_either_way_but_no_more() {
+    let mut s = healthy();
+    s.products[0].restocked_unknown = 4;
+    // Without it (13) and with it (17) both hold; 18 does not.
+    for (stock, holds) in [(13, true), (17, true), (15, true), (18, false), (12, false)] {
+        s.products[0].current_stock = Some(stock);
+        let v = verify(&s).remove(1);
+        assert_eq!(v.holds, holds, "stock {stock}: {v:?}");
+    }
+    assert!(
+        verify(&s).remove(1).offenders[0].contains("(+ up to 4 restocked with an unknown outcome)")
+    );
 }
