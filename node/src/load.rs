@@ -370,8 +370,10 @@ async fn execute(
             chaos_stop_tx.subscribe(),
         ))
     });
+    let interrupt = tokio::spawn(interrupted(drive.clone()));
     let started = Instant::now();
     drive::run(&drive, pace, duration).await;
+    interrupt.abort();
     report.duration_s = started.elapsed().as_secs_f64();
     let _ = chaos_stop_tx.send(true);
     if let Some(chaos) = chaos {
@@ -452,6 +454,18 @@ async fn execute(
         });
     }
     (Some(report), local)
+}
+
+/// On Ctrl-C or SIGTERM: no new order, report on what was sent. A second one exits at once
+/// (nodes started with `--up` then stop as their standard input closes).
+async fn interrupted(drive: Arc<Drive>) {
+    crate::serve::shutdown_signal().await;
+    drive
+        .stopping
+        .store(true, std::sync::atomic::Ordering::Relaxed);
+    eprintln!("troupe: interrupted: no new orders; finishing those in flight (again to quit now)");
+    crate::serve::shutdown_signal().await;
+    std::process::exit(130);
 }
 
 /// The pace and durations of a run, checked.

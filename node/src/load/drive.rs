@@ -6,7 +6,7 @@
 //! a lost answer never becomes a second order. An order still unknown after [`RETRY_FOR`] is
 //! set aside and sent once more, with its key, after the drive ([`resolve_unknown`]).
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -86,6 +86,9 @@ pub(crate) struct Drive {
     pub(crate) records: Mutex<Records>,
     /// Each accepted order's index, for the poller.
     pub(crate) accepted_tx: mpsc::UnboundedSender<usize>,
+    /// Set on Ctrl-C: no new order starts; those in flight finish (and are recorded), so that
+    /// nothing the cluster accepted is unknown to the checks.
+    pub(crate) stopping: AtomicBool,
     seq: AtomicU64,
 }
 
@@ -119,6 +122,7 @@ impl Drive {
             counters: Counters::default(),
             records: Mutex::new(Records::default()),
             accepted_tx,
+            stopping: AtomicBool::new(false),
             seq: AtomicU64::new(0),
         }
     }
@@ -273,7 +277,7 @@ pub(crate) async fn run(drive: &Arc<Drive>, pace: Pace, duration: Duration) {
             for _ in 0..workers.max(1) {
                 let drive = drive.clone();
                 tasks.spawn(async move {
-                    while Instant::now() < end {
+                    while Instant::now() < end && !drive.stopping.load(Ordering::Relaxed) {
                         drive.place_one().await;
                     }
                 });
@@ -283,7 +287,7 @@ pub(crate) async fn run(drive: &Arc<Drive>, pace: Pace, duration: Duration) {
             let slots = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
             let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / per_second));
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
-            while Instant::now() < end {
+            while Instant::now() < end && !drive.stopping.load(Ordering::Relaxed) {
                 tick.tick().await;
                 let Ok(slot) = slots.clone().try_acquire_owned() else {
                     drive.counters.skipped.fetch_add(1, Ordering::Relaxed);
