@@ -196,3 +196,35 @@ async fn check_passes_after_a_run_with_scarce_stock_and_money() {
     );
     no_5xx(&report);
 }
+
+/// Runs `troupe load` with `args` against `cluster`'s configuration: the exit code and stderr.
+fn load_exit(cluster: &TestCluster, args: &[&str]) -> (Option<i32>, String) {
+    let output = Command::new(troupe_bin())
+        .arg("--config")
+        .arg(&cluster.config)
+        .arg("load")
+        .args(args)
+        .env("TROUPE_JWT_SECRET", TOKEN_KEY)
+        .env_remove("TROUPE_CONFIG")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn bad_options_exit_64_and_a_cluster_that_does_not_answer_69() {
+    // Configured, never started.
+    let cluster = TestCluster::new(3);
+    let (code, stderr) = load_exit(&cluster, &["--rate", "0"]);
+    assert_eq!(code, Some(64), "{stderr}");
+    assert!(stderr.contains("--rate"), "{stderr}");
+    let (code, stderr) = load_exit(&cluster, &["--duration=-1"]);
+    assert_eq!(code, Some(64), "{stderr}");
+    let (code, stderr) = load_exit(&cluster, &["--duration", "1"]);
+    assert_eq!(code, Some(69), "{stderr}");
+    assert!(stderr.contains("/admin/cluster"), "{stderr}");
+}
