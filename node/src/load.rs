@@ -43,13 +43,10 @@ use crate::config::{ConfigArgs, NodeConfig};
 use crate::exit;
 use client::{Answer, Api};
 use drive::{Drive, Pace};
-use report::{CheckReport, Report};
+use report::Report;
 
 /// Units added by one restock.
 const RESTOCK_UNITS: u64 = 5;
-
-/// The least time `--check` gives the read side to catch up once every order is final.
-const READ_SIDE_GRACE: Duration = Duration::from_secs(10);
 
 /// What to run, from the command line.
 #[derive(clap::Args, Debug, Clone)]
@@ -414,44 +411,7 @@ async fn execute(
     }
     if args.check {
         say("checking the invariants: waiting for every order to be final".to_string());
-        let accepted = drive.records().accepted.clone();
-        let known = (0..accepted.len())
-            .map(|i| {
-                seen.get(&i)
-                    .map_or_else(|| "pending".to_string(), |s| s.status.clone())
-            })
-            .collect();
-        let started_check = Instant::now();
-        let (waited, statuses) = gather::quiesce(api, &accepted, known, check_timeout).await;
-        let quiescent = statuses
-            .iter()
-            .all(|s| s == "confirmed" || s == "cancelled");
-        // The read model and the notifications follow the orders through events: give them
-        // until the deadline (at least a few seconds) to catch up before a verdict is final.
-        let read_side = Instant::now() + check_timeout.saturating_sub(waited).max(READ_SIDE_GRACE);
-        let invariants = loop {
-            let snapshot = gather::snapshot(
-                api,
-                &drive.users,
-                &drive.products,
-                &accepted,
-                statuses.clone(),
-                &restocks,
-            )
-            .await;
-            let invariants = check::verify(&snapshot);
-            if invariants.iter().all(|v| v.holds) || !quiescent || Instant::now() > read_side {
-                break invariants;
-            }
-            tokio::time::sleep(Duration::from_secs(1)).await;
-        };
-        let waited = started_check.elapsed();
-        report.check = Some(CheckReport {
-            quiescent,
-            waited_s: waited.as_secs_f64(),
-            holds: invariants.iter().all(|v| v.holds),
-            invariants,
-        });
+        report.check = Some(gather::check(api, &drive, &seen, &restocks, check_timeout).await);
     }
     (Some(report), local)
 }

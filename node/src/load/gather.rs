@@ -10,12 +10,16 @@ use std::time::Duration;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use super::check::{Feed, OrderFact, ProductFact, Snapshot, WalletFact};
+use super::check::{self, Feed, OrderFact, ProductFact, Snapshot, WalletFact};
 use super::client::Api;
-use super::drive::Accepted;
+use super::drive::{Accepted, Drive};
+use super::poll::Seen;
+use super::report::CheckReport;
 use super::restock::Restocks;
 use super::setup::{LoadProduct, LoadUser};
 
+/// The least time the read side gets to catch up once every order is final.
+const READ_SIDE_GRACE: Duration = Duration::from_secs(10);
 /// The most entries a user's orders or notifications list shows (`limit` at most 1000).
 const FEED_LIMIT: usize = 1000;
 /// Reads in flight at once.
@@ -192,5 +196,51 @@ pub(crate) async fn snapshot(
             .collect(),
         read_models,
         notifications,
+    }
+}
+
+/// `--check`: waits until no accepted order is pending (statuses the run `seen` last to begin
+/// with), then verifies the invariants. The read model and the notifications follow the orders
+/// through events, so they get until the deadline (and at least [`READ_SIDE_GRACE`]) to catch
+/// up before a verdict is final.
+pub(crate) async fn check(
+    api: &Arc<Api>,
+    drive: &Drive,
+    seen: &HashMap<usize, Seen>,
+    restocks: &Restocks,
+    timeout: Duration,
+) -> CheckReport {
+    let accepted = drive.records().accepted.clone();
+    let known = (0..accepted.len())
+        .map(|i| {
+            seen.get(&i)
+                .map_or_else(|| "pending".to_string(), |s| s.status.clone())
+        })
+        .collect();
+    let started = Instant::now();
+    let (waited, statuses) = quiesce(api, &accepted, known, timeout).await;
+    let quiescent = statuses.iter().all(|s| is_final(s));
+    let read_side = Instant::now() + timeout.saturating_sub(waited).max(READ_SIDE_GRACE);
+    let invariants = loop {
+        let snapshot = snapshot(
+            api,
+            &drive.users,
+            &drive.products,
+            &accepted,
+            statuses.clone(),
+            restocks,
+        )
+        .await;
+        let invariants = check::verify(&snapshot);
+        if invariants.iter().all(|v| v.holds) || !quiescent || Instant::now() > read_side {
+            break invariants;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    };
+    CheckReport {
+        quiescent,
+        waited_s: started.elapsed().as_secs_f64(),
+        holds: invariants.iter().all(|v| v.holds),
+        invariants,
     }
 }
