@@ -238,6 +238,7 @@ pub(crate) async fn check(
         tokio::time::sleep(Duration::from_secs(1)).await;
     };
     CheckReport {
+        unknown_orders: drive.records().unknown.len(),
         quiescent,
         waited_s: started.elapsed().as_secs_f64(),
         holds: invariants.iter().all(|v| v.holds),

@@ -64,6 +64,9 @@ pub(crate) struct CheckReport {
     pub(crate) waited_s: f64,
     pub(crate) holds: bool,
     pub(crate) invariants: Vec<Verdict>,
+    /// Orders whose outcome stayed unknown after every retry: they may exist without the run
+    /// knowing them, so a balance that is off may be theirs.
+    pub(crate) unknown_orders: usize,
 }
 
 /// A run's report.
@@ -243,6 +246,12 @@ pub(crate) fn render(r: &Report) -> String {
                 out.push_str(&format!("        {o}\n"));
             }
         }
+        if check.unknown_orders > 0 {
+            out.push_str(&format!(
+                "  note: {} orders had an unknown outcome after every retry; a balance that is off may be theirs\n",
+                check.unknown_orders
+            ));
+        }
         out.push_str(if check.holds {
             "every invariant holds\n"
         } else {
@@ -326,6 +335,7 @@ mod tests {
                     figures: "1 products: initial + restocks 10 = stock now 9 + confirmed quantities 0 (1 off)".into(),
                     offenders: vec!["product p1: initial 10 + restocked 0 != stock 9 + confirmed 0".into()],
                 }],
+                unknown_orders: 0,
             }),
             ..Report::default()
         };
