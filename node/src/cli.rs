@@ -51,6 +51,9 @@ enum Command {
     },
     /// Measure message throughput and latency: one node drives the echo service of another.
     Bench(crate::bench_cmd::BenchArgs),
+    /// Load the cluster with orders through its API: users and products created, orders at a
+    /// rate or concurrency for a duration, then a report (`--check` verifies the invariants).
+    Load(crate::load::LoadArgs),
     /// Print an administrator's access token for the admin routes (valid one hour), signed
     /// with the token key the nodes share: `curl -H "authorization: Bearer $(troupe token)"`.
     Token,
@@ -120,6 +123,7 @@ async fn run(cli: Cli, config: NodeConfig) -> ExitCode {
         }
         Command::Status { node, json } => status::run(&config, node.as_deref(), json).await,
         Command::Bench(args) => crate::bench_cmd::run(&config, &args).await,
+        Command::Load(args) => crate::load::run(&cli.config, &config, &args).await,
         Command::Token => match crate::auth::operator_token(&config) {
             Ok(token) => {
                 println!("{token}");

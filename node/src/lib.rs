@@ -3,7 +3,7 @@
 //!
 //! # Layout
 //!
-//! - [`cli`]: the `troupe` command (`node`, `up`, `status`, `bench`).
+//! - [`cli`]: the `troupe` command (`node`, `up`, `status`, `bench`, `load`).
 //! - [`exit`]: its exit codes, shared by `cli` and the subcommands.
 //! - [`config`]: `cluster.toml` to a validated [`config::NodeConfig`].
 //! - [`auth`]: access tokens (JWT HS256): issued at login, checked on every protected route.
@@ -14,6 +14,7 @@
 //! - [`serve`]: one node's life: start the cluster, serve HTTP, shut down within a deadline.
 //! - [`up`]: `troupe up`, the local cluster as child processes.
 //! - [`logging`]: tracing output, JSON or human-readable.
+//! - `load`: `troupe load`, a load generator and invariant checker over the HTTP API.
 //! - `status`, `bench_cmd`: `troupe status` and `troupe bench`, which ask a node's admin API
 //!   through `admin_client`.
 //! - [`metrics`]: the process's Prometheus recorder, which `/metrics` renders.
@@ -26,6 +27,7 @@ pub mod cli;
 pub mod config;
 pub mod edge;
 pub mod exit;
+mod load;
 pub mod logging;
 pub mod metrics;
 pub mod secrets;

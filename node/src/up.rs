@@ -53,18 +53,8 @@ pub async fn run(args: &ConfigArgs, config: NodeConfig) -> ExitCode {
     let (exits_tx, mut exits) = mpsc::unbounded_channel::<(String, String)>();
     let mut running = Vec::new();
     for (i, node) in config.nodes.iter().enumerate() {
-        let mut command = Command::new(&exe);
-        command
-            .args(["node", "--id", node.id.as_str(), "--exit-with-stdin"])
-            .envs(args.to_env())
-            .env(COOKIE_ENV, &cookie)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            // Its own process group: a Ctrl-C in the terminal reaches `up` only, which then
-            // stops the nodes in order.
-            .process_group(0);
+        let mut command = node_command(&exe, args, &cookie, node.id.as_str());
+        command.stdout(Stdio::piped()).stderr(Stdio::piped());
         if terminal && config.log.format == LogFormat::Auto {
             command.env("TROUPE_LOG_FORMAT", "pretty");
         }
@@ -165,6 +155,23 @@ pub async fn run(args: &ConfigArgs, config: NodeConfig) -> ExitCode {
     }
     eprintln!("troupe: all nodes stopped");
     ExitCode::SUCCESS
+}
+
+/// The command that runs node `id` as a child of this process: `troupe node --id <id>
+/// --exit-with-stdin` with the configuration overrides `args` and the cluster `cookie`, its
+/// standard input piped (the node stops when it closes), killed if dropped, in its own process
+/// group (a Ctrl-C in the terminal reaches the parent only, which then stops the nodes in
+/// order). Its output is the caller's to direct.
+pub fn node_command(exe: &std::path::Path, args: &ConfigArgs, cookie: &str, id: &str) -> Command {
+    let mut command = Command::new(exe);
+    command
+        .args(["node", "--id", id, "--exit-with-stdin"])
+        .envs(args.to_env())
+        .env(COOKIE_ENV, cookie)
+        .stdin(Stdio::piped())
+        .kill_on_drop(true)
+        .process_group(0);
+    command
 }
 
 /// Sends SIGTERM to every running node.

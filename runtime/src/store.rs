@@ -104,6 +104,9 @@ struct Inner {
     generation: u64,
     /// Each keyspace's batch counter since the store opened.
     batches: batches::Counters,
+    /// Each keyspace's highest noted sequence since the store opened
+    /// ([`Keyspace::note_sequence`]).
+    sequences: batches::Counters,
 }
 
 impl Drop for Inner {
@@ -170,6 +173,7 @@ impl Store {
                 released: Notify::new(),
                 generation,
                 batches: batches::Counters::default(),
+                sequences: batches::Counters::default(),
             }),
         }
     }
@@ -202,6 +206,7 @@ impl Store {
             Ok(engine) => Ok(Keyspace {
                 name: name.to_string(),
                 batches: self.inner.batches.of(name),
+                sequence: self.inner.sequences.of(name),
                 engine,
                 store: self.clone(),
                 damaged: self.inner.damaged.get(name).cloned(),
@@ -350,6 +355,8 @@ pub struct Keyspace {
     damaged: Option<String>,
     /// Its batch counter ([`batches`]).
     batches: Arc<std::sync::atomic::AtomicU64>,
+    /// The highest sequence its owners noted since the store opened, kept across claims.
+    sequence: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl std::fmt::Debug for Keyspace {

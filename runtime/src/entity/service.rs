@@ -83,7 +83,9 @@ impl Shard {
             arm: effects::arm::<E>,
             // Above every number given before, even if the outbox is empty now.
             next_outbox: keyspace.sequence_floor(),
-            next_timer: 0,
+            // Above every timer numbered before, in this process or an earlier one (a timer
+            // numbered again with the same due time would overwrite a pending one).
+            next_timer: keyspace.sequence_floor(),
             outbound,
             keyspace: Arc::new(keyspace),
             relay: None,
@@ -126,6 +128,7 @@ impl Shard {
             for (key, _) in &page {
                 if let Some(seq) = effects::outbox_seq(key) {
                     self.next_outbox = self.next_outbox.max(seq + 1);
+                    self.keyspace.note_sequence(self.next_outbox);
                 }
             }
         }
@@ -363,6 +366,7 @@ impl Shard {
                     let key = effects::outbox_key(id_key, self.next_outbox);
                     batch.put(&key, &record)?;
                     self.next_outbox += 1;
+                    self.keyspace.note_sequence(self.next_outbox);
                     published.push((key, record));
                 }
                 Caused::Tell {
@@ -394,6 +398,7 @@ impl Shard {
                     if durable {
                         let key = effects::timer_key(due_ms, self.next_timer);
                         self.next_timer += 1;
+                        self.keyspace.note_sequence(self.next_timer);
                         batch.put(
                             &key,
                             &TimerRecord {

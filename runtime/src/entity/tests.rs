@@ -457,3 +457,42 @@ async fn a_listing_of_large_states_is_bounded_per_shard_and_still_complete_and_o
     assert_eq!(seen, wanted);
     runtime.shutdown(Duration::from_secs(5)).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_published_after_a_shard_restart_in_the_same_process_are_applied() {
+    use crate::builtin::probe::{self, Emit, Probe, Read, Tally};
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = one_node(dir.path(), &[Probe::NAME, Tally::NAME]).await;
+    runtime
+        .subscribe::<Tally, probe::Apply>(probe::SUBSCRIPTION, probe::TOPIC, probe::to_tally)
+        .unwrap();
+    runtime.host(EntityService::<Tally>::new()).await.unwrap();
+    runtime.host(EntityService::<Probe>::new()).await.unwrap();
+    let key = "k".to_string();
+    let shard = crate::shard::shard_of(key.as_bytes(), 4);
+    for round in 1..=4u64 {
+        // A publish, applied by the subscriber; the shard killed (its supervisor starts it
+        // again in this process: same store, same generation); and again.
+        let emitted = loop {
+            match runtime.entity::<Probe>(key.clone()).ask(Emit).await {
+                Ok(n) => break n,
+                Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+            }
+        };
+        assert_eq!(emitted, round);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let counts = runtime.entity::<Tally>(key.clone()).ask(Read).await;
+            if counts.as_ref().is_ok_and(|c| c.applied == round) {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "round {round}: the tally never applied event {round}: {counts:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        runtime.kill_shard(Probe::NAME, shard).await.unwrap();
+    }
+    runtime.shutdown(Duration::from_secs(5)).await;
+}

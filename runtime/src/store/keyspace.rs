@@ -17,11 +17,20 @@ impl Keyspace {
         self.damaged.as_deref()
     }
 
-    /// A number above every batch number this keyspace was given before its store last
-    /// opened, and at most every number it is given after ([`batches`]): a floor for
-    /// sequences that must keep growing across restarts without a counter on disk.
+    /// A floor for sequences that must keep growing across restarts without a counter on
+    /// disk: above every batch number this keyspace was given before its store last opened
+    /// ([`batches`]), and at or above every sequence noted for it since
+    /// ([`Keyspace::note_sequence`]), by this owner or an earlier one in this process (a
+    /// shard restarted by its supervisor must not number anything again).
     pub fn sequence_floor(&self) -> u64 {
-        self.store.inner.generation << 32
+        (self.store.inner.generation << 32)
+            .max(self.sequence.load(std::sync::atomic::Ordering::Acquire))
+    }
+
+    /// Notes that sequences below `next` are taken (see [`Keyspace::sequence_floor`]).
+    pub fn note_sequence(&self, next: u64) {
+        self.sequence
+            .fetch_max(next, std::sync::atomic::Ordering::AcqRel);
     }
 
     /// Fails if the keyspace is damaged.

@@ -99,6 +99,7 @@ impl Shard {
                 };
                 let seq = self.next_outbox;
                 self.next_outbox += 1;
+                self.keyspace.note_sequence(self.next_outbox);
                 let outbox = effects::outbox_key(&record.key, seq);
                 let mut batch = WriteBatch::new();
                 batch.put(&outbox, &record).map_err(store)?;
