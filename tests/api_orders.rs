@@ -593,7 +593,6 @@ fn user_in(shards: &[usize]) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_read_model_and_notifications_catch_up_after_their_node_is_killed() {
     let mut cluster = cluster().await;
-    let kettle = product(&cluster, "n1", "KT-9", 300, 50).await;
     // A node other than n1 (which the test talks to) holding shards of both the inboxes and
     // the views; a user whose inbox is there and one whose view is there.
     let inboxes = cluster.shard_map("n1", "notifications").await;
@@ -610,6 +609,16 @@ async fn the_read_model_and_notifications_catch_up_after_their_node_is_killed() 
         user_in(&on(&inboxes, &victim)),
         user_in(&on(&views, &victim)),
     ];
+    // A product elsewhere: placing reads its price.
+    let products = cluster.shard_map("n1", "products").await;
+    let mut n = 0;
+    let kettle = loop {
+        let id = product(&cluster, "n1", &format!("KT-9-{n}"), 300, 50).await;
+        if products[shard(&id)] != victim {
+            break id;
+        }
+        n += 1;
+    };
     cluster.kill(&victim);
     // Placed while an inbox and a view are down: the sagas finish (these users have no
     // wallet: payment declined) and their events wait in the outboxes for the killed node.

@@ -527,19 +527,8 @@ async fn a_saga_whose_shard_actor_dies_right_after_each_step_finishes_once() {
     let kettle = product(&cluster, "STEP-K", 500, 30).await;
     let (mut stock_now, mut balance_now) = (30, OPENING);
     for step in STEPS {
-        // Every node armed: whichever hosts the saga's shard fails there.
         let failpoint = format!("orders:{step}:panic");
-        for node in cluster.ids() {
-            cluster.kill(&node);
-            cluster.start_with(
-                &node,
-                support::COOKIE,
-                &[("TROUPE_SAGA_FAILPOINT", &failpoint)],
-            );
-        }
-        for node in cluster.ids() {
-            cluster.wait_ready(&node, Duration::from_secs(30)).await;
-        }
+        restart_all_with_failpoint(&mut cluster, &failpoint).await;
         let key = format!("panic-{step}");
         confirmed_once(&cluster, &user, &kettle, 2, &key, stock_now, balance_now).await;
         let fired = cluster
@@ -560,17 +549,7 @@ async fn a_saga_whose_node_dies_right_after_each_step_resumes_and_finishes_once(
     let (mut stock_now, mut balance_now) = (30, OPENING);
     for step in STEPS {
         let failpoint = format!("orders:{step}:abort");
-        for node in cluster.ids() {
-            cluster.kill(&node);
-            cluster.start_with(
-                &node,
-                support::COOKIE,
-                &[("TROUPE_SAGA_FAILPOINT", &failpoint)],
-            );
-        }
-        for node in cluster.ids() {
-            cluster.wait_ready(&node, Duration::from_secs(30)).await;
-        }
+        restart_all_with_failpoint(&mut cluster, &failpoint).await;
         let items = json!([{"product_id": kettle, "quantity": 2}]);
         let key = format!("abort-{step}");
         let id = place(&cluster, "n1", &user, items, &key).await;
@@ -608,6 +587,22 @@ async fn a_saga_whose_node_dies_right_after_each_step_resumes_and_finishes_once(
         );
         stock_now -= 2;
         balance_now -= 1000;
+    }
+}
+
+/// Restarts every node with `TROUPE_SAGA_FAILPOINT=failpoint` (their data kept): whichever
+/// hosts the saga's shard fails there.
+async fn restart_all_with_failpoint(cluster: &mut TestCluster, failpoint: &str) {
+    for node in cluster.ids() {
+        cluster.kill(&node);
+        cluster.start_with(
+            &node,
+            support::COOKIE,
+            &[("TROUPE_SAGA_FAILPOINT", failpoint)],
+        );
+    }
+    for node in cluster.ids() {
+        cluster.wait_ready(&node, Duration::from_secs(30)).await;
     }
 }
 

@@ -21,9 +21,9 @@ use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
+use troupe_runtime::Runtime;
 use troupe_runtime::entity::{AskError, Context, DomainError, DomainKind};
 use troupe_runtime::saga::{Outcome, Phase, Saga, SagaEntity, SagaState, StepSpec, step_key};
-use troupe_runtime::{CallError, Runtime};
 
 use crate::ids::Id;
 use crate::inventory::{self, InventoryError, Product};
@@ -438,9 +438,23 @@ fn reserve_name(item: &OrderItem) -> String {
     format!("reserve:{}", item.product_id)
 }
 
-/// A failed call as a step's outcome: always "try again" (same key).
-fn retry(e: &CallError) -> Outcome {
-    Outcome::Retry(e.to_string())
+/// A step's answer as its outcome: done; refused for the business reason `refused` names (if
+/// it names one for that error); anything else is tried again with the same key.
+fn outcome<R, D: DomainError>(
+    answer: Result<R, AskError<D>>,
+    refused: impl Fn(&D) -> Option<Outcome>,
+) -> Outcome {
+    match answer {
+        Ok(_) => Outcome::Done,
+        Err(AskError::Domain(e)) => refused(&e).unwrap_or_else(|| Outcome::Retry(e.to_string())),
+        Err(AskError::Call(e)) => Outcome::Retry(e.to_string()),
+        Err(AskError::Store(e)) => Outcome::Retry(e.to_string()),
+    }
+}
+
+/// An outcome that refuses with `reason`.
+fn refuse(reason: CancelReason) -> Option<Outcome> {
+    Some(Outcome::Refused(reason.as_str().to_string()))
 }
 
 impl Saga for OrderSaga {
@@ -520,17 +534,12 @@ impl Saga for OrderSaga {
                     key: key.to_string(),
                     quantity: item.quantity,
                 };
-                match product.ask(reserve).await {
-                    Ok(_) => Outcome::Done,
-                    Err(AskError::Domain(
-                        InventoryError::OutOfStock { .. }
-                        | InventoryError::NotFound(_)
-                        | InventoryError::KeyReleased { .. },
-                    )) => Outcome::Refused(CancelReason::OutOfStock.as_str().into()),
-                    Err(AskError::Domain(e)) => Outcome::Retry(e.to_string()),
-                    Err(AskError::Call(e)) => retry(&e),
-                    Err(AskError::Store(e)) => Outcome::Retry(e.to_string()),
-                }
+                outcome(product.ask(reserve).await, |e| match e {
+                    InventoryError::OutOfStock { .. }
+                    | InventoryError::NotFound(_)
+                    | InventoryError::KeyReleased { .. } => refuse(CancelReason::OutOfStock),
+                    _ => None,
+                })
             }
             Some(StepOf::Charge) => {
                 let wallet = runtime
@@ -540,17 +549,12 @@ impl Saga for OrderSaga {
                     key: key.to_string(),
                     amount_cents: data.total_cents,
                 };
-                match wallet.ask(charge).await {
-                    Ok(_) => Outcome::Done,
-                    Err(AskError::Domain(
-                        PaymentError::Declined { .. }
-                        | PaymentError::NotFound(_)
-                        | PaymentError::KeyVoided { .. },
-                    )) => Outcome::Refused(CancelReason::PaymentDeclined.as_str().into()),
-                    Err(AskError::Domain(e)) => Outcome::Retry(e.to_string()),
-                    Err(AskError::Call(e)) => retry(&e),
-                    Err(AskError::Store(e)) => Outcome::Retry(e.to_string()),
-                }
+                outcome(wallet.ask(charge).await, |e| match e {
+                    PaymentError::Declined { .. }
+                    | PaymentError::NotFound(_)
+                    | PaymentError::KeyVoided { .. } => refuse(CancelReason::PaymentDeclined),
+                    _ => None,
+                })
             }
             Some(StepOf::Commit(item)) => {
                 let product = runtime
@@ -559,12 +563,7 @@ impl Saga for OrderSaga {
                 let commit = inventory::Commit {
                     key: step_key(id, &reserve_name(item)),
                 };
-                match product.ask(commit).await {
-                    Ok(()) => Outcome::Done,
-                    Err(AskError::Domain(e)) => Outcome::Retry(e.to_string()),
-                    Err(AskError::Call(e)) => retry(&e),
-                    Err(AskError::Store(e)) => Outcome::Retry(e.to_string()),
-                }
+                outcome(product.ask(commit).await, |_| None)
             }
             None => Outcome::Retry(format!("order {id} has no step {step}")),
         }
@@ -586,13 +585,10 @@ impl Saga for OrderSaga {
                 let release = inventory::Release {
                     key: key.to_string(),
                 };
-                match product.ask(release).await {
-                    // An unknown product held nothing.
-                    Ok(_) | Err(AskError::Domain(InventoryError::NotFound(_))) => Outcome::Done,
-                    Err(AskError::Domain(e)) => Outcome::Retry(e.to_string()),
-                    Err(AskError::Call(e)) => retry(&e),
-                    Err(AskError::Store(e)) => Outcome::Retry(e.to_string()),
-                }
+                // An unknown product held nothing.
+                outcome(product.ask(release).await, |e| {
+                    matches!(e, InventoryError::NotFound(_)).then_some(Outcome::Done)
+                })
             }
             Some(StepOf::Charge) => {
                 let wallet = runtime
@@ -601,13 +597,10 @@ impl Saga for OrderSaga {
                 let refund = payments::Refund {
                     key: key.to_string(),
                 };
-                match wallet.ask(refund).await {
-                    // A wallet never opened was never charged.
-                    Ok(_) | Err(AskError::Domain(PaymentError::NotFound(_))) => Outcome::Done,
-                    Err(AskError::Domain(e)) => Outcome::Retry(e.to_string()),
-                    Err(AskError::Call(e)) => retry(&e),
-                    Err(AskError::Store(e)) => Outcome::Retry(e.to_string()),
-                }
+                // A wallet never opened was never charged.
+                outcome(wallet.ask(refund).await, |e| {
+                    matches!(e, PaymentError::NotFound(_)).then_some(Outcome::Done)
+                })
             }
             Some(StepOf::Commit(_)) | None => {
                 Outcome::Retry(format!("order {id}: step {step} cannot be undone"))
