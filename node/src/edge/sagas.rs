@@ -54,6 +54,7 @@ pub(crate) enum Wanted {
 #[into_params(parameter_in = Query)]
 pub(crate) struct SagaQuery {
     /// Which sagas (default `all`).
+    #[param(inline)]
     state: Option<Wanted>,
     /// At most this many, 1 to 1000 (default 100).
     limit: Option<i64>,
