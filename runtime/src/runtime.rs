@@ -30,7 +30,7 @@ use crate::system::System;
 pub use crate::system::{KILLS_PER_SECOND, KillError, KilledMember};
 use crate::transport::{StatsSnapshot, Transport, TransportSettings};
 use crate::{Result, RuntimeError};
-pub use listing::MAX_LISTED;
+pub use listing::{ListPage, MAX_LISTED};
 
 /// Everything a node's runtime needs.
 #[derive(Debug, Clone)]

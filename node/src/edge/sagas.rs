@@ -24,10 +24,10 @@ const DEFAULT_LIMIT: usize = 100;
 /// The most sagas one listing returns.
 const MAX_LIMIT: usize = 1000;
 /// The most sagas one listing reads to find those in the state asked for (it answers where to
-/// continue).
-const MAX_SCANNED: usize = 20_000;
-/// Sagas read per page of the scan.
-const PAGE: usize = 500;
+/// continue): a listing's cost stays bounded however many sagas there are.
+const MAX_SCANNED: usize = 5_000;
+/// Sagas read per page of the scan (at most).
+const PAGE: usize = 200;
 
 /// Which sagas to list.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, utoipa::ToSchema)]
@@ -170,18 +170,16 @@ pub(crate) async fn list(
     let mut scanned = 0;
     let mut exhausted = false;
     let mut unavailable = std::collections::BTreeSet::new();
+    // Every saga matches "all": read just the page; otherwise read in larger pages.
+    let page_size = if wanted == Wanted::All { limit } else { PAGE };
     while sagas.len() < limit && scanned < MAX_SCANNED {
-        let (page, failed) = state
+        let page = state
             .runtime()
-            .list_available::<Order>(after.as_ref(), PAGE)
+            .list_page::<Order>(after.as_ref(), page_size)
             .await
             .map_err(ApiError::from_idempotent)?;
-        unavailable.extend(failed.into_iter().map(|(shard, _)| shard));
-        if page.is_empty() {
-            exhausted = true;
-            break;
-        }
-        for (id, saga) in &page {
+        unavailable.extend(page.unavailable.into_iter().map(|(shard, _)| shard));
+        for (id, saga) in &page.entries {
             scanned += 1;
             after = Some(*id);
             if matches(wanted, saga, now) {
@@ -191,8 +189,8 @@ pub(crate) async fn list(
                 }
             }
         }
-        if page.len() < PAGE && sagas.len() < limit {
-            exhausted = true;
+        if !page.more {
+            exhausted = sagas.len() < limit || after.is_none();
             break;
         }
     }

@@ -430,6 +430,11 @@ async fn listing_pages_through_every_shard_in_id_order() {
         .unwrap();
     let balances: Vec<u64> = from_middle.into_iter().map(|(_, b)| b).collect();
     assert_eq!(balances, vec![46, 47, 48, 49, 50]);
+    // A page says whether more may follow; a whole listing in one page says no.
+    let all = runtime.list_page::<Wallet>(None, 100).await.unwrap();
+    assert_eq!((all.entries.len(), all.more), (50, false));
+    let first = runtime.list_page::<Wallet>(None, 7).await.unwrap();
+    assert!(first.more && !first.entries.is_empty() && first.entries.len() <= 7);
     runtime.shutdown(Duration::from_secs(5)).await;
 }
 

@@ -107,12 +107,18 @@ async fn products(
                 .map_err(|_| ApiError::InvalidRequest(format!("after: {a:?} is not a UUID")))
         })
         .transpose()?;
-    let listed = state
+    let page = state
         .runtime()
-        .list::<Product>(after.as_ref(), limit)
+        .list_page::<Product>(after.as_ref(), limit)
         .await
         .map_err(ApiError::from_idempotent)?;
-    let next_after = (listed.len() == limit)
+    if let Some((_, e)) = page.unavailable.into_iter().next() {
+        // A page with a shard missing would skip its products silently.
+        return Err(ApiError::from_idempotent(e));
+    }
+    let listed = page.entries;
+    let next_after = page
+        .more
         .then(|| listed.last().map(|(id, _)| id.to_string()))
         .flatten();
     Ok(axum::Json(ProductList {
