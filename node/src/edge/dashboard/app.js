@@ -1,0 +1,553 @@
+// The Troupe dashboard: signs in, polls the node that served it, draws what it answers.
+// No other origin, no inline code (the page's Content-Security-Policy forbids both); the
+// token lives in this tab's sessionStorage only and travels in the Authorization header only.
+'use strict';
+
+(() => {
+  const TOKEN_KEY = 'troupe.dashboard.token';
+  const POLL_MS = 1500;          // between two polls while the node answers
+  const HIDDEN_POLL_MS = 10000;  // while the tab is hidden
+  const MAX_BACKOFF_MS = 15000;  // the longest wait after failures
+  const FETCH_TIMEOUT_MS = 5000; // one request
+  const SAGA_ROWS = 20;          // sagas shown
+  const SAGA_FETCH = 100;        // sagas asked for per poll
+  const BUSIEST_ROWS = 8;
+  const SHARD_CELLS = 256;       // shards drawn per service at most
+  const KILL_LOG_ROWS = 8;
+
+  const $ = (id) => document.getElementById(id);
+  const counts = new Intl.NumberFormat(undefined, { maximumFractionDigits: 0 });
+
+  let token = sessionStorage.getItem(TOKEN_KEY);
+  let timer = null;
+  let failures = 0;
+  let tick = 0;
+  let previous = null;          // the last scrape: {at, values: Map(series -> value)}
+  let rates = new Map();        // series -> {name, labels, value, rate}
+  let clockOffsetMs = 0;        // the node's clock minus ours (from the Date header)
+  let sagaWindowMs = 60000;     // how far back "recent" sagas are asked for
+  const killRows = new Map();   // service -> its row's kill controls (kept across polls)
+
+  // ---- requests --------------------------------------------------------------------------
+
+  class AuthError extends Error {}
+
+  async function call(path, options = {}) {
+    const controller = new AbortController();
+    const timeout = setTimeout(() => controller.abort(), FETCH_TIMEOUT_MS);
+    const headers = Object.assign({}, options.headers);
+    if (token && options.auth !== false) headers.Authorization = 'Bearer ' + token;
+    try {
+      const response = await fetch(path, {
+        method: options.method || 'GET', headers, body: options.body,
+        signal: controller.signal, cache: 'no-store', credentials: 'omit',
+      });
+      const date = Date.parse(response.headers.get('Date') || '');
+      if (!Number.isNaN(date)) clockOffsetMs = date + 500 - Date.now();
+      if (options.auth !== false && (response.status === 401 || response.status === 403)) {
+        throw new AuthError(response.status === 401
+          ? 'The token was refused (expired, or issued by another cluster): sign in again.'
+          : 'This token is not an admin\'s: the dashboard needs an admin account.');
+      }
+      return response;
+    } catch (e) {
+      if (e.name === 'AbortError') throw new Error(`no answer within ${FETCH_TIMEOUT_MS / 1000} s`);
+      throw e;
+    } finally {
+      clearTimeout(timeout);
+    }
+  }
+
+  async function errorText(response) {
+    try {
+      const body = await response.json();
+      if (body && body.error && body.error.message) return body.error.message;
+    } catch (_) { /* not JSON */ }
+    return `${response.status} ${response.statusText}`;
+  }
+
+  async function json(path) {
+    const response = await call(path);
+    if (!response.ok) throw new Error(await errorText(response));
+    return response.json();
+  }
+
+  // ---- formatting ------------------------------------------------------------------------
+
+  function rate(x) {
+    if (x === null || x === undefined || !Number.isFinite(x)) return '—';
+    if (x >= 1e6) return (x / 1e6).toFixed(1) + 'M';
+    if (x >= 1e4) return (x / 1e3).toFixed(1) + 'k';
+    if (x >= 100) return x.toFixed(0);
+    if (x >= 10) return x.toFixed(1);
+    return x.toFixed(2);
+  }
+  function count(x) { return Number.isFinite(x) ? counts.format(x) : '—'; }
+  function bytes(x) {
+    if (!Number.isFinite(x)) return '—';
+    const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+    let i = 0;
+    while (x >= 1024 && i < units.length - 1) { x /= 1024; i += 1; }
+    return (i === 0 ? x.toFixed(0) : x.toFixed(1)) + ' ' + units[i];
+  }
+  function ago(ms) {
+    if (!Number.isFinite(ms)) return '—';
+    return ms < 1000 ? `${ms} ms ago` : `${(ms / 1000).toFixed(1)} s ago`;
+  }
+  function clock(iso) {
+    const d = new Date(iso);
+    return Number.isNaN(d.getTime()) ? iso : d.toLocaleTimeString();
+  }
+
+  function el(tag, attrs, ...children) {
+    const node = document.createElement(tag);
+    for (const [k, v] of Object.entries(attrs || {})) {
+      if (v === undefined || v === null) continue;
+      if (k === 'class') node.className = v;
+      else if (k.startsWith('data-')) node.setAttribute(k, v);
+      else node[k] = v;
+    }
+    for (const c of children) {
+      if (c === null || c === undefined) continue;
+      node.append(c instanceof Node ? c : document.createTextNode(String(c)));
+    }
+    return node;
+  }
+  function badge(status) { return el('span', { class: 'badge ' + status }, status); }
+
+  // ---- metrics: Prometheus text, rates from counter deltas ------------------------------
+
+  function parseSample(line) {
+    const end = line.search(/[{\s]/);
+    if (end <= 0) return null;
+    const name = line.slice(0, end);
+    const labels = {};
+    let i = end;
+    if (line[i] === '{') {
+      i += 1;
+      while (i < line.length && line[i] !== '}') {
+        const eq = line.indexOf('=', i);
+        if (eq < 0 || line[eq + 1] !== '"') return null;
+        const key = line.slice(i, eq).trim();
+        let value = '';
+        i = eq + 2;
+        while (i < line.length && line[i] !== '"') {
+          if (line[i] === '\\') { i += 1; value += line[i] === 'n' ? '\n' : line[i]; } else value += line[i];
+          i += 1;
+        }
+        labels[key] = value;
+        i += 1;
+        if (line[i] === ',') i += 1;
+      }
+      i += 1;
+    }
+    const text = line.slice(i).trim().split(/\s+/)[0];
+    const value = text === '+Inf' ? Infinity : text === '-Inf' ? -Infinity : Number(text);
+    return { name, labels, value };
+  }
+
+  function seriesKey(s) {
+    return s.name + JSON.stringify(Object.keys(s.labels).sort().map((k) => [k, s.labels[k]]));
+  }
+
+  // Counters, and the counts of summaries and histograms, go up: their deltas are rates.
+  function ingestMetrics(text) {
+    const types = new Map();
+    const samples = [];
+    for (const line of text.split('\n')) {
+      if (line.startsWith('# TYPE ')) {
+        const [, , name, type] = line.split(/\s+/);
+        types.set(name, type);
+      } else if (line && !line.startsWith('#')) {
+        const sample = parseSample(line);
+        if (sample) samples.push(sample);
+      }
+    }
+    const counting = (name) => types.get(name) === 'counter'
+      || (name.endsWith('_count') && ['summary', 'histogram'].includes(types.get(name.slice(0, -6))));
+    const now = performance.now();
+    const values = new Map();
+    const next = new Map();
+    for (const s of samples) {
+      if (!counting(s.name) || !Number.isFinite(s.value)) continue;
+      const key = seriesKey(s);
+      values.set(key, s.value);
+      let r = null;
+      if (previous && previous.values.has(key)) {
+        const before = previous.values.get(key);
+        const seconds = (now - previous.at) / 1000;
+        // A counter that went down was reset (its process restarted): no rate this time.
+        if (seconds > 0 && s.value >= before) r = (s.value - before) / seconds;
+      }
+      next.set(key, { name: s.name, labels: s.labels, value: s.value, rate: r, counter: types.get(s.name) === 'counter' });
+    }
+    previous = { at: now, values };
+    rates = next;
+  }
+
+  // The series of the first family whose name matches one of `patterns` (in order of
+  // preference), counters before counts.
+  function family(patterns, filter) {
+    const names = [...new Set([...rates.values()].map((s) => s.name))];
+    for (const p of patterns) {
+      const matching = names.filter((n) => p.test(n) && (!filter || filter(n)));
+      matching.sort((a, b) => Number(b.endsWith('_total')) - Number(a.endsWith('_total')));
+      if (matching.length) {
+        const name = matching[0];
+        return { name, series: [...rates.values()].filter((s) => s.name === name) };
+      }
+    }
+    return null;
+  }
+  const sumRate = (series) => series.reduce((a, s) => (s.rate === null ? a : (a ?? 0) + s.rate), null);
+  const sumValue = (series) => series.reduce((a, s) => a + s.value, 0);
+  function byLabel(series, label, f) {
+    const out = new Map();
+    for (const s of series) {
+      const k = s.labels[label];
+      if (k === undefined) continue;
+      out.set(k, (out.get(k) || 0) + (f(s) || 0));
+    }
+    return out;
+  }
+
+  const FAMILIES = {
+    http: [/http.*requests?(_total)?$/, /http.*request.*_count$/, /http.*_count$/],
+    messages: [/messages?.*(received|handled).*(_total)?$/, /messages?.*(_total)?$/, /messages?.*_count$/],
+    restarts: [/restarts?(_total)?$/, /restart.*_count$/],
+    sagaStarted: [/saga.*start/],
+    sagaFinished: [/saga.*(finish|outcome|complete|end)/],
+    published: [/events_published/],
+    delivered: [/events_delivered/],
+  };
+
+  function tile(label, value, detail) {
+    return el('div', { class: 'tile' },
+      el('div', { class: 'value' }, value), el('div', { class: 'label' }, label),
+      detail ? el('div', { class: 'detail' }, detail) : null);
+  }
+  function top(map, n, fmt) {
+    return [...map.entries()].sort((a, b) => b[1] - a[1]).slice(0, n)
+      .map(([k, v]) => `${k} ${fmt(v)}`).join(' · ');
+  }
+
+  function renderRates() {
+    const tiles = [];
+    const http = family(FAMILIES.http);
+    if (http) {
+      const classes = byLabel(http.series.map((s) => ({ ...s, labels: { c: String(s.labels.status ?? s.labels.code ?? '?')[0] + 'xx' } })), 'c', (s) => s.rate);
+      tiles.push(tile('HTTP requests / s', rate(sumRate(http.series)), top(classes, 4, rate)));
+    } else {
+      tiles.push(tile('HTTP requests / s', '—', 'no HTTP request counter on this node'));
+    }
+    const messages = family(FAMILIES.messages, (n) => !/link_/.test(n));
+    if (messages) {
+      tiles.push(tile('messages / s', rate(sumRate(messages.series)), top(byLabel(messages.series, 'service', (s) => s.rate), 4, rate)));
+    }
+    const links = [...rates.values()].filter((s) => /^troupe_link_envelopes_(sent|received)_total$/.test(s.name));
+    if (links.length) {
+      const sent = links.filter((s) => s.name.includes('sent'));
+      const received = links.filter((s) => s.name.includes('received'));
+      tiles.push(tile('envelopes between nodes / s', rate(sumRate(links)), `out ${rate(sumRate(sent))} · in ${rate(sumRate(received))}`));
+    }
+    const restarts = family(FAMILIES.restarts);
+    if (restarts) {
+      const perMinute = sumRate(restarts.series);
+      tiles.push(tile('member restarts', count(sumValue(restarts.series)),
+        `${rate(perMinute === null ? null : perMinute * 60)} / min · ` + top(byLabel(restarts.series, 'service', (s) => s.value), 4, count)));
+    }
+    const started = family(FAMILIES.sagaStarted);
+    const finished = family(FAMILIES.sagaFinished);
+    if (started || finished) {
+      const outcomes = finished ? top(byLabel(finished.series, 'outcome', (s) => s.rate), 4, rate) : '';
+      tiles.push(tile('sagas started / s', rate(started ? sumRate(started.series) : null),
+        finished ? `finished ${rate(sumRate(finished.series))} / s` + (outcomes ? ` (${outcomes})` : '') : null));
+    }
+    const published = family(FAMILIES.published);
+    const delivered = family(FAMILIES.delivered);
+    if (published || delivered) {
+      tiles.push(tile('events published / s', rate(published ? sumRate(published.series) : null),
+        delivered ? `delivered ${rate(sumRate(delivered.series))} / s` : null));
+    }
+    $('rates').replaceChildren(...tiles);
+
+    const busiest = [...rates.values()].filter((s) => s.rate > 0)
+      .sort((a, b) => b.rate - a.rate).slice(0, BUSIEST_ROWS);
+    const rows = busiest.map((s) => {
+      const labels = Object.entries(s.labels).map(([k, v]) => `${k}="${v}"`).join(',');
+      return el('tr', {}, el('td', { class: 'series' }, s.name + (labels ? `{${labels}}` : '')),
+        el('td', { class: 'num' }, rate(s.rate)), el('td', { class: 'num' }, count(s.value)));
+    });
+    if (!rows.length) rows.push(el('tr', {}, el('td', { colSpan: 3, class: 'muted' }, 'no counter moved since the last poll')));
+    $('busiest').tBodies[0].replaceChildren(...rows);
+    return { messages, restarts };
+  }
+
+  // ---- the cluster -----------------------------------------------------------------------
+
+  function renderNodes(cluster) {
+    const cards = cluster.nodes.map((n) => {
+      let members = 0;
+      let shards = 0;
+      for (const s of cluster.services) {
+        for (const m of s.members) if (m.node === n.id) members += m.count;
+        for (const sh of s.shards) if (sh.node === n.id) shards += 1;
+      }
+      const here = n.id === cluster.node ? ' (this node)' : '';
+      return el('div', { class: 'card ' + n.status, 'data-node': n.id, 'data-status': n.status },
+        el('span', { class: 'id' }, n.id), badge(n.status), el('span', { class: 'muted' }, here),
+        el('dl', {},
+          el('dt', {}, 'cluster'), el('dd', {}, n.cluster_addr),
+          el('dt', {}, 'http'), el('dd', {}, n.http_addr || '—'),
+          el('dt', {}, 'last heard'), el('dd', {}, n.id === cluster.node ? '—' : ago(n.last_heard_ms)),
+          el('dt', {}, 'members'), el('dd', {}, count(members)),
+          el('dt', {}, 'shards'), el('dd', {}, count(shards)),
+          el('dt', {}, 'store'), el('dd', {}, n.store_bytes == null ? '—' : bytes(n.store_bytes)),
+          el('dt', {}, 'incarnation'), el('dd', {}, n.incarnation ? n.incarnation.slice(-8) : '—')));
+    });
+    $('nodes').replaceChildren(...cards);
+    $('served-by').textContent = `served by ${cluster.node}`;
+    const formed = $('formed');
+    formed.textContent = cluster.formed ? 'cluster formed' : 'forming';
+    formed.className = 'badge ' + (cluster.formed ? 'up' : 'suspect');
+    $('rates-node').textContent = `(as counted by ${cluster.node})`;
+  }
+
+  function killControls(service, nodeIds) {
+    let row = killRows.get(service);
+    if (!row) {
+      const select = el('select', { 'aria-label': `node for ${service}` });
+      const button = el('button', { type: 'button', class: 'danger' }, 'Kill');
+      button.addEventListener('click', () => kill(service, select.value, button));
+      row = { select, button, cell: el('td', {}, select, ' ', button), nodes: '' };
+      killRows.set(service, row);
+    }
+    const key = nodeIds.join(',');
+    if (row.nodes !== key) {
+      const chosen = row.select.value;
+      row.select.replaceChildren(el('option', { value: '' }, 'any node'),
+        ...nodeIds.map((id) => el('option', { value: id }, id)));
+      row.select.value = nodeIds.includes(chosen) ? chosen : '';
+      row.nodes = key;
+    }
+    return row.cell;
+  }
+
+  function renderServices(cluster, metricFamilies) {
+    const nodeIds = cluster.nodes.map((n) => n.id);
+    const msgRates = metricFamilies.messages ? byLabel(metricFamilies.messages.series, 'service', (s) => s.rate) : null;
+    const restarts = metricFamilies.restarts ? byLabel(metricFamilies.restarts.series, 'service', (s) => s.value) : null;
+    const rows = cluster.services.map((s) => {
+      const members = s.members.filter((m) => m.count > 0)
+        .map((m) => el('span', { class: 'pill' }, `${m.node} ×${m.count}`));
+      const perNode = new Map();
+      for (const sh of s.shards) {
+        const entry = perNode.get(sh.node) || { total: 0, bad: new Map() };
+        entry.total += 1;
+        if (sh.status !== 'up') entry.bad.set(sh.status, (entry.bad.get(sh.status) || 0) + 1);
+        perNode.set(sh.node, entry);
+      }
+      const shards = [...perNode.entries()].sort().map(([node, e]) => {
+        const bad = [...e.bad.entries()].map(([st, c]) => `${c} ${st}`).join(', ');
+        const worst = e.bad.has('down') ? 'down' : e.bad.size ? 'suspect' : '';
+        return el('span', { class: 'pill ' + worst }, `${node}: ${e.total}` + (bad ? ` (${bad})` : ''));
+      });
+      return el('tr', { 'data-service': s.name },
+        el('td', {}, s.name),
+        el('td', {}, ...(members.length ? members : ['none'])),
+        el('td', {}, ...(shards.length ? shards : [el('span', { class: 'muted' }, 'not sharded')])),
+        el('td', { class: 'num' }, msgRates ? rate(msgRates.get(s.name) ?? 0) : '—'),
+        el('td', { class: 'num' }, restarts ? count(restarts.get(s.name) ?? 0) : '—'),
+        killControls(s.name, nodeIds));
+    });
+    $('services').tBodies[0].replaceChildren(...rows);
+
+    const maps = cluster.services.filter((s) => s.shards.length).map((s) => {
+      const cells = s.shards.slice(0, SHARD_CELLS).map((sh) =>
+        el('div', { class: 'shard ' + sh.status, title: `${s.name} shard ${sh.shard} on ${sh.node}: ${sh.status}` }, sh.node));
+      const more = s.shards.length > SHARD_CELLS ? ` (first ${SHARD_CELLS} of ${s.shards.length})` : '';
+      return el('div', { class: 'shard-map' },
+        el('div', { class: 'title' }, `${s.name}: shard → node${more}`), el('div', { class: 'grid' }, ...cells));
+    });
+    $('shard-maps').replaceChildren(...maps);
+  }
+
+  async function kill(service, node, button) {
+    button.disabled = true;
+    const log = $('kill-log');
+    const note = (text, error) => {
+      log.prepend(el('li', { class: error ? 'error' : '' }, `${new Date().toLocaleTimeString()} ${text}`));
+      while (log.children.length > KILL_LOG_ROWS) log.lastElementChild.remove();
+    };
+    const where = node ? ` on ${node}` : '';
+    try {
+      const body = { service };
+      if (node) body.node = node;
+      const response = await call('/admin/chaos/kill', {
+        method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(body),
+      });
+      if (response.ok) {
+        const answer = await response.json();
+        const killed = (answer.killed || []).map((k) => Object.entries(k).map(([a, b]) => `${a} ${b}`).join(' ')).join('; ');
+        note(`killed a member of ${service}${where}: ${killed || 'nothing'}`, false);
+      } else if (response.status === 429) {
+        note(`${service}${where}: rate limited, retry after ${response.headers.get('Retry-After') || '?'} s (${await errorText(response)})`, true);
+      } else {
+        note(`${service}${where}: ${response.status}: ${await errorText(response)}`, true);
+      }
+    } catch (e) {
+      if (e instanceof AuthError) { signOut(e.message); return; }
+      note(`${service}${where}: ${e.message}`, true);
+    } finally {
+      setTimeout(() => { button.disabled = false; }, 1000);
+    }
+  }
+
+  // ---- sagas -----------------------------------------------------------------------------
+
+  // Saga ids are UUID v7: the smallest id of a millisecond lists the sagas created after it.
+  function idAt(ms) {
+    const hex = Math.max(0, Math.floor(ms)).toString(16).padStart(12, '0').slice(-12);
+    return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-7000-8000-000000000000`;
+  }
+
+  async function loadSagas() {
+    const since = Date.now() + clockOffsetMs - sagaWindowMs;
+    const window = sagaWindowMs;
+    let body;
+    try {
+      body = await json(`/admin/sagas?limit=${SAGA_FETCH}&after=${idAt(since)}`);
+    } catch (e) {
+      if (e instanceof AuthError) throw e;
+      $('sagas-note').textContent = `(not available: ${e.message})`;
+      return;
+    }
+    const sagas = body.sagas || [];
+    // A full page means the window holds more than was read: narrow it; a thin one, widen it.
+    if (body.next_after) sagaWindowMs = Math.max(2000, sagaWindowMs / 2);
+    else if (sagas.length < SAGA_ROWS) sagaWindowMs = Math.min(3600e3, sagaWindowMs * 2);
+    const shown = sagas.slice(-SAGA_ROWS).reverse();
+    const rows = shown.map((s) => {
+      const state = s.stuck ? 'stuck' : s.state;
+      return el('tr', { 'data-saga': s.id },
+        el('td', {}, clock(s.created_at)),
+        el('td', { class: 'series', title: s.id }, s.id.slice(-12)),
+        el('td', {}, badge(state)),
+        el('td', {}, s.step || '—'),
+        el('td', { class: 'num' }, count(s.attempts)),
+        el('td', { class: 'error', title: s.last_error || s.reason || '' }, s.reason || s.last_error || ''));
+    });
+    if (!rows.length) rows.push(el('tr', {}, el('td', { colSpan: 6, class: 'muted' }, 'no saga created recently')));
+    $('sagas').tBodies[0].replaceChildren(...rows);
+    const missing = (body.unavailable_shards || []).length;
+    $('sagas-note').textContent = `(created in the last ${Math.round(window / 1000)} s, newest first`
+      + (missing ? `; ${missing} shards unavailable` : '') + ')';
+  }
+
+  // ---- the loop --------------------------------------------------------------------------
+
+  async function poll() {
+    timer = null;
+    tick += 1;
+    const jobs = [json('/admin/cluster'), call('/metrics', { auth: false }).then((r) => (r.ok ? r.text() : ''))];
+    if (tick % 2 === 1) jobs.push(loadSagas());
+    const [cluster, metrics, sagas] = await Promise.allSettled(jobs);
+    if (!token) return; // signed out meanwhile
+    const refused = [cluster, metrics, sagas].find((r) => r && r.status === 'rejected' && r.reason instanceof AuthError);
+    if (refused) { signOut(refused.reason.message); return; }
+    let families = {};
+    if (metrics.status === 'fulfilled' && metrics.value) {
+      ingestMetrics(metrics.value);
+      families = renderRates();
+    }
+    if (cluster.status === 'fulfilled') {
+      failures = 0;
+      renderNodes(cluster.value);
+      renderServices(cluster.value, families);
+      $('poll').textContent = `updated ${new Date().toLocaleTimeString()}`;
+    } else {
+      failures += 1;
+    }
+    const delay = schedule();
+    if (failures) {
+      $('poll').textContent = `this node does not answer (${cluster.reason.message}); retrying in ${Math.round(delay / 1000)} s`;
+    }
+  }
+
+  function schedule() {
+    let delay = Math.min(MAX_BACKOFF_MS, POLL_MS * 2 ** failures);
+    if (document.hidden) delay = Math.max(delay, HIDDEN_POLL_MS);
+    timer = setTimeout(poll, delay);
+    return delay;
+  }
+
+  // ---- signing in and out ----------------------------------------------------------------
+
+  function signedIn() {
+    $('sign-in').hidden = true;
+    $('board').hidden = false;
+    $('sign-out').hidden = false;
+    $('sign-in-message').textContent = '';
+    failures = 0;
+    previous = null;
+    if (timer) clearTimeout(timer);
+    poll();
+  }
+
+  function signOut(message) {
+    token = null;
+    sessionStorage.removeItem(TOKEN_KEY);
+    if (timer) clearTimeout(timer);
+    timer = null;
+    $('board').hidden = true;
+    $('sign-out').hidden = true;
+    $('sign-in').hidden = false;
+    $('sign-in-message').textContent = message || '';
+    $('poll').textContent = '';
+  }
+
+  function useToken(value) {
+    token = value.trim().replace(/^Bearer\s+/i, '');
+    sessionStorage.setItem(TOKEN_KEY, token);
+    signedIn();
+  }
+
+  async function login(event) {
+    event.preventDefault();
+    const email = $('login-email').value.trim();
+    const password = $('login-password').value;
+    $('sign-in-message').textContent = '';
+    try {
+      const response = await call('/api/v1/auth/login', {
+        method: 'POST', auth: false, headers: { 'Content-Type': 'application/json' },
+        body: JSON.stringify({ email, password }),
+      });
+      if (!response.ok) {
+        $('sign-in-message').textContent = `Not signed in: ${await errorText(response)}`;
+        return;
+      }
+      const answer = await response.json();
+      $('login-password').value = '';
+      useToken(answer.access_token);
+    } catch (e) {
+      $('sign-in-message').textContent = `Not signed in: ${e.message}`;
+    }
+  }
+
+  function start() {
+    $('login-form').addEventListener('submit', login);
+    $('token-form').addEventListener('submit', (event) => {
+      event.preventDefault();
+      const value = $('token-input').value;
+      $('token-input').value = '';
+      if (value.trim()) useToken(value);
+    });
+    $('sign-out').addEventListener('click', () => signOut('Signed out.'));
+    document.addEventListener('visibilitychange', () => {
+      if (!document.hidden && timer && token) { clearTimeout(timer); poll(); }
+    });
+    if (token) signedIn(); else signOut('');
+  }
+
+  start();
+})();
