@@ -271,7 +271,8 @@ async fn paste_token(page: &mut Page, token: &str) {
 }
 
 /// The dashboard shows the three nodes up, then n3 down after n3 is SIGKILLed; a user's token
-/// is refused with a clear message, and the admin's never shows in the page's address.
+/// is refused with a clear message, the admin's never shows in the page's address, and a kill
+/// button kills a member and shows the answer.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_dashboard_shows_the_nodes_and_a_killed_node_down() {
     let output = Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard");
@@ -319,6 +320,19 @@ async fn the_dashboard_shows_the_nodes_and_a_killed_node_down() {
         |v| *v == json!(true),
     )
     .await;
+    // The kill button of a service kills one of its members and says so.
+    page.eval("document.querySelector('#services tr[data-service=\"echo\"] button').click(); true")
+        .await;
+    page.wait_for(
+        "the answer to a kill",
+        Duration::from_secs(30),
+        "document.querySelector('#kill-log li')?.textContent ?? ''",
+        |v| {
+            v.as_str()
+                .is_some_and(|t| t.contains("killed a member of echo"))
+        },
+    )
+    .await;
     let address = page.eval("location.href").await;
     assert!(
         !address.as_str().unwrap_or_default().contains(&admin),
@@ -346,5 +360,55 @@ async fn the_dashboard_shows_the_nodes_and_a_killed_node_down() {
         down.len()
     );
     eprintln!("dashboard screenshots: {}", output.display());
+    drop(browser);
+}
+
+/// Not a test of its own: a screenshot of a running cluster's dashboard, to look at it under
+/// load (`troupe load`). `TROUPE_DASHBOARD_URL` is the page (e.g. `http://127.0.0.1:8081/`),
+/// `TROUPE_DASHBOARD_TOKEN` an admin's token (`troupe token`); `TROUPE_DASHBOARD_SECONDS`
+/// (default 20) how long to watch it. Prints the page's element count at the start and the
+/// end (it must not grow) and writes `$CARGO_TARGET_TMPDIR/dashboard/running.png`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a running cluster: TROUPE_DASHBOARD_URL and TROUPE_DASHBOARD_TOKEN"]
+async fn screenshot_of_a_running_cluster() {
+    let url = std::env::var("TROUPE_DASHBOARD_URL").expect("TROUPE_DASHBOARD_URL");
+    let token = std::env::var("TROUPE_DASHBOARD_TOKEN").expect("TROUPE_DASHBOARD_TOKEN");
+    let seconds: u64 = std::env::var("TROUPE_DASHBOARD_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(20);
+    let (browser, devtools) = Browser::launch().await;
+    let mut page = Page::open(&devtools).await;
+    page.call("Page.navigate", json!({"url": url})).await;
+    page.wait_for(
+        "the sign-in form",
+        Duration::from_secs(30),
+        "document.readyState === 'complete' && !document.getElementById('sign-in').hidden",
+        |v| *v == json!(true),
+    )
+    .await;
+    paste_token(&mut page, &token).await;
+    page.wait_for(
+        "the nodes on the page",
+        Duration::from_secs(30),
+        "document.querySelectorAll('#nodes .card').length",
+        |v| v.as_u64().is_some_and(|n| n > 0),
+    )
+    .await;
+    const ELEMENTS: &str = "document.getElementsByTagName('*').length";
+    let first = page.eval(ELEMENTS).await;
+    let start = Instant::now();
+    let mut most = first.as_u64().unwrap_or_default();
+    while start.elapsed() < Duration::from_secs(seconds) {
+        most = most.max(page.eval(ELEMENTS).await.as_u64().unwrap_or_default());
+        sleep(Duration::from_millis(500)).await;
+    }
+    let last = page.eval(ELEMENTS).await;
+    let path = Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard/running.png");
+    page.screenshot(&path).await;
+    eprintln!(
+        "elements: {first} at the start, {last} after {seconds} s, {most} at most; {}",
+        path.display()
+    );
     drop(browser);
 }

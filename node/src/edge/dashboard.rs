@@ -9,9 +9,11 @@
 //! `POST /api/v1/auth/login`, or a pasted token), keeps the token in the tab's
 //! `sessionStorage` (never in a URL), and polls the node that served it: `GET /admin/cluster`
 //! (nodes, services, members, shards), `GET /metrics` (rates from the deltas of counters,
-//! computed in the page) and `GET /admin/sagas` (the sagas created in the last seconds, asked
-//! for with an `after` id made from a time, since saga ids are UUID v7). Its kill buttons
-//! post `POST /admin/chaos/kill`. A 401 or 403 brings the sign-in form back.
+//! computed in the page) and `GET /admin/sagas?state=running|compensating` (the sagas in
+//! flight; a listing by state scans every saga, so the page asks less often the longer it
+//! takes), then reads the sagas that left those lists (`GET /api/v1/sagas/{id}`) to show how
+//! they finished. Its kill buttons post `POST /admin/chaos/kill`. A 401 or 403 brings the
+//! sign-in form back.
 
 use axum::http::{HeaderName, HeaderValue, header};
 use axum::response::{IntoResponse, Response};

@@ -9,8 +9,12 @@
   const HIDDEN_POLL_MS = 10000;  // while the tab is hidden
   const MAX_BACKOFF_MS = 15000;  // the longest wait after failures
   const FETCH_TIMEOUT_MS = 5000; // one request
-  const SAGA_ROWS = 20;          // sagas shown
-  const SAGA_FETCH = 100;        // sagas asked for per poll
+  const SAGA_ROWS = 20;          // sagas in flight shown (and asked for, per state)
+  const SAGA_MIN_EVERY_MS = 3000; // between two saga listings, at least
+  const SAGA_MAX_EVERY_MS = 60000; // and at most
+  const SAGA_TIMEOUT_MS = 15000; // one listing (the node's own deadline is 10 s by default)
+  const FINISHED_ROWS = 10;      // finished sagas shown
+  const FINISHED_READS = 10;     // sagas read after a listing at most
   const BUSIEST_ROWS = 8;
   const SHARD_CELLS = 256;       // shards drawn per service at most
   const KILL_LOG_ROWS = 8;
@@ -21,11 +25,8 @@
   let token = sessionStorage.getItem(TOKEN_KEY);
   let timer = null;
   let failures = 0;
-  let tick = 0;
   let previous = null;          // the last scrape: {at, values: Map(series -> value)}
   let rates = new Map();        // series -> {name, labels, value, rate}
-  let clockOffsetMs = 0;        // the node's clock minus ours (from the Date header)
-  let sagaWindowMs = 60000;     // how far back "recent" sagas are asked for
   const killRows = new Map();   // service -> its row's kill controls (kept across polls)
 
   // ---- requests --------------------------------------------------------------------------
@@ -34,7 +35,8 @@
 
   async function call(path, options = {}) {
     const controller = new AbortController();
-    const timeout = setTimeout(() => controller.abort(), FETCH_TIMEOUT_MS);
+    const limit = options.timeoutMs || FETCH_TIMEOUT_MS;
+    const timeout = setTimeout(() => controller.abort(), limit);
     const headers = Object.assign({}, options.headers);
     if (token && options.auth !== false) headers.Authorization = 'Bearer ' + token;
     try {
@@ -42,8 +44,6 @@
         method: options.method || 'GET', headers, body: options.body,
         signal: controller.signal, cache: 'no-store', credentials: 'omit',
       });
-      const date = Date.parse(response.headers.get('Date') || '');
-      if (!Number.isNaN(date)) clockOffsetMs = date + 500 - Date.now();
       if (options.auth !== false && (response.status === 401 || response.status === 403)) {
         throw new AuthError(response.status === 401
           ? 'The token was refused (expired, or issued by another cluster): sign in again.'
@@ -51,7 +51,7 @@
       }
       return response;
     } catch (e) {
-      if (e.name === 'AbortError') throw new Error(`no answer within ${FETCH_TIMEOUT_MS / 1000} s`);
+      if (e.name === 'AbortError') throw new Error(`no answer within ${limit / 1000} s`);
       throw e;
     } finally {
       clearTimeout(timeout);
@@ -66,8 +66,8 @@
     return `${response.status} ${response.statusText}`;
   }
 
-  async function json(path) {
-    const response = await call(path);
+  async function json(path, timeoutMs) {
+    const response = await call(path, { timeoutMs });
     if (!response.ok) throw new Error(await errorText(response));
     return response.json();
   }
@@ -404,56 +404,106 @@
   }
 
   // ---- sagas -----------------------------------------------------------------------------
+  //
+  // A listing by state reads every saga to find those in that state, so it is asked for
+  // less often the longer it takes (under load), one state at a time. Sagas that leave the
+  // in-flight lists are read one by one (a point read each, a few per listing) to show how
+  // they finished.
 
-  // Saga ids are UUID v7: the smallest id of a millisecond lists the sagas created after it.
-  function idAt(ms) {
-    const hex = Math.max(0, Math.floor(ms)).toString(16).padStart(12, '0').slice(-12);
-    return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-7000-8000-000000000000`;
-  }
+  const active = { running: [], compensating: [] };
+  const more = { running: false, compensating: false };
+  const finished = new Map();   // id -> saga, the newest FINISHED_ROWS
+  let sagaTurn = 0;
+  let sagaNextAt = 0;
+  let sagaBusy = false;
+  let sagaEveryMs = SAGA_MIN_EVERY_MS;
+  let sagaListedAt = null;
 
   async function loadSagas() {
-    const since = Date.now() + clockOffsetMs - sagaWindowMs;
-    const window = sagaWindowMs;
+    const state = sagaTurn % 2 === 0 ? 'running' : 'compensating';
+    sagaTurn += 1;
+    const began = performance.now();
     let body;
     try {
-      body = await json(`/admin/sagas?limit=${SAGA_FETCH}&after=${idAt(since)}`);
+      body = await json(`/admin/sagas?state=${state}&limit=${SAGA_ROWS}`, SAGA_TIMEOUT_MS);
     } catch (e) {
       if (e instanceof AuthError) throw e;
-      $('sagas-note').textContent = `(not available: ${e.message})`;
+      // A listing that failed (a node down or frozen holds it to its deadline): back off.
+      sagaEveryMs = Math.min(SAGA_MAX_EVERY_MS, 2 * sagaEveryMs);
+      sagaNextAt = performance.now() + sagaEveryMs;
+      const shown = sagaListedAt ? `; the lists below are from ${sagaListedAt}` : '';
+      $('sagas-note').textContent = `(${state} sagas not listed: ${e.message}${shown}; `
+        + `next try in ${Math.round(sagaEveryMs / 1000)} s)`;
       return;
     }
-    const sagas = body.sagas || [];
-    // A full page means the window holds more than was read: narrow it; a thin one, widen it.
-    if (body.next_after) sagaWindowMs = Math.max(2000, sagaWindowMs / 2);
-    else if (sagas.length < SAGA_ROWS) sagaWindowMs = Math.min(3600e3, sagaWindowMs * 2);
-    const shown = sagas.slice(-SAGA_ROWS).reverse();
-    const rows = shown.map((s) => {
-      const state = s.stuck ? 'stuck' : s.state;
-      return el('tr', { 'data-saga': s.id },
-        el('td', {}, clock(s.created_at)),
-        el('td', { class: 'series', title: s.id }, s.id.slice(-12)),
-        el('td', {}, badge(state)),
-        el('td', {}, s.step || '—'),
-        el('td', { class: 'num' }, count(s.attempts)),
-        el('td', { class: 'error', title: s.last_error || s.reason || '' }, s.reason || s.last_error || ''));
-    });
-    if (!rows.length) rows.push(el('tr', {}, el('td', { colSpan: 6, class: 'muted' }, 'no saga created recently')));
+    sagaListedAt = new Date().toLocaleTimeString();
+    sagaEveryMs = Math.min(SAGA_MAX_EVERY_MS, Math.max(SAGA_MIN_EVERY_MS, 8 * (performance.now() - began)));
+    sagaNextAt = performance.now() + sagaEveryMs;
+    const listed = body.sagas || [];
+    const still = new Set(listed.map((s) => s.id));
+    const left = active[state].filter((s) => !still.has(s.id) && !finished.has(s.id)).slice(0, FINISHED_READS);
+    active[state] = listed;
+    more[state] = Boolean(body.next_after);
+    const reads = await Promise.allSettled(left.map((s) => json(`/api/v1/sagas/${encodeURIComponent(s.id)}`)));
+    for (const r of reads) {
+      if (r.status === 'rejected' && r.reason instanceof AuthError) throw r.reason;
+      if (r.status === 'fulfilled' && ['completed', 'compensated'].includes(r.value.state)) {
+        const s = r.value;
+        finished.set(s.id, { id: s.id, state: s.state, reason: s.reason, created_at: s.created_at, updated_at: s.updated_at });
+      }
+    }
+    const newest = [...finished.values()].sort((a, b) => b.updated_at.localeCompare(a.updated_at));
+    finished.clear();
+    for (const s of newest.slice(0, FINISHED_ROWS)) finished.set(s.id, s);
+    renderSagas(body.unavailable_shards || []);
+  }
+
+  function sagaRow(s) {
+    const state = s.stuck ? 'stuck' : s.state;
+    return el('tr', { 'data-saga': s.id },
+      el('td', {}, clock(s.updated_at)),
+      el('td', { class: 'series', title: s.id }, s.id.slice(-12)),
+      el('td', {}, badge(state)),
+      el('td', {}, s.step || '—'),
+      el('td', { class: 'num' }, s.attempts === undefined ? '—' : count(s.attempts)),
+      el('td', { class: 'error', title: s.last_error || s.reason || '' }, s.reason || s.last_error || ''));
+  }
+
+  function renderSagas(unavailable) {
+    const byNewest = (a, b) => b.updated_at.localeCompare(a.updated_at);
+    const flying = [...active.running, ...active.compensating].sort(byNewest).slice(0, SAGA_ROWS);
+    const rows = flying.map(sagaRow);
+    if (!rows.length) rows.push(el('tr', {}, el('td', { colSpan: 6, class: 'muted' }, 'no saga in flight')));
+    const done = [...finished.values()].sort(byNewest);
+    if (done.length) {
+      rows.push(el('tr', {}, el('th', { colSpan: 6 }, 'finished lately (as this page saw them leave)')));
+      rows.push(...done.map(sagaRow));
+    }
     $('sagas').tBodies[0].replaceChildren(...rows);
-    const missing = (body.unavailable_shards || []).length;
-    $('sagas-note').textContent = `(created in the last ${Math.round(window / 1000)} s, newest first`
-      + (missing ? `; ${missing} shards unavailable` : '') + ')';
+    const n = (state) => `${active[state].length}${more[state] ? '+' : ''} ${state}`;
+    $('sagas-note').textContent = `(in flight: ${n('running')}, ${n('compensating')}; `
+      + `listed at ${sagaListedAt}, every ${Math.round(sagaEveryMs / 1000)} s`
+      + (unavailable.length ? `; ${unavailable.length} shards unavailable` : '') + ')';
+  }
+
+  function maybeLoadSagas() {
+    if (sagaBusy || performance.now() < sagaNextAt) return;
+    sagaBusy = true;
+    loadSagas()
+      .catch((e) => { if (e instanceof AuthError) signOut(e.message); })
+      .finally(() => { sagaBusy = false; });
   }
 
   // ---- the loop --------------------------------------------------------------------------
 
   async function poll() {
     timer = null;
-    tick += 1;
-    const jobs = [json('/admin/cluster'), call('/metrics', { auth: false }).then((r) => (r.ok ? r.text() : ''))];
-    if (tick % 2 === 1) jobs.push(loadSagas());
-    const [cluster, metrics, sagas] = await Promise.allSettled(jobs);
+    maybeLoadSagas();
+    const [cluster, metrics] = await Promise.allSettled([
+      json('/admin/cluster'), call('/metrics', { auth: false }).then((r) => (r.ok ? r.text() : '')),
+    ]);
     if (!token) return; // signed out meanwhile
-    const refused = [cluster, metrics, sagas].find((r) => r && r.status === 'rejected' && r.reason instanceof AuthError);
+    const refused = [cluster, metrics].find((r) => r.status === 'rejected' && r.reason instanceof AuthError);
     if (refused) { signOut(refused.reason.message); return; }
     let families = {};
     if (metrics.status === 'fulfilled' && metrics.value) {
