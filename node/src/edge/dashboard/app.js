@@ -10,8 +10,9 @@
   const MAX_BACKOFF_MS = 15000;  // the longest wait after failures
   const FETCH_TIMEOUT_MS = 5000; // one request
   const SAGA_ROWS = 20;          // sagas in flight shown (and asked for, per state)
-  const SAGA_MIN_EVERY_MS = 3000; // between two saga listings, at least
-  const SAGA_MAX_EVERY_MS = 60000; // and at most
+  const SAGA_MIN_EVERY_MS = 5000; // between two saga listings, at least
+  const SAGA_MAX_EVERY_MS = 120000; // and at most
+  const SAGA_COST_FACTOR = 10;    // waits this many times as long as the last listing took
   const SAGA_TIMEOUT_MS = 15000; // one listing (the node's own deadline is 10 s by default)
   const FINISHED_ROWS = 10;      // finished sagas shown
   const FINISHED_READS = 10;     // sagas read after a listing at most
@@ -406,7 +407,8 @@
   // ---- sagas -----------------------------------------------------------------------------
   //
   // A listing by state reads every saga to find those in that state, so it is asked for
-  // less often the longer it takes (under load), one state at a time. Sagas that leave the
+  // less often the longer it takes (under load), one state at a time (running three times
+  // out of four). Sagas that leave the
   // in-flight lists are read one by one (a point read each, a few per listing) to show how
   // they finished.
 
@@ -420,7 +422,8 @@
   let sagaListedAt = null;
 
   async function loadSagas() {
-    const state = sagaTurn % 2 === 0 ? 'running' : 'compensating';
+    // Compensations are rarer: every fourth listing.
+    const state = sagaTurn % 4 === 3 ? 'compensating' : 'running';
     sagaTurn += 1;
     const began = performance.now();
     let body;
@@ -437,7 +440,7 @@
       return;
     }
     sagaListedAt = new Date().toLocaleTimeString();
-    sagaEveryMs = Math.min(SAGA_MAX_EVERY_MS, Math.max(SAGA_MIN_EVERY_MS, 8 * (performance.now() - began)));
+    sagaEveryMs = Math.min(SAGA_MAX_EVERY_MS, Math.max(SAGA_MIN_EVERY_MS, SAGA_COST_FACTOR * (performance.now() - began)));
     sagaNextAt = performance.now() + sagaEveryMs;
     const listed = body.sagas || [];
     const still = new Set(listed.map((s) => s.id));
