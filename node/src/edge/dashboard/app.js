@@ -25,6 +25,9 @@
 
   let token = sessionStorage.getItem(TOKEN_KEY);
   let timer = null;
+  // Bumped at every sign-in and sign-out: an answer to a request of an earlier session (a
+  // refused token's, say) is dropped, and can neither draw nor sign the new session out.
+  let session = 0;
   let failures = 0;
   let previous = null;          // the last scrape: {at, values: Map(series -> value)}
   let rates = new Map();        // series -> {name, labels, value, rate}
@@ -375,6 +378,7 @@
 
   async function kill(service, node, button) {
     button.disabled = true;
+    const mine = session;
     const log = $('kill-log');
     const note = (text, error) => {
       log.prepend(el('li', { class: error ? 'error' : '' }, `${new Date().toLocaleTimeString()} ${text}`));
@@ -397,7 +401,7 @@
         note(`${service}${where}: ${response.status}: ${await errorText(response)}`, true);
       }
     } catch (e) {
-      if (e instanceof AuthError) { signOut(e.message); return; }
+      if (e instanceof AuthError) { if (mine === session) signOut(e.message); return; }
       note(`${service}${where}: ${e.message}`, true);
     } finally {
       setTimeout(() => { button.disabled = false; }, 1000);
@@ -421,7 +425,7 @@
   let sagaEveryMs = SAGA_MIN_EVERY_MS;
   let sagaListedAt = null;
 
-  async function loadSagas() {
+  async function loadSagas(mine) {
     // Compensations are rarer: every fourth listing.
     const state = sagaTurn % 4 === 3 ? 'compensating' : 'running';
     sagaTurn += 1;
@@ -430,7 +434,7 @@
     try {
       body = await json(`/admin/sagas?state=${state}&limit=${SAGA_ROWS}`, SAGA_TIMEOUT_MS);
     } catch (e) {
-      if (e instanceof AuthError) throw e;
+      if (e instanceof AuthError || mine !== session) throw e;
       // A listing that failed (a node down or frozen holds it to its deadline): back off.
       sagaEveryMs = Math.min(SAGA_MAX_EVERY_MS, 2 * sagaEveryMs);
       sagaNextAt = performance.now() + sagaEveryMs;
@@ -439,6 +443,7 @@
         + `next try in ${Math.round(sagaEveryMs / 1000)} s)`;
       return;
     }
+    if (mine !== session) return;
     sagaListedAt = new Date().toLocaleTimeString();
     sagaEveryMs = Math.min(SAGA_MAX_EVERY_MS, Math.max(SAGA_MIN_EVERY_MS, SAGA_COST_FACTOR * (performance.now() - began)));
     sagaNextAt = performance.now() + sagaEveryMs;
@@ -448,6 +453,7 @@
     active[state] = listed;
     more[state] = Boolean(body.next_after);
     const reads = await Promise.allSettled(left.map((s) => json(`/api/v1/sagas/${encodeURIComponent(s.id)}`)));
+    if (mine !== session) return;
     for (const r of reads) {
       if (r.status === 'rejected' && r.reason instanceof AuthError) throw r.reason;
       if (r.status === 'fulfilled' && ['completed', 'compensated'].includes(r.value.state)) {
@@ -492,8 +498,9 @@
   function maybeLoadSagas() {
     if (sagaBusy || performance.now() < sagaNextAt) return;
     sagaBusy = true;
-    loadSagas()
-      .catch((e) => { if (e instanceof AuthError) signOut(e.message); })
+    const mine = session;
+    loadSagas(mine)
+      .catch((e) => { if (e instanceof AuthError && mine === session) signOut(e.message); })
       .finally(() => { sagaBusy = false; });
   }
 
@@ -501,11 +508,12 @@
 
   async function poll() {
     timer = null;
+    const mine = session;
     maybeLoadSagas();
     const [cluster, metrics] = await Promise.allSettled([
       json('/admin/cluster'), call('/metrics', { auth: false }).then((r) => (r.ok ? r.text() : '')),
     ]);
-    if (!token) return; // signed out meanwhile
+    if (mine !== session) return; // signed out, or in again, meanwhile
     const refused = [cluster, metrics].find((r) => r.status === 'rejected' && r.reason instanceof AuthError);
     if (refused) { signOut(refused.reason.message); return; }
     let families = {};
@@ -537,6 +545,12 @@
   // ---- signing in and out ----------------------------------------------------------------
 
   function signedIn() {
+    session += 1;
+    active.running = [];
+    active.compensating = [];
+    finished.clear();
+    sagaNextAt = 0;
+    sagaListedAt = null;
     $('sign-in').hidden = true;
     $('board').hidden = false;
     $('sign-out').hidden = false;
@@ -548,6 +562,7 @@
   }
 
   function signOut(message) {
+    session += 1;
     token = null;
     sessionStorage.removeItem(TOKEN_KEY);
     if (timer) clearTimeout(timer);
