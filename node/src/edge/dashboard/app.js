@@ -231,7 +231,7 @@
       detail ? el('div', { class: 'detail' }, detail) : null);
   }
   function top(map, n, fmt) {
-    return [...map.entries()].sort((a, b) => b[1] - a[1]).slice(0, n)
+    return [...map.entries()].filter(([, v]) => v > 0).sort((a, b) => b[1] - a[1]).slice(0, n)
       .map(([k, v]) => `${k} ${fmt(v)}`).join(' · ');
   }
 
@@ -257,8 +257,9 @@
     const restarts = family(FAMILIES.restarts);
     if (restarts) {
       const perMinute = sumRate(restarts.series);
+      const most = top(byLabel(restarts.series, 'service', (s) => s.value), 4, count);
       tiles.push(tile('member restarts', count(sumValue(restarts.series)),
-        `${rate(perMinute === null ? null : perMinute * 60)} / min · ` + top(byLabel(restarts.series, 'service', (s) => s.value), 4, count)));
+        `${rate(perMinute === null ? null : perMinute * 60)} / min` + (most ? ` · ${most}` : '')));
     }
     const started = family(FAMILIES.sagaStarted);
     const finished = family(FAMILIES.sagaFinished);
