@@ -148,6 +148,7 @@ fn documented_routes(state: &AppState, http: &HttpSettings) -> OpenApiRouter<App
     let docs = OpenApiRouter::new()
         .routes(routes!(dashboard::index))
         .routes(routes!(dashboard::script))
+        .routes(routes!(dashboard::script_lib))
         .routes(routes!(dashboard::style))
         .routes(routes!(openapi::document))
         .routes(routes!(openapi::docs_redirect))

@@ -1,7 +1,7 @@
 //! `GET /`: the live dashboard, a page served by every node from the binary itself.
 //!
-//! The page is three files compiled in with `include_str!` (`dashboard/index.html`, `app.js`,
-//! `style.css`) and names no other origin: it works without any network but the node's own,
+//! The page is four files compiled in with `include_str!` (`dashboard/index.html`, `app.js`
+//! and the module it imports, `lib.js`, and `style.css`) and names no other origin: it works without any network but the node's own,
 //! and its `Content-Security-Policy` lets it load scripts, styles and data from this node only
 //! (no inline script, no `eval`, no frames).
 //!
@@ -20,8 +20,10 @@ use axum::response::{IntoResponse, Response};
 
 /// The page.
 const INDEX_HTML: &str = include_str!("dashboard/index.html");
-/// Its script.
+/// Its script (a module).
 const APP_JS: &str = include_str!("dashboard/app.js");
+/// What the script imports: its pure parts (formatting, the Prometheus text, rates).
+const LIB_JS: &str = include_str!("dashboard/lib.js");
 /// Its styles.
 const STYLE_CSS: &str = include_str!("dashboard/style.css");
 
@@ -73,6 +75,14 @@ pub(crate) async fn index() -> Response {
         content_type = "text/javascript", body = String)))]
 pub(crate) async fn script() -> Response {
     file("text/javascript; charset=utf-8", APP_JS)
+}
+
+/// `GET /dashboard/lib.js`: the pure parts of the dashboard's script.
+#[utoipa::path(get, path = "/dashboard/lib.js", tag = "dashboard",
+    responses((status = 200, description = "The pure parts of the dashboard's script (a module \
+        it imports)", content_type = "text/javascript", body = String)))]
+pub(crate) async fn script_lib() -> Response {
+    file("text/javascript; charset=utf-8", LIB_JS)
 }
 
 /// `GET /dashboard/style.css`: the dashboard's styles.

@@ -3,6 +3,10 @@
 // token lives in this tab's sessionStorage only and travels in the Authorization header only.
 'use strict';
 
+import {
+  FAMILIES, Scrapes, ago, badge, byLabel, bytes, clock, count, el, rate, sumRate, sumValue, top,
+} from './lib.js';
+
 (() => {
   const TOKEN_KEY = 'troupe.dashboard.token';
   const POLL_MS = 1500;          // between two polls while the node answers
@@ -21,7 +25,6 @@
   const KILL_LOG_ROWS = 8;
 
   const $ = (id) => document.getElementById(id);
-  const counts = new Intl.NumberFormat(undefined, { maximumFractionDigits: 0 });
 
   let token = sessionStorage.getItem(TOKEN_KEY);
   let timer = null;
@@ -29,8 +32,7 @@
   // refused token's, say) is dropped, and can neither draw nor sign the new session out.
   let session = 0;
   let failures = 0;
-  let previous = null;          // the last scrape: {at, values: Map(series -> value)}
-  let rates = new Map();        // series -> {name, labels, value, rate}
+  const scrapes = new Scrapes();
   const killRows = new Map();   // service -> its row's kill controls (kept across polls)
 
   // ---- requests --------------------------------------------------------------------------
@@ -76,207 +78,53 @@
     return response.json();
   }
 
-  // ---- formatting ------------------------------------------------------------------------
-
-  function rate(x) {
-    if (x === null || x === undefined || !Number.isFinite(x)) return '—';
-    if (x >= 1e6) return (x / 1e6).toFixed(1) + 'M';
-    if (x >= 1e4) return (x / 1e3).toFixed(1) + 'k';
-    if (x >= 100) return x.toFixed(0);
-    if (x >= 10) return x.toFixed(1);
-    return x.toFixed(2);
-  }
-  function count(x) { return Number.isFinite(x) ? counts.format(x) : '—'; }
-  function bytes(x) {
-    if (!Number.isFinite(x)) return '—';
-    const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
-    let i = 0;
-    while (x >= 1024 && i < units.length - 1) { x /= 1024; i += 1; }
-    return (i === 0 ? x.toFixed(0) : x.toFixed(1)) + ' ' + units[i];
-  }
-  function ago(ms) {
-    if (!Number.isFinite(ms)) return '—';
-    return ms < 1000 ? `${ms} ms ago` : `${(ms / 1000).toFixed(1)} s ago`;
-  }
-  function clock(iso) {
-    const d = new Date(iso);
-    return Number.isNaN(d.getTime()) ? iso : d.toLocaleTimeString();
-  }
-
-  function el(tag, attrs, ...children) {
-    const node = document.createElement(tag);
-    for (const [k, v] of Object.entries(attrs || {})) {
-      if (v === undefined || v === null) continue;
-      if (k === 'class') node.className = v;
-      else if (k.startsWith('data-')) node.setAttribute(k, v);
-      else node[k] = v;
-    }
-    for (const c of children) {
-      if (c === null || c === undefined) continue;
-      node.append(c instanceof Node ? c : document.createTextNode(String(c)));
-    }
-    return node;
-  }
-  function badge(status) { return el('span', { class: 'badge ' + status }, status); }
-
-  // ---- metrics: Prometheus text, rates from counter deltas ------------------------------
-
-  function parseSample(line) {
-    const end = line.search(/[{\s]/);
-    if (end <= 0) return null;
-    const name = line.slice(0, end);
-    const labels = {};
-    let i = end;
-    if (line[i] === '{') {
-      i += 1;
-      while (i < line.length && line[i] !== '}') {
-        const eq = line.indexOf('=', i);
-        if (eq < 0 || line[eq + 1] !== '"') return null;
-        const key = line.slice(i, eq).trim();
-        let value = '';
-        i = eq + 2;
-        while (i < line.length && line[i] !== '"') {
-          if (line[i] === '\\') { i += 1; value += line[i] === 'n' ? '\n' : line[i]; } else value += line[i];
-          i += 1;
-        }
-        labels[key] = value;
-        i += 1;
-        if (line[i] === ',') i += 1;
-      }
-      i += 1;
-    }
-    const text = line.slice(i).trim().split(/\s+/)[0];
-    const value = text === '+Inf' ? Infinity : text === '-Inf' ? -Infinity : Number(text);
-    return { name, labels, value };
-  }
-
-  function seriesKey(s) {
-    return s.name + JSON.stringify(Object.keys(s.labels).sort().map((k) => [k, s.labels[k]]));
-  }
-
-  // Counters, and the counts of summaries and histograms, go up: their deltas are rates.
-  function ingestMetrics(text) {
-    const types = new Map();
-    const samples = [];
-    for (const line of text.split('\n')) {
-      if (line.startsWith('# TYPE ')) {
-        const [, , name, type] = line.split(/\s+/);
-        types.set(name, type);
-      } else if (line && !line.startsWith('#')) {
-        const sample = parseSample(line);
-        if (sample) samples.push(sample);
-      }
-    }
-    const counting = (name) => types.get(name) === 'counter'
-      || (name.endsWith('_count') && ['summary', 'histogram'].includes(types.get(name.slice(0, -6))));
-    const now = performance.now();
-    const values = new Map();
-    const next = new Map();
-    for (const s of samples) {
-      if (!counting(s.name) || !Number.isFinite(s.value)) continue;
-      const key = seriesKey(s);
-      values.set(key, s.value);
-      let r = null;
-      if (previous && previous.values.has(key)) {
-        const before = previous.values.get(key);
-        const seconds = (now - previous.at) / 1000;
-        // A counter that went down was reset (its process restarted): no rate this time.
-        if (seconds > 0 && s.value >= before) r = (s.value - before) / seconds;
-      }
-      next.set(key, { name: s.name, labels: s.labels, value: s.value, rate: r, counter: types.get(s.name) === 'counter' });
-    }
-    previous = { at: now, values };
-    rates = next;
-  }
-
-  // The series of the first family whose name matches one of `patterns` (in order of
-  // preference), counters before counts.
-  function family(patterns, filter) {
-    const names = [...new Set([...rates.values()].map((s) => s.name))];
-    for (const p of patterns) {
-      const matching = names.filter((n) => p.test(n) && (!filter || filter(n)));
-      matching.sort((a, b) => Number(b.endsWith('_total')) - Number(a.endsWith('_total')));
-      if (matching.length) {
-        const name = matching[0];
-        return { name, series: [...rates.values()].filter((s) => s.name === name) };
-      }
-    }
-    return null;
-  }
-  const sumRate = (series) => series.reduce((a, s) => (s.rate === null ? a : (a ?? 0) + s.rate), null);
-  const sumValue = (series) => series.reduce((a, s) => a + s.value, 0);
-  function byLabel(series, label, f) {
-    const out = new Map();
-    for (const s of series) {
-      const k = s.labels[label];
-      if (k === undefined) continue;
-      out.set(k, (out.get(k) || 0) + (f(s) || 0));
-    }
-    return out;
-  }
-
-  const FAMILIES = {
-    http: [/http.*requests?(_total)?$/, /http.*request.*_count$/, /http.*_count$/],
-    messages: [/messages?.*(received|handled).*(_total)?$/, /messages?.*(_total)?$/, /messages?.*_count$/],
-    restarts: [/restarts?(_total)?$/, /restart.*_count$/],
-    sagaStarted: [/saga.*start/],
-    sagaFinished: [/saga.*(finish|outcome|complete|end)/],
-    published: [/events_published/],
-    delivered: [/events_delivered/],
-  };
-
   function tile(label, value, detail) {
     return el('div', { class: 'tile' },
       el('div', { class: 'value' }, value), el('div', { class: 'label' }, label),
       detail ? el('div', { class: 'detail' }, detail) : null);
   }
-  function top(map, n, fmt) {
-    return [...map.entries()].filter(([, v]) => v > 0).sort((a, b) => b[1] - a[1]).slice(0, n)
-      .map(([k, v]) => `${k} ${fmt(v)}`).join(' · ');
-  }
-
   function renderRates() {
     const tiles = [];
-    const http = family(FAMILIES.http);
+    const http = scrapes.family(FAMILIES.http);
     if (http) {
       const classes = byLabel(http.series.map((s) => ({ ...s, labels: { c: String(s.labels.status ?? s.labels.code ?? '?')[0] + 'xx' } })), 'c', (s) => s.rate);
       tiles.push(tile('HTTP requests / s', rate(sumRate(http.series)), top(classes, 4, rate)));
     } else {
       tiles.push(tile('HTTP requests / s', '—', 'no HTTP request counter on this node'));
     }
-    const messages = family(FAMILIES.messages, (n) => !/link_/.test(n));
+    const messages = scrapes.family(FAMILIES.messages, (n) => !/link_/.test(n));
     if (messages) {
       tiles.push(tile('messages / s', rate(sumRate(messages.series)), top(byLabel(messages.series, 'service', (s) => s.rate), 4, rate)));
     }
-    const links = [...rates.values()].filter((s) => /^troupe_link_envelopes_(sent|received)_total$/.test(s.name));
+    const links = [...scrapes.rates.values()].filter((s) => /^troupe_link_envelopes_(sent|received)_total$/.test(s.name));
     if (links.length) {
       const sent = links.filter((s) => s.name.includes('sent'));
       const received = links.filter((s) => s.name.includes('received'));
       tiles.push(tile('envelopes between nodes / s', rate(sumRate(links)), `out ${rate(sumRate(sent))} · in ${rate(sumRate(received))}`));
     }
-    const restarts = family(FAMILIES.restarts);
+    const restarts = scrapes.family(FAMILIES.restarts);
     if (restarts) {
       const perMinute = sumRate(restarts.series);
       const most = top(byLabel(restarts.series, 'service', (s) => s.value), 4, count);
       tiles.push(tile('member restarts', count(sumValue(restarts.series)),
         `${rate(perMinute === null ? null : perMinute * 60)} / min` + (most ? ` · ${most}` : '')));
     }
-    const started = family(FAMILIES.sagaStarted);
-    const finished = family(FAMILIES.sagaFinished);
+    const started = scrapes.family(FAMILIES.sagaStarted);
+    const finished = scrapes.family(FAMILIES.sagaFinished);
     if (started || finished) {
       const outcomes = finished ? top(byLabel(finished.series, 'outcome', (s) => s.rate), 4, rate) : '';
       tiles.push(tile('sagas started / s', rate(started ? sumRate(started.series) : null),
         finished ? `finished ${rate(sumRate(finished.series))} / s` + (outcomes ? ` (${outcomes})` : '') : null));
     }
-    const published = family(FAMILIES.published);
-    const delivered = family(FAMILIES.delivered);
+    const published = scrapes.family(FAMILIES.published);
+    const delivered = scrapes.family(FAMILIES.delivered);
     if (published || delivered) {
       tiles.push(tile('events published / s', rate(published ? sumRate(published.series) : null),
         delivered ? `delivered ${rate(sumRate(delivered.series))} / s` : null));
     }
     $('rates').replaceChildren(...tiles);
 
-    const busiest = [...rates.values()].filter((s) => s.rate > 0)
+    const busiest = [...scrapes.rates.values()].filter((s) => s.rate > 0)
       .sort((a, b) => b.rate - a.rate).slice(0, BUSIEST_ROWS);
     const rows = busiest.map((s) => {
       const labels = Object.entries(s.labels).map(([k, v]) => `${k}="${v}"`).join(',');
@@ -519,7 +367,7 @@
     if (refused) { signOut(refused.reason.message); return; }
     let families = {};
     if (metrics.status === 'fulfilled' && metrics.value) {
-      ingestMetrics(metrics.value);
+      scrapes.ingest(metrics.value);
       families = renderRates();
     }
     if (cluster.status === 'fulfilled') {
@@ -557,7 +405,7 @@
     $('sign-out').hidden = false;
     $('sign-in-message').textContent = '';
     failures = 0;
-    previous = null;
+    scrapes.reset();
     if (timer) clearTimeout(timer);
     poll();
   }

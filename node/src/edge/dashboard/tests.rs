@@ -8,6 +8,7 @@ use super::*;
 /// Where the page's script and styles are served (the page names them; so do the handlers'
 /// `#[utoipa::path]`s).
 const SCRIPT_PATH: &str = "/dashboard/app.js";
+const LIB_PATH: &str = "/dashboard/lib.js";
 const STYLE_PATH: &str = "/dashboard/style.css";
 
 async fn get(router: &axum::Router, path: &str) -> (StatusCode, axum::http::HeaderMap, String) {
@@ -27,7 +28,8 @@ async fn the_page_and_its_files_are_served_with_a_strict_policy() {
     let router = app.bare();
     for (path, kind, marker) in [
         ("/", "text/html", "<title>Troupe dashboard</title>"),
-        (SCRIPT_PATH, "text/javascript", "'use strict';"),
+        (SCRIPT_PATH, "text/javascript", "from './lib.js';"),
+        (LIB_PATH, "text/javascript", "export class Scrapes"),
         (STYLE_PATH, "text/css", ".card"),
     ] {
         let (status, headers, body) = get(&router, path).await;
@@ -61,13 +63,15 @@ fn the_page_names_no_other_origin_and_has_no_inline_code() {
     for (name, text) in [
         ("index.html", INDEX_HTML),
         ("app.js", APP_JS),
+        ("lib.js", LIB_JS),
         ("style.css", STYLE_CSS),
     ] {
         for scheme in ["http://", "https://", "ws://", "wss://", "//cdn", "@import"] {
             assert!(!text.contains(scheme), "{name} contains {scheme:?}");
         }
     }
-    assert!(INDEX_HTML.contains(&format!("<script src=\"{SCRIPT_PATH}\"")));
+    assert!(INDEX_HTML.contains(&format!("<script type=\"module\" src=\"{SCRIPT_PATH}\"")));
+    assert!(APP_JS.contains(&format!("from '.{}';", &LIB_PATH["/dashboard".len()..])));
     assert!(INDEX_HTML.contains(&format!("href=\"{STYLE_PATH}\"")));
     assert_eq!(
         INDEX_HTML.matches("<script").count(),
@@ -86,6 +90,9 @@ fn the_page_names_no_other_origin_and_has_no_inline_code() {
     }
     // The token is never put in a URL or a log.
     for leak in ["?token", "&token", "console.log"] {
-        assert!(!APP_JS.contains(leak), "app.js has {leak:?}");
+        assert!(
+            !APP_JS.contains(leak) && !LIB_JS.contains(leak),
+            "a script has {leak:?}"
+        );
     }
 }
