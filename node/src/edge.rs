@@ -5,10 +5,12 @@
 //! deadline (503 with `Retry-After` when it passes) and the body-size limit (413).
 //!
 //! Every route is registered from its handler's OpenAPI annotation, and the node serves the
-//! document they make at `/openapi.json`, with a Swagger UI at `/docs` ([`openapi`]).
+//! document they make at `/openapi.json`, with a Swagger UI at `/docs` ([`openapi`]), and a
+//! live dashboard at `/` ([`dashboard`]).
 
 mod admin;
 pub(crate) mod api;
+mod dashboard;
 pub mod error;
 mod events;
 pub mod extract;
@@ -141,8 +143,13 @@ fn documented_routes(state: &AppState, http: &HttpSettings) -> OpenApiRouter<App
         .routes(routes!(sagas::retry))
         .routes(routes!(sagas::compensate))
         .route_layer(admin_only);
-    // The document and its UI are open, like /health.
+    // The document and its UI are open, like /health; so is the dashboard's page (its data
+    // comes from the guarded routes).
     let docs = OpenApiRouter::new()
+        .routes(routes!(dashboard::index))
+        .routes(routes!(dashboard::script))
+        .routes(routes!(dashboard::script_lib))
+        .routes(routes!(dashboard::style))
         .routes(routes!(openapi::document))
         .routes(routes!(openapi::docs_redirect))
         .routes(routes!(openapi::docs_index))

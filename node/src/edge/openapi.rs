@@ -119,6 +119,8 @@ pub(crate) enum ErrorCode {
         (name = "admin", description = "Operations: an admin's token"),
         (name = "health", description = "Liveness, readiness, metrics: open"),
         (name = "docs", description = "This document and its UI: open"),
+        (name = "dashboard", description = "The live dashboard's page: open (its data comes \
+            from the admin routes)"),
     )
 )]
 pub(crate) struct Base;
