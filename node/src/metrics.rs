@@ -29,8 +29,34 @@ const QUANTILES: [f64; 3] = [0.5, 0.9, 0.99];
 /// a node nobody scrapes does not keep them all.
 pub const UPKEEP_EVERY: Duration = Duration::from_secs(5);
 
-/// A recorder configured as the node's, not installed. The store's series are histograms with
-/// the runtime's buckets; every other is a summary, whose quantiles cover a rolling window of
+/// Counter, labels `method`, `route` (the matched route template such as
+/// `/api/v1/orders/{id}`; `unmatched` when no route matched), `status`: requests served.
+pub const HTTP_REQUESTS: &str = "troupe_http_requests_total";
+/// Histogram, seconds, same labels as [`HTTP_REQUESTS`]: from the request reaching the edge to
+/// its response being ready.
+pub const HTTP_REQUEST_SECONDS: &str = "troupe_http_request_seconds";
+/// The buckets of [`HTTP_REQUEST_SECONDS`]: a read served from memory takes well under a
+/// millisecond, an order a few, a call waiting out a failover seconds.
+pub const HTTP_REQUEST_SECONDS_BUCKETS: &[f64] = &[
+    0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// Tells the current recorder what the edge's series mean.
+fn describe() {
+    metrics::describe_counter!(
+        HTTP_REQUESTS,
+        metrics::Unit::Count,
+        "HTTP requests served by this node, by method, matched route and status."
+    );
+    metrics::describe_histogram!(
+        HTTP_REQUEST_SECONDS,
+        metrics::Unit::Seconds,
+        "Time to serve an HTTP request on this node, by method, matched route and status."
+    );
+}
+
+/// A recorder configured as the node's, not installed. The store's, the sagas' steps' and the
+/// HTTP requests' series are histograms with their buckets; every other is a summary, whose quantiles cover a rolling window of
 /// one minute (three buckets of 20 s, the exporter's default) and whose `_sum` and `_count`
 /// cover the process's life.
 pub fn recorder() -> PrometheusRecorder {
@@ -47,6 +73,18 @@ pub fn recorder() -> PrometheusRecorder {
             b.set_buckets_for_metric(
                 Matcher::Full(m::STORE_COMMIT_WRITES.to_string()),
                 m::STORE_COMMIT_WRITES_BUCKETS,
+            )
+        })
+        .and_then(|b| {
+            b.set_buckets_for_metric(
+                Matcher::Full(m::SAGA_STEP_SECONDS.to_string()),
+                m::SAGA_STEP_SECONDS_BUCKETS,
+            )
+        })
+        .and_then(|b| {
+            b.set_buckets_for_metric(
+                Matcher::Full(HTTP_REQUEST_SECONDS.to_string()),
+                HTTP_REQUEST_SECONDS_BUCKETS,
             )
         });
     built
@@ -67,6 +105,7 @@ pub fn install() -> PrometheusHandle {
                 tracing::warn!("another metrics recorder was installed first: /metrics shows only the node's state");
             }
             troupe_runtime::metrics::describe();
+            describe();
             handle
         })
         .clone()

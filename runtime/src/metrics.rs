@@ -52,8 +52,47 @@ pub const EVENTS_PUBLISHED: &str = "troupe_events_published_total";
 pub const EVENTS_DELIVERED: &str = "troupe_events_delivered_total";
 /// Counter, label `subscription`: events set aside after their subscriber refused them.
 pub const EVENTS_DEAD_LETTERED: &str = "troupe_events_dead_lettered_total";
-/// Gauge, label `shard`: events in a shard's outbox not yet acknowledged by every subscription.
+/// Gauge, label `shard`: events in a shard's outbox not yet acknowledged by every subscription
+/// (the outbox backlog).
 pub const EVENTS_BACKLOG: &str = "troupe_events_backlog";
+
+/// Counter, label `saga`: instances started on this node.
+pub const SAGAS_STARTED: &str = "troupe_sagas_started_total";
+/// Counter, labels `saga`, `outcome` (`completed`, `compensated`), `reason` (the kind of a
+/// compensation's reason: its first word, such as `out_of_stock` or `deadline`; `none` for
+/// completed): instances finished on this node.
+pub const SAGAS_FINISHED: &str = "troupe_sagas_finished_total";
+/// Histogram, seconds, labels `saga`, `step` (the step's kind: its name up to the first
+/// `:`), `work` (`act`, `compensate`), `outcome` (`done`, `refused`, `retry`): from a step's
+/// work first being sent to a report of it.
+pub const SAGA_STEP_SECONDS: &str = "troupe_saga_step_seconds";
+/// The buckets of [`SAGA_STEP_SECONDS`]: a step is a call or two to another service (about a
+/// millisecond), or waits out retries and node failures (seconds, up to its deadline).
+pub const SAGA_STEP_SECONDS_BUCKETS: &[f64] = &[
+    0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+/// Counter, labels `service`, `node`: messages sent to the members of a service on this node
+/// (taken into their mailboxes, from this node or a peer). Read at scrape time.
+pub const MESSAGES_SENT: &str = "troupe_messages_sent_total";
+/// Counter, labels `service`, `node`: messages the members of a service on this node handled.
+/// Read at scrape time.
+pub const MESSAGES_RECEIVED: &str = "troupe_messages_received_total";
+/// Gauge, labels `service`, `node`: messages queued for the members of a service on this
+/// node, not handled yet. Read at scrape time.
+pub const MAILBOX_DEPTH: &str = "troupe_mailbox_depth";
+
+/// A label value of bounded variety made from a free-form name: its text up to the first `:`
+/// if that is a short word of `[A-Za-z0-9_.-]`, else `other` (`reserve:9f3c…` is `reserve`; a
+/// sentence is `other`).
+pub fn kind(name: &str) -> &str {
+    let head = name.split(':').next().unwrap_or_default().trim();
+    let word = !head.is_empty()
+        && head.len() <= 40
+        && head
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
+    if word { head } else { "other" }
+}
 
 /// Tells the current recorder what each series means. Call it once after installing one.
 pub fn describe() {
@@ -89,6 +128,21 @@ pub fn describe() {
         "Writes made durable by one group commit of this node's store."
     );
     describe_counter!(
+        SAGAS_STARTED,
+        Unit::Count,
+        "Saga instances started on this node, by saga."
+    );
+    describe_counter!(
+        SAGAS_FINISHED,
+        Unit::Count,
+        "Saga instances finished on this node, by saga, outcome and the kind of reason."
+    );
+    describe_histogram!(
+        SAGA_STEP_SECONDS,
+        Unit::Seconds,
+        "Time from a saga step's work first being sent to a report of it, by step kind, work and outcome."
+    );
+    describe_counter!(
         CHAOS_KILLS,
         Unit::Count,
         "Members killed on this node on request (failure injection)."
@@ -98,4 +152,21 @@ pub fn describe() {
         Unit::Count,
         "Benchmarks this node drove to the end."
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::kind;
+
+    #[test]
+    fn a_kind_is_a_short_word_before_the_first_colon_or_other() {
+        assert_eq!(kind("reserve:9f3c2a"), "reserve");
+        assert_eq!(kind("charge"), "charge");
+        assert_eq!(kind("out_of_stock"), "out_of_stock");
+        assert_eq!(kind("deadline: reserve:p1 kept failing"), "deadline");
+        assert_eq!(kind("compensation forced by admin"), "other");
+        assert_eq!(kind(""), "other");
+        assert_eq!(kind(&"x".repeat(41)), "other");
+        assert_eq!(kind("a\"b{c}"), "other");
+    }
 }

@@ -28,6 +28,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, RwLock};
 
+use crate::service::mailbox::{Traffic, TrafficSnapshot};
+
 use ractor::{ActorCell, ActorRef};
 use serde::{Deserialize, Serialize};
 
@@ -120,6 +122,8 @@ pub struct Registry {
     num_bad_payloads: AtomicU64,
     /// Whether the local directory was last too large to gossip (logged once per episode).
     too_large: AtomicBool,
+    /// The traffic of each local member slot by service and index, kept across restarts.
+    traffic: std::sync::Mutex<BTreeMap<(String, u32), Arc<Traffic>>>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -141,7 +145,29 @@ impl Registry {
             on_local_change: OnceLock::new(),
             num_bad_payloads: AtomicU64::new(0),
             too_large: AtomicBool::new(false),
+            traffic: std::sync::Mutex::default(),
         }
+    }
+
+    /// The traffic counters of local member slot `index` of `service` (made on first use).
+    pub(crate) fn traffic(&self, service: &str, index: u32) -> Arc<Traffic> {
+        let mut all = self.traffic.lock().unwrap_or_else(|p| p.into_inner());
+        Arc::clone(all.entry((service.to_string(), index)).or_default())
+    }
+
+    /// The traffic of each service's members on this node, summed over its slots.
+    pub fn traffic_by_service(&self) -> Vec<(String, TrafficSnapshot)> {
+        let slots: Vec<(String, Arc<Traffic>)> = {
+            let all = self.traffic.lock().unwrap_or_else(|p| p.into_inner());
+            all.iter()
+                .map(|((s, _), t)| (s.clone(), Arc::clone(t)))
+                .collect()
+        };
+        let mut by_service: BTreeMap<String, TrafficSnapshot> = BTreeMap::new();
+        for (service, t) in slots {
+            *by_service.entry(service).or_default() += t.snapshot();
+        }
+        by_service.into_iter().collect()
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, State> {

@@ -239,6 +239,12 @@ impl Runtime {
         self.core.transport.stats()
     }
 
+    /// Per service, the traffic of its members on this node: messages sent to them (taken
+    /// into their mailboxes), handled, and queued now. Counted in the mailboxes' own atomics.
+    pub fn traffic(&self) -> Vec<(String, crate::service::TrafficSnapshot)> {
+        self.core.registry.traffic_by_service()
+    }
+
     /// Why this node is not ready, as far as the runtime knows, one line per problem (empty:
     /// nothing against it): a damaged or full store, peers that are up but have had no link
     /// for a while, services that gave up here and are cooling down. (A shard placement not

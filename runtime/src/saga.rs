@@ -26,6 +26,7 @@
 //! history; [`crate::Runtime::list`] lists instances across the cluster.
 
 mod commands;
+mod measure;
 mod runner;
 pub mod state;
 

@@ -41,6 +41,7 @@ use crate::registry::balance::Balance;
 use crate::store::{Keyspace, Store};
 use crate::telemetry::TraceContext;
 
+pub use mailbox::TrafficSnapshot;
 pub(crate) use member::{Envelope, Member, MemberMsg};
 pub use post::{Answering, Outbound, Post, Posting, To};
 pub(crate) use reply::ReplySink;

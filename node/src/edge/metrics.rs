@@ -2,11 +2,14 @@
 //!
 //! Two parts, each a set of whole metric families:
 //!
-//! - the node's state now (nodes up, cluster formed, members per service, the link counters
-//!   the transport keeps in its own atomics): computed from the runtime at each scrape into a
+//! - the node's state now (nodes up and each node's status, cluster formed, members per
+//!   service, the link counters the transport keeps in its own atomics, and per service the
+//!   messages its members here were sent and handled and the depth of their mailboxes, which
+//!   the mailboxes count in their own atomics): computed from the runtime at each scrape into a
 //!   recorder of the scrape's own, so that nothing stale survives and several runtimes in one
 //!   process (tests) never mix;
-//! - what happened (member restarts, group commits, chaos kills, benchmark runs): recorded by
+//! - what happened (HTTP requests, member restarts, group commits, sagas, events, chaos kills,
+//!   benchmark runs): recorded by
 //!   the runtime through the `metrics` facade into the node's recorder ([`crate::metrics`]),
 //!   whose handle [`AppState`] holds.
 
@@ -14,7 +17,10 @@ use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
 use metrics::{Unit, counter, describe_counter, describe_gauge, gauge, histogram};
-use troupe_runtime::metrics::MEMBER_RESTART_SECONDS;
+use troupe_runtime::metrics::{
+    MAILBOX_DEPTH, MEMBER_RESTART_SECONDS, MESSAGES_RECEIVED, MESSAGES_SENT,
+};
+use troupe_runtime::service::TrafficSnapshot;
 
 use super::AppState;
 
@@ -38,6 +44,20 @@ pub(crate) fn render(state: &AppState) -> String {
             gauge!("troupe_node_up", "node" => n.id.to_string()).set(up);
         }
         describe_gauge!(
+            "troupe_node_status",
+            "The status of each node as this node sees it: 1 for its status (up, suspect, down), 0 for the others."
+        );
+        for n in &view.nodes {
+            for status in [
+                troupe_runtime::NodeStatus::Up,
+                troupe_runtime::NodeStatus::Suspect,
+                troupe_runtime::NodeStatus::Down,
+            ] {
+                gauge!("troupe_node_status", "node" => n.id.to_string(), "status" => status.to_string())
+                    .set(u8::from(n.status == status));
+            }
+        }
+        describe_gauge!(
             "troupe_cluster_formed",
             "Whether this node has seen every node up."
         );
@@ -57,6 +77,7 @@ pub(crate) fn render(state: &AppState) -> String {
             }
         }
         link_counters(&runtime.transport_stats());
+        traffic(&runtime.traffic(), &runtime.node().to_string());
     });
     let mut out = scrape.handle().render();
     out.push_str(&state.metrics().render());
@@ -109,6 +130,33 @@ fn link_counters(t: &troupe_runtime::transport::StatsSnapshot) {
     ] {
         describe_counter!(name, Unit::Count, help);
         counter!(name).absolute(value);
+    }
+}
+
+/// Per service, what its members here were sent, handled and have queued (kept in their
+/// mailboxes' atomics, read here).
+fn traffic(by_service: &[(String, TrafficSnapshot)], node: &str) {
+    describe_counter!(
+        MESSAGES_SENT,
+        Unit::Count,
+        "Messages sent to the members of each service on this node (taken into their mailboxes)."
+    );
+    describe_counter!(
+        MESSAGES_RECEIVED,
+        Unit::Count,
+        "Messages handled by the members of each service on this node."
+    );
+    describe_gauge!(
+        MAILBOX_DEPTH,
+        Unit::Count,
+        "Messages queued for the members of each service on this node, not handled yet."
+    );
+    for (service, t) in by_service {
+        let labels = [("service", service.clone()), ("node", node.to_string())];
+        counter!(MESSAGES_SENT, &labels).absolute(t.sent);
+        counter!(MESSAGES_RECEIVED, &labels).absolute(t.received);
+        #[allow(clippy::cast_precision_loss)] // a queue's length: exact in an f64
+        gauge!(MAILBOX_DEPTH, &labels).set(t.depth as f64);
     }
 }
 

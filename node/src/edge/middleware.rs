@@ -34,10 +34,13 @@ fn client_request_id(request: &Request) -> Option<String> {
 pub async fn edge(request: Request, next: Next) -> Response {
     let request_id =
         client_request_id(&request).unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-    let path = request.extensions().get::<MatchedPath>().map_or_else(
-        || request.uri().path().to_string(),
-        |p| p.as_str().to_string(),
-    );
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string());
+    let path = route
+        .clone()
+        .unwrap_or_else(|| request.uri().path().to_string());
     let method = request.method().clone();
     let span =
         tracing::info_span!("request", request_id = %request_id, method = %method, path = %path);
@@ -52,7 +55,9 @@ pub async fn edge(request: Request, next: Next) -> Response {
         .await;
 
     let status = response.status().as_u16();
-    let elapsed_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+    let elapsed = started.elapsed();
+    count(&method, route, status, elapsed.as_secs_f64());
+    let elapsed_us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
     let _enter = span.enter();
     if path.starts_with("/health/") {
         tracing::debug!(status, elapsed_us, "served");
@@ -66,6 +71,31 @@ pub async fn edge(request: Request, next: Next) -> Response {
         response.headers_mut().insert(X_REQUEST_ID.clone(), value);
     }
     response
+}
+
+/// Counts a served request in the node's metrics: by method, route template (never the raw
+/// path, whose ids would make a series per resource) and status.
+fn count(method: &axum::http::Method, route: Option<String>, status: u16, seconds: f64) {
+    use crate::metrics::{HTTP_REQUEST_SECONDS, HTTP_REQUESTS};
+    // A method outside the standard ones is one label value, not one per client's invention.
+    let method = match *method {
+        axum::http::Method::GET
+        | axum::http::Method::POST
+        | axum::http::Method::PUT
+        | axum::http::Method::DELETE
+        | axum::http::Method::PATCH
+        | axum::http::Method::HEAD
+        | axum::http::Method::OPTIONS => method.as_str().to_string(),
+        _ => "other".to_string(),
+    };
+    let route = route.unwrap_or_else(|| "unmatched".to_string());
+    let labels = [
+        ("method", method),
+        ("route", route),
+        ("status", status.to_string()),
+    ];
+    metrics::counter!(HTTP_REQUESTS, &labels).increment(1);
+    metrics::histogram!(HTTP_REQUEST_SECONDS, &labels).record(seconds);
 }
 
 /// Turns an error response that is not JSON into the JSON error shape, keeping its status and

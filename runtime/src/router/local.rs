@@ -34,7 +34,7 @@ pub(super) fn try_send_local<S: Service>(
     match handle.actor.send_message(message) {
         Ok(()) => Ok(()),
         Err(e) => {
-            handle.mailbox.release(1);
+            handle.mailbox.unreserve(1);
             let message = match e {
                 ractor::MessagingErr::SendErr(message) => Some(message),
                 _ => None,
@@ -62,7 +62,7 @@ pub(crate) async fn send_local<S: Service>(
                 }
                 // Room came; give it back and take it like any sender (another may be quicker:
                 // then wait again, until the same deadline).
-                handle.mailbox.release(1);
+                handle.mailbox.unreserve(1);
                 message = back;
             }
             other => return other,

@@ -8,7 +8,6 @@ use ractor::{Actor, ActorCell};
 use super::{COOL_DOWN, ESCALATION_POLICY, Runtime};
 use crate::registry::{LocalHandle, MemberSlot, Registry};
 use crate::service::endpoint::TypedEndpoint;
-use crate::service::mailbox::Mailbox;
 use crate::service::{Member, MemberInfo, Outbound, Service};
 use crate::store::Store;
 use crate::supervisor::{
@@ -167,6 +166,8 @@ fn member_spec<S: Service>(
         outbound,
         mailbox_capacity,
     } = slot_spec;
+    // The slot's traffic outlives its members (kept in the registry, read at scrape time).
+    let traffic = registry.traffic(S::NAME, index);
     ChildSpec::new(
         format!("{}/{index}", S::NAME),
         move |supervisor: ActorCell| {
@@ -174,6 +175,7 @@ fn member_spec<S: Service>(
             let registry = Arc::clone(&registry);
             let store = store.clone();
             let outbound = outbound.clone();
+            let traffic = Arc::clone(&traffic);
             Box::pin(async move {
                 let info = MemberInfo {
                     service: S::NAME,
@@ -183,7 +185,7 @@ fn member_spec<S: Service>(
                     store,
                     outbound: Some(outbound),
                 };
-                let mailbox = Arc::new(Mailbox::new(mailbox_capacity));
+                let mailbox = traffic.mailbox(mailbox_capacity);
                 let member = Member {
                     service,
                     info,

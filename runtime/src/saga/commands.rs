@@ -38,6 +38,7 @@ fn now_ms() -> u64 {
 fn advance<S: Saga>(cx: &mut Context<'_, SagaEntity<S>>, mut state: SagaState<S::Data>) {
     let now = now_ms();
     if state.phase.is_final() {
+        super::measure::finished(S::NAME, &state);
         S::milestone(cx, &state);
         cx.set(state);
         return;
@@ -95,6 +96,7 @@ impl<S: Saga> Command<SagaEntity<S>> for Start<S::Start> {
         let data = S::begin(&id, self.0, now)?;
         let steps = S::steps(&data);
         let state = SagaState::new(data, steps, now);
+        super::measure::started(S::NAME);
         if !state.phase.is_final() {
             // Started (a saga without steps is finished at once: one milestone).
             S::milestone(cx, &state);
@@ -199,7 +201,9 @@ impl<S: Saga> Command<SagaEntity<S>> for Report {
         }
         let mut state = state.clone();
         let current = state.attempt() == self.attempt;
-        if state.answer(self.work, &self.outcome, now_ms()) {
+        let now = now_ms();
+        super::measure::reported(S::NAME, &state, self.work, &self.outcome, now);
+        if state.answer(self.work, &self.outcome, now) {
             if let (Work::Act(n), Outcome::Done) = (self.work, &self.outcome)
                 && let Some(how) = failpoint::armed(S::NAME, &state.steps[n].spec.name)
             {
@@ -210,7 +214,6 @@ impl<S: Saga> Command<SagaEntity<S>> for Report {
         } else if current {
             // Failed for now: sent again after a backoff (a durable timer), unless the step
             // is past its deadline.
-            let now = now_ms();
             if past_deadline::<S>(&state, now) {
                 retry(cx, state);
             } else {
@@ -289,7 +292,7 @@ impl<S: Saga> Command<SagaEntity<S>> for Operate {
                 state.note(now, format!("retried now by {}", self.by));
             }
             OperatorAction::Compensate => {
-                let reason = format!("compensation forced by {}", self.by);
+                let reason = format!("{} {}", super::measure::FORCED, self.by);
                 state
                     .abort(&reason, now)
                     .map_err(|why| S::conflict(&id, why))?;

@@ -113,7 +113,7 @@ impl<S: Service> TypedEndpoint<S> {
             if let Err(ractor::MessagingErr::SendErr(MemberMsg::Batch(back))) =
                 handle.actor.send_message(MemberMsg::Batch(chunk))
             {
-                handle.mailbox.release(back.len());
+                handle.mailbox.unreserve(back.len());
             }
         }
     }

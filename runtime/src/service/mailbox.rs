@@ -6,8 +6,14 @@
 //! in bulk (every [`RELEASE_EVERY`] messages, or at once when a sender is waiting), so the
 //! counter's cache line does not bounce between sender and member on every message. The bound
 //! is therefore approximate by at most that many messages.
+//!
+//! The same counters give the metrics of a member's traffic for free ([`Traffic`]): what
+//! senders reserved and the member released adds up to what was sent to it, and the member
+//! counts what it handled on a line only it writes (a plain load and store, no locked
+//! instruction). They are read at scrape time, never pushed.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use tokio::sync::Notify;
 use tokio::time::{Instant, timeout_at};
@@ -37,6 +43,11 @@ pub(crate) struct Mailbox {
     /// Senders waiting for room.
     waiting: Padded<AtomicUsize>,
     room: Notify,
+    /// Messages the member gave back room for (handled), in total: added in bulk.
+    released: AtomicU64,
+    /// Messages the member handled, in total. Only the member writes it (one member per
+    /// mailbox), so it is a load and a store, on a line of its own.
+    handled: Padded<AtomicU64>,
 }
 
 impl Mailbox {
@@ -46,6 +57,25 @@ impl Mailbox {
             capacity: capacity.max(1),
             waiting: Padded(AtomicUsize::new(0)),
             room: Notify::new(),
+            released: AtomicU64::new(0),
+            handled: Padded(AtomicU64::new(0)),
+        }
+    }
+
+    /// Counts `n` handled messages. Called only by the mailbox's member (single writer).
+    pub(crate) fn count_handled(&self, n: usize) {
+        let n = n as u64;
+        let before = self.handled.load(Ordering::Relaxed);
+        self.handled
+            .store(before.wrapping_add(n), Ordering::Release);
+    }
+
+    /// Gives back room reserved for `n` messages that were not delivered (a sender's undo):
+    /// unlike [`Mailbox::release`], they do not count as sent.
+    pub(crate) fn unreserve(&self, n: usize) {
+        self.queued.fetch_sub(n, Ordering::AcqRel);
+        if self.has_waiters() {
+            self.room.notify_waiters();
         }
     }
 
@@ -96,10 +126,94 @@ impl Mailbox {
 
     /// Gives back room for `n` handled messages.
     pub(crate) fn release(&self, n: usize) {
+        // Before `queued` is lowered: see [`snapshot`].
+        self.released.fetch_add(n as u64, Ordering::Release);
         self.queued.fetch_sub(n, Ordering::AcqRel);
         if self.has_waiters() {
             self.room.notify_waiters();
         }
+    }
+}
+
+/// What one member slot was sent and handled, over all its members (a restarted member gets a
+/// new mailbox; the old one's totals are kept here). Read at scrape time.
+#[derive(Debug, Default)]
+pub(crate) struct Traffic {
+    /// The slot's current mailbox, and what its earlier mailboxes saw.
+    inner: Mutex<TrafficInner>,
+}
+
+#[derive(Debug, Default)]
+struct TrafficInner {
+    current: Option<Arc<Mailbox>>,
+    retired: TrafficSnapshot,
+    /// The most sent seen: a snapshot races with senders and the member (see [`snapshot`]),
+    /// and a counter must not go back.
+    most_sent: u64,
+}
+
+/// A member slot's (or a service's) traffic now.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TrafficSnapshot {
+    /// Messages sent to it (taken into its mailbox), in total.
+    pub sent: u64,
+    /// Messages it handled, in total.
+    pub received: u64,
+    /// Messages in its mailbox now, not handled yet.
+    pub depth: u64,
+}
+
+impl std::ops::AddAssign for TrafficSnapshot {
+    fn add_assign(&mut self, other: Self) {
+        self.sent += other.sent;
+        self.received += other.received;
+        self.depth += other.depth;
+    }
+}
+
+impl Traffic {
+    /// The mailbox of the slot's new member: the previous one's totals are kept.
+    pub(crate) fn mailbox(&self, capacity: usize) -> Arc<Mailbox> {
+        let mailbox = Arc::new(Mailbox::new(capacity));
+        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(old) = inner.current.replace(Arc::clone(&mailbox)) {
+            let mut gone = snapshot(&old);
+            // What was queued in the old mailbox is lost with its member.
+            gone.depth = 0;
+            inner.retired += gone;
+        }
+        mailbox
+    }
+
+    /// The slot's traffic now.
+    pub(crate) fn snapshot(&self) -> TrafficSnapshot {
+        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let mut total = inner.retired;
+        if let Some(current) = &inner.current {
+            total += snapshot(current);
+        }
+        inner.most_sent = inner.most_sent.max(total.sent);
+        total.sent = inner.most_sent;
+        total
+    }
+}
+
+/// One mailbox's totals: sent is what is queued plus what was released; the depth is what is
+/// queued less what was handled and not released yet.
+///
+/// Read in this order, sent is never below handled: a message counted handled was reserved
+/// before, and is then still queued when `queued` is read, or was released before, and a
+/// release adds to `released` before it takes from `queued`. A release between the two reads
+/// counts twice for a moment (an excess, never a loss).
+fn snapshot(m: &Mailbox) -> TrafficSnapshot {
+    let handled = m.handled.load(Ordering::Acquire);
+    let queued = m.queued.load(Ordering::Acquire) as u64;
+    let released = m.released.load(Ordering::Acquire);
+    let unreleased = handled.saturating_sub(released);
+    TrafficSnapshot {
+        sent: released + queued,
+        received: handled,
+        depth: queued.saturating_sub(unreleased),
     }
 }
 
@@ -146,5 +260,46 @@ mod tests {
         }
         m.release(1);
         assert!(waiter.await.unwrap());
+    }
+
+    #[test]
+    fn traffic_adds_up_what_was_sent_handled_and_queued_across_mailboxes() {
+        let t = Traffic::default();
+        let m = t.mailbox(100);
+        assert!(m.try_reserve(5));
+        assert!(m.try_reserve(1));
+        m.unreserve(1); // a send that failed: not sent
+        m.count_handled(2); // handled, room not given back yet
+        assert_eq!(
+            t.snapshot(),
+            TrafficSnapshot {
+                sent: 5,
+                received: 2,
+                depth: 3
+            }
+        );
+        m.count_handled(1);
+        m.release(3);
+        assert_eq!(
+            t.snapshot(),
+            TrafficSnapshot {
+                sent: 5,
+                received: 3,
+                depth: 2
+            }
+        );
+        // The member restarts: its two queued messages are lost, its totals stay.
+        let m2 = t.mailbox(100);
+        assert!(m2.try_reserve(1));
+        m2.count_handled(1);
+        m2.release(1);
+        assert_eq!(
+            t.snapshot(),
+            TrafficSnapshot {
+                sent: 6,
+                received: 4,
+                depth: 0
+            }
+        );
     }
 }

@@ -130,6 +130,7 @@ fn release<Resp: serde::Serialize + Send + 'static>(
 impl<S: Service> Member<S> {
     /// Gives back room for `n` handled messages: in bulk, or at once if a sender waits.
     fn handled(&self, state: &mut MemberState<S::State>, n: usize) {
+        self.mailbox.count_handled(n);
         state.unreleased += n;
         if state.unreleased >= RELEASE_EVERY || self.mailbox.has_waiters() {
             self.mailbox.release(std::mem::take(&mut state.unreleased));
