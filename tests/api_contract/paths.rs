@@ -14,9 +14,9 @@ async fn unknown_routes_wrong_methods_bad_path_ids_and_request_ids_are_in_the_sh
     let kettle = product(&cluster, "n2", "KT-1").await;
     let kettle_id = kettle["id"].as_str().unwrap();
 
-    // Unknown routes: 404, with or without a token.
+    // Unknown routes: 404, with or without a token (`/` is the dashboard).
     for path in [
-        "/",
+        "/dashboard/nope.js",
         "/nope",
         "/api/v1/nope",
         "/api/v2/users",
