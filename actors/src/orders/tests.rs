@@ -2,7 +2,7 @@
 
 use troupe_runtime::entity::testing::Harness;
 use troupe_runtime::entity::{AskError, DomainError, DomainKind};
-use troupe_runtime::saga::{Abort, Get, Report, Start, StepStatus, Work};
+use troupe_runtime::saga::{Abort, Get, Outcome, Report, Start, StepStatus, Work};
 
 use super::*;
 
