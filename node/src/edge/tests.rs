@@ -23,7 +23,7 @@ fn test_tokens() -> crate::auth::Tokens {
 }
 
 /// A bearer header value for a token of `role`.
-fn bearer(role: crate::auth::Role) -> String {
+pub(super) fn bearer(role: crate::auth::Role) -> String {
     format!("Bearer {}", test_tokens().issue("tester", role).unwrap())
 }
 
@@ -52,7 +52,7 @@ pub(super) struct App(
 impl App {
     /// The router, with an admin's token added to every request that carries none (the
     /// routes' own tests; `bare` is for the tests of authentication itself).
-    fn router(&self) -> Router {
+    pub(super) fn router(&self) -> Router {
         self.0.clone().layer(axum::middleware::map_request(
             |mut request: Request<Body>| async move {
                 if !request.headers().contains_key(header::AUTHORIZATION) {
@@ -109,7 +109,10 @@ async fn app_with(formed: bool, tune: impl FnOnce(&mut NodeConfig)) -> App {
     App(router(state, &config.http), dir, guard)
 }
 
-async fn send(app: Router, request: Request<Body>) -> (StatusCode, axum::http::HeaderMap, Value) {
+pub(super) async fn send(
+    app: Router,
+    request: Request<Body>,
+) -> (StatusCode, axum::http::HeaderMap, Value) {
     let response = app.oneshot(request).await.unwrap();
     let status = response.status();
     let headers = response.headers().clone();
