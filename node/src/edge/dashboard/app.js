@@ -397,8 +397,11 @@ import {
     if (counters.status === 'fulfilled') {
       renderClusterRates(counters.value, clusterSamples.ingest(counters.value, performance.now()));
     } else {
-      // Rates need two answers in a row: start again from the next one.
+      // Rates need two answers in a row: start again from the next one, and show no stale row.
       clusterSamples.reset();
+      $('cluster-rates').tBodies[0].replaceChildren(el('tr', {}, el('td', { colSpan: 10, class: 'error' },
+        `the cluster's figures did not come: ${counters.reason.message}`)));
+      $('cluster-rates').tFoot.replaceChildren();
     }
     let families = {};
     if (metrics.status === 'fulfilled' && metrics.value) {
