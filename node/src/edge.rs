@@ -6,7 +6,9 @@
 //!
 //! Every route is registered from its handler's OpenAPI annotation, and the node serves the
 //! document they make at `/openapi.json`, with a Swagger UI at `/docs` ([`openapi`]), and a
-//! live dashboard at `/` ([`dashboard`]).
+//! live dashboard at `/` ([`dashboard`]), which reads the cluster's counters gathered by its
+//! node (`cluster_metrics`: the edge's own built-in service, `troupe.counters`, answers the
+//! peers).
 
 mod admin;
 pub(crate) mod api;
@@ -106,7 +108,7 @@ impl AppState {
     }
 
     /// Hosts the edge's own service on this node (`troupe.counters`, which answers the
-    /// peers' [`cluster_metrics`] requests). Its spec must be among the runtime's settings:
+    /// peers' `cluster_metrics` requests). Its spec must be among the runtime's settings:
     /// [`declare_services`].
     pub async fn host_services(&self) -> troupe_runtime::Result<()> {
         self.runtime()

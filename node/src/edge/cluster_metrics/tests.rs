@@ -65,6 +65,19 @@ fn escaped_label_values_parse() {
     assert_eq!(counters.http_requests, 9);
     assert_eq!(counters.http_by_class.client_error, 7);
     assert_eq!(counters.http_by_class.server_error, 0);
+    // Broken lines are skipped, never a panic: unterminated, empty, valueless, negative,
+    // not finite, multi-byte text at every turn.
+    let broken = "troupe_http_requests_total{status=\"2é\n\
+                  troupe_http_requests_total{status=\"é\\\n\
+                  troupe_http_requests_total\n{\n}\n\n=\"\n\
+                  troupe_http_requests_total{status=\"200\"}\n\
+                  troupe_http_requests_total{status=\"200\"} -5\n\
+                  troupe_http_requests_total{status=\"200\"} NaN\n\
+                  troupe_http_requests_total{status=\"200\"} +Inf\n\
+                  troupe_http_requests_total{é=\"ü\",status=\"500\"} 1.0e1\n";
+    let counters = from_metrics_text(broken);
+    assert_eq!(counters.http_requests, 10, "{counters:?}");
+    assert_eq!(counters.http_by_class.server_error, 10);
 }
 
 #[test]
