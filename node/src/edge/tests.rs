@@ -52,7 +52,7 @@ pub(super) struct App(
 impl App {
     /// The router, with an admin's token added to every request that carries none (the
     /// routes' own tests; `bare` is for the tests of authentication itself).
-    pub(super) fn router(&self) -> Router {
+    fn router(&self) -> Router {
         self.0.clone().layer(axum::middleware::map_request(
             |mut request: Request<Body>| async move {
                 if !request.headers().contains_key(header::AUTHORIZATION) {
