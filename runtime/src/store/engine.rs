@@ -305,7 +305,6 @@ impl KeyspaceEngine for SledKeyspace {
         after: Option<&[u8]>,
         limit: usize,
     ) -> Result<Entries, StoreError> {
-        let mut out = Vec::new();
         let tree = self.tree()?;
         let iter = match after {
             Some(after) => {
@@ -315,17 +314,7 @@ impl KeyspaceEngine for SledKeyspace {
             }
             None => tree.range(prefix.to_vec()..),
         };
-        for item in iter {
-            let (k, v) = item.map_err(engine_err)?;
-            if !k.starts_with(prefix) || out.len() >= limit {
-                break;
-            }
-            if k == intent::INTENT_KEY {
-                continue;
-            }
-            out.push((k.to_vec(), v.to_vec()));
-        }
-        Ok(out)
+        collect(iter, prefix, limit)
     }
 
     fn scan_rev(
@@ -334,10 +323,9 @@ impl KeyspaceEngine for SledKeyspace {
         before: Option<&[u8]>,
         limit: usize,
     ) -> Result<Entries, StoreError> {
-        let mut out = Vec::new();
         let tree = self.tree()?;
         let end = match before {
-            Some(before) if before <= prefix => return Ok(out),
+            Some(before) if before <= prefix => return Ok(Vec::new()),
             Some(before) => Some(before.to_vec()),
             None => prefix_end(prefix),
         };
@@ -345,16 +333,27 @@ impl KeyspaceEngine for SledKeyspace {
             Some(end) => tree.range(prefix.to_vec()..end),
             None => tree.range(prefix.to_vec()..),
         };
-        for item in iter.rev() {
-            let (k, v) = item.map_err(engine_err)?;
-            if !k.starts_with(prefix) || out.len() >= limit {
-                break;
-            }
-            if k == intent::INTENT_KEY {
-                continue;
-            }
-            out.push((k.to_vec(), v.to_vec()));
-        }
-        Ok(out)
+        collect(iter.rev(), prefix, limit)
     }
+}
+
+/// Up to `limit` entries of `iter` while their keys start with `prefix` (the intent record
+/// left out).
+fn collect(
+    iter: impl Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>>,
+    prefix: &[u8],
+    limit: usize,
+) -> Result<Entries, StoreError> {
+    let mut out = Vec::new();
+    for item in iter {
+        let (k, v) = item.map_err(engine_err)?;
+        if !k.starts_with(prefix) || out.len() >= limit {
+            break;
+        }
+        if k == intent::INTENT_KEY {
+            continue;
+        }
+        out.push((k.to_vec(), v.to_vec()));
+    }
+    Ok(out)
 }
