@@ -22,6 +22,8 @@
 //!   (a watchdog whose answer came) deletes it with [`Context::cancel_timer`] in its own
 //!   batch, so it neither fires nor costs a write when it would have.
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 use tokio::time::Duration;
 
@@ -237,12 +239,14 @@ impl<E: Entity> Context<'_, E> {
 /// every second for a minute; it also fires when the shard next starts.
 pub(crate) fn arm<E: Entity>(
     outbound: &Outbound,
+    armed: &Arc<Armed>,
     key: Vec<u8>,
     due_ms: u64,
     request: EntityRequest,
 ) {
     let outbound = outbound.clone();
-    tokio::spawn(async move {
+    let request_timer = request.timer.clone();
+    let task = async move {
         let wait = Duration::from_millis(due_ms.saturating_sub(now_ms()));
         tokio::time::sleep(wait).await;
         let durable = request.timer.is_some();
@@ -265,8 +269,18 @@ pub(crate) fn arm<E: Entity>(
                 }
             }
         }
-    });
+    };
+    match request_timer {
+        // Durable: cancellable by its record's key.
+        Some(record) => armed.arm(record, task),
+        None => {
+            tokio::spawn(task);
+        }
+    }
 }
+
+mod armed;
+pub(crate) use armed::Armed;
 
 #[cfg(test)]
 mod tests;

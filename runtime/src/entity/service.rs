@@ -60,7 +60,9 @@ pub struct Shard {
     /// How long a tell may wait for room or a link.
     timeout: Duration,
     /// Arms a timer of the entity type.
-    arm: fn(&Outbound, Vec<u8>, u64, EntityRequest),
+    arm: fn(&Outbound, &Arc<effects::Armed>, Vec<u8>, u64, EntityRequest),
+    /// Its durable timers armed in memory (cancelled ones stop waiting).
+    armed: Arc<effects::Armed>,
     /// The next outbox record's number.
     next_outbox: u64,
     /// The next durable timer's number (to tell apart timers due the same millisecond).
@@ -81,6 +83,7 @@ impl Shard {
             entity: E::NAME,
             timeout: E::TIMEOUT,
             arm: effects::arm::<E>,
+            armed: Arc::default(),
             // Above every number given before, even if the outbox is empty now.
             next_outbox: keyspace.sequence_floor(),
             // Above every timer numbered before, in this process or an earlier one (a timer
@@ -148,7 +151,7 @@ impl Shard {
                 };
                 let mut request = record.request;
                 request.timer = Some(key);
-                effects::arm::<E>(outbound, id.key(), record.due_ms, request);
+                effects::arm::<E>(outbound, &self.armed, id.key(), record.due_ms, request);
             }
         }
         if timers > 0 {
@@ -316,6 +319,7 @@ impl<E: Entity> EntityService<E> {
             }
             for timer in &cancelled {
                 batch.delete(timer);
+                shard.armed.cancel(timer);
             }
             let (change, entries) = cx.into_change();
             match &change {
@@ -424,8 +428,14 @@ impl Shard {
                         continue;
                     };
                     let arm = self.arm;
+                    let armed = Arc::clone(&self.armed);
+                    if let Some(key) = &request.timer {
+                        armed.scheduled(key);
+                    }
                     let id_key = id_key.to_vec();
-                    released.push(Box::new(move || arm(&outbound, id_key, due_ms, request)));
+                    released.push(Box::new(move || {
+                        arm(&outbound, &armed, id_key, due_ms, request);
+                    }));
                 }
             }
         }

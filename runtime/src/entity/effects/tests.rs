@@ -6,6 +6,7 @@ use std::sync::atomic::Ordering;
 use serde::{Deserialize, Serialize};
 use tokio::time::{Duration, Instant};
 
+use crate::entity::effects::Armed;
 use crate::entity::testing::Harness;
 use crate::entity::tests::{Controlled, Held, one_node};
 use crate::entity::*;
@@ -412,37 +413,73 @@ async fn through_a_runtime_tells_and_timers_reach_their_shards() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_cancelled_durable_timer_is_gone_from_disk_and_does_nothing_when_it_fires() {
+async fn a_cancelled_durable_timer_is_gone_from_disk_and_never_fires() {
     let mut accounts = Harness::<Account>::new().await.unwrap();
-    let timer = accounts
-        .ask(id("ann"), Snooze { after_ms: 300 })
+    let early = accounts
+        .ask(id("ann"), Snooze { after_ms: 200 })
         .await
         .unwrap();
-    assert_eq!(accounts.timers().unwrap().len(), 1);
+    let late = accounts
+        .ask(id("ann"), Snooze { after_ms: 600 })
+        .await
+        .unwrap();
+    assert_eq!(accounts.timers().unwrap().len(), 2);
     // A refused command cancels nothing.
     let refused = Forget {
-        timer: timer.clone(),
+        timer: early.clone(),
         refuse: true,
     };
     assert!(accounts.ask(id("ann"), refused).await.is_err());
-    assert_eq!(accounts.timers().unwrap().len(), 1);
+    assert_eq!(accounts.timers().unwrap().len(), 2);
     let forget = Forget {
-        timer,
+        timer: early.clone(),
         refuse: false,
     };
     accounts.ask(id("ann"), forget).await.unwrap();
-    assert_eq!(
-        accounts.timers().unwrap(),
-        Vec::new(),
-        "its record is deleted"
-    );
-    // Nothing is armed from disk after a crash; the copy armed in memory before still fires,
-    // and finds its record gone.
-    accounts.crash().await.unwrap();
-    wait_for("the in-memory copy to fire", async || {
-        accounts.posted().len() == 1
+    assert_eq!(accounts.timers().unwrap().len(), 1, "its record is deleted");
+    // The later timer fires; the cancelled one, due before it, never did.
+    wait_for("the later timer to fire", async || {
+        !accounts.posted().is_empty()
     })
     .await;
+    let fired: Vec<Option<Vec<u8>>> = accounts
+        .posted()
+        .iter()
+        .map(|p| {
+            let request: EntityRequest = crate::service::decode(&p.request).unwrap();
+            request.timer
+        })
+        .collect();
+    assert_eq!(fired, vec![Some(late.0.clone())]);
+    // Nothing of the cancelled one is armed from disk after a crash either.
     assert_eq!(accounts.deliver_to_self().await, Ok(1));
-    assert_eq!(accounts.ask(id("ann"), Read).await.unwrap().reminders, 0);
+    accounts.crash().await.unwrap();
+    assert_eq!(accounts.timers().unwrap(), Vec::new());
+    assert_eq!(accounts.ask(id("ann"), Read).await.unwrap().reminders, 1);
+}
+
+#[tokio::test]
+async fn a_timer_cancelled_before_its_batch_was_durable_is_never_armed() {
+    let armed = Arc::new(Armed::default());
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<&str>();
+    armed.scheduled(b"t/a");
+    armed.scheduled(b"t/b");
+    armed.cancel(b"t/a");
+    let (a, b) = (tx.clone(), tx);
+    armed.arm(b"t/a".to_vec(), async move {
+        a.send("a").unwrap();
+    });
+    armed.arm(b"t/b".to_vec(), async move {
+        b.send("b").unwrap();
+    });
+    // Both senders are gone once b ran and a was dropped unarmed: the channel closes.
+    let mut ran = Vec::new();
+    while let Some(which) = rx.recv().await {
+        ran.push(which);
+    }
+    assert_eq!(ran, vec!["b"]);
+    wait_for("the finished task to be forgotten", async || {
+        armed.len() == 0
+    })
+    .await;
 }
