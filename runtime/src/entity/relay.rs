@@ -34,6 +34,7 @@ use crate::backoff::Backoff;
 use crate::events::{Bus, Delivery, Event, Outcome, Route, Topic, Verdict};
 use crate::service::{CallError, Outbound, To};
 use crate::store::{Keyspace, WriteBatch};
+use crate::telemetry::{self, KeyValue, Kind, Span};
 pub use records::DeadLetter;
 pub(crate) use records::{DEAD_PREFIX, applied_key, dead_key, redriven_key};
 
@@ -342,16 +343,50 @@ impl Relay {
                     Route::Any => To::Any,
                 };
                 progress.in_flight = true;
-                let answer = self
-                    .outbound
-                    .call(deliverer.service, to, request, DELIVERY_TIMEOUT);
+                // The delivery's span, a child of the command that published the event (if
+                // that is known: not for events read back from disk).
+                let (context, mut span) = match pending.record.trace {
+                    Some(parent) => {
+                        let context = parent.child();
+                        let record = &pending.record;
+                        let span =
+                            Span::start(context, Some(parent.span_id), Kind::Internal, || {
+                                (
+                                    format!("deliver {}", record.topic).into(),
+                                    vec![
+                                        KeyValue::new("troupe.event.topic", record.topic.clone()),
+                                        KeyValue::new(
+                                            "troupe.event.subscription",
+                                            progress.subscription.clone(),
+                                        ),
+                                        KeyValue::new("troupe.event.subscriber", deliverer.service),
+                                        KeyValue::new(
+                                            "troupe.event.attempt",
+                                            i64::from(progress.failures) + 1,
+                                        ),
+                                    ],
+                                )
+                            });
+                        (Some(context), span)
+                    }
+                    None => (None, Span::default()),
+                };
+                let answer = telemetry::with(context, || {
+                    self.outbound
+                        .call(deliverer.service, to, request, DELIVERY_TIMEOUT)
+                });
                 let judge = deliverer.judge;
                 let subscription = progress.subscription.clone();
                 self.in_flight.spawn(async move {
+                    let verdict = answer.await.map(|bytes| judge(&bytes));
+                    if let Err(e) = &verdict {
+                        span.fail(e);
+                    }
+                    drop(span);
                     Done {
                         seq,
                         subscription,
-                        verdict: answer.await.map(|bytes| judge(&bytes)),
+                        verdict,
                     }
                 });
             }
