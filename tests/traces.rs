@@ -47,7 +47,10 @@ impl Received {
     }
 
     fn trace(&self, trace: &str) -> Vec<Got> {
-        self.all().into_iter().filter(|s| s.trace == trace).collect()
+        self.all()
+            .into_iter()
+            .filter(|s| s.trace == trace)
+            .collect()
     }
 }
 
@@ -141,7 +144,13 @@ async fn cluster(endpoint: &str) -> TestCluster {
         cluster.all_up(&names)
     })
     .await;
-    for service in ["orders", "products", "wallets", "order-views", "notifications"] {
+    for service in [
+        "orders",
+        "products",
+        "wallets",
+        "order-views",
+        "notifications",
+    ] {
         wait_until(
             &format!("{service}'s shards to be placed"),
             Duration::from_secs(60),
@@ -382,7 +391,11 @@ async fn one_order_is_one_trace_across_three_nodes_and_the_edge_continues_a_call
     let caller_trace = format!("{:032x}", rand_u128());
     let caller_span = "00f067aa0ba902b7";
     let response = client()
-        .get(cluster.node("n1").url(&format!("/api/v1/products/{product}")))
+        .get(
+            cluster
+                .node("n1")
+                .url(&format!("/api/v1/products/{product}")),
+        )
         .bearer_auth(&admin)
         .header("traceparent", format!("00-{caller_trace}-{caller_span}-01"))
         .send()
@@ -394,7 +407,9 @@ async fn one_order_is_one_trace_across_three_nodes_and_the_edge_continues_a_call
     assert_ne!(span_id, caller_span);
     wait_until("the continued trace", Duration::from_secs(30), || async {
         let spans = received.trace(&caller_trace);
-        spans.iter().any(|s| s.span == span_id && s.parent == caller_span)
+        spans
+            .iter()
+            .any(|s| s.span == span_id && s.parent == caller_span)
             && spans.iter().any(|s| {
                 s.parent == span_id
                     && s.attributes.get("troupe.service").map(String::as_str) == Some("products")
@@ -409,7 +424,11 @@ async fn one_order_is_one_trace_across_three_nodes_and_the_edge_continues_a_call
         "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
     ] {
         let response = client()
-            .get(cluster.node("n1").url(&format!("/api/v1/products/{product}")))
+            .get(
+                cluster
+                    .node("n1")
+                    .url(&format!("/api/v1/products/{product}")),
+            )
             .bearer_auth(&admin)
             .header("traceparent", bad)
             .send()
@@ -454,18 +473,22 @@ async fn an_absent_collector_neither_slows_nor_fails_requests_nor_the_shutdown()
     })
     .await;
     // The spans that could not leave are counted as dropped.
-    wait_until("dropped spans to be counted", Duration::from_secs(30), || async {
-        let mut dropped = 0.0;
-        for id in ["n1", "n2", "n3"] {
-            let text = cluster.metrics(id).await;
-            dropped += support::metric(
-                &text,
-                "troupe_trace_spans_dropped_total{reason=\"export_failed\"}",
-            )
-            .unwrap_or(0.0);
-        }
-        dropped > 0.0
-    })
+    wait_until(
+        "dropped spans to be counted",
+        Duration::from_secs(30),
+        || async {
+            let mut dropped = 0.0;
+            for id in ["n1", "n2", "n3"] {
+                let text = cluster.metrics(id).await;
+                dropped += support::metric(
+                    &text,
+                    "troupe_trace_spans_dropped_total{reason=\"export_failed\"}",
+                )
+                .unwrap_or(0.0);
+            }
+            dropped > 0.0
+        },
+    )
     .await;
     // And a node still stops promptly.
     cluster.proc("n2").signal(Signal::SIGTERM);

@@ -33,6 +33,6 @@ pub mod logging;
 pub mod metrics;
 pub mod secrets;
 pub mod serve;
-mod traces;
 mod status;
+mod traces;
 pub mod up;

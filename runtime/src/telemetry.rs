@@ -200,10 +200,13 @@ mod tests {
     #[tokio::test]
     async fn spawned_and_synchronous_work_can_carry_the_context() {
         let root = TraceContext::new_root();
-        let spawned = scope(root, async { tokio::spawn(carried(async { current() })) }).await;
-        assert_eq!(spawned.await.ok().flatten(), Some(root));
-        let lost = scope(root, async { tokio::spawn(async { current() }) }).await;
-        assert_eq!(lost.await.ok().flatten(), None);
+        let spawned = scope(root, async {
+            tokio::spawn(carried(async { current() })).await
+        })
+        .await;
+        assert_eq!(spawned.ok().flatten(), Some(root));
+        let lost = scope(root, async { tokio::spawn(async { current() }).await }).await;
+        assert_eq!(lost.ok().flatten(), None);
         assert_eq!(with(Some(root), current), Some(root));
         assert_eq!(with(None, current), None);
     }

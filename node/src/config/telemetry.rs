@@ -61,7 +61,9 @@ fn traces_url(endpoint: &str) -> Result<Option<String>, String> {
         return Ok(None);
     }
     let Some(rest) = endpoint.strip_prefix("http://") else {
-        return Err("an http:// URL is needed (OTLP over HTTP, such as http://127.0.0.1:4318)".into());
+        return Err(
+            "an http:// URL is needed (OTLP over HTTP, such as http://127.0.0.1:4318)".into(),
+        );
     };
     if rest.is_empty() || rest.starts_with('/') || endpoint.chars().any(char::is_whitespace) {
         return Err("the URL names no host".into());

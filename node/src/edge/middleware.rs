@@ -88,7 +88,9 @@ pub async fn edge(request: Request, next: Next) -> Response {
         response.headers_mut().insert(X_REQUEST_ID.clone(), value);
     }
     if let Ok(value) = HeaderValue::from_str(&context.to_traceparent()) {
-        response.headers_mut().insert(trace::TRACEPARENT.clone(), value);
+        response
+            .headers_mut()
+            .insert(trace::TRACEPARENT.clone(), value);
     }
     response
 }

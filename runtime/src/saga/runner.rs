@@ -71,10 +71,10 @@ impl<S: Saga> Service for SagaRunner<S> {
         let runtime = self.runtime.clone();
         let saga = Arc::clone(&self.saga);
         // The step's span, a child of this message's: what the step asks joins the trace.
-        let traced = crate::telemetry::Span::child_of_current(
-            crate::telemetry::Kind::Internal,
-            || step_span::<S>(&data, &run),
-        );
+        let traced =
+            crate::telemetry::Span::child_of_current(crate::telemetry::Kind::Internal, || {
+                step_span::<S>(&data, &run)
+            });
         let (context, span) = traced.unzip();
         let work = async move {
             let mut span = span.unwrap_or_default();

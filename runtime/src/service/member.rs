@@ -8,7 +8,7 @@ use tokio::time::Instant;
 
 use super::mailbox::RELEASE_EVERY;
 use super::{CallError, MailboxLimit, MemberInfo, ReplyTo, RequestContext, Service};
-use crate::telemetry::{self, Kind, KeyValue, Span, TraceContext};
+use crate::telemetry::{self, KeyValue, Kind, Span, TraceContext};
 
 /// One request to a member.
 pub(crate) struct Envelope<S: Service> {

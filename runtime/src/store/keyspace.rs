@@ -133,12 +133,12 @@ impl Keyspace {
         }
         let number = batches::next(self.store.inner.generation, &self.batches);
         // The commit's span, a child of the work that wrote (ends once durable).
-        let span = crate::telemetry::Span::child_of_current(
-            crate::telemetry::Kind::Internal,
-            || commit_span(&self.name, &batch.ops),
-        )
-        .map(|(_, span)| span)
-        .unwrap_or_default();
+        let span =
+            crate::telemetry::Span::child_of_current(crate::telemetry::Kind::Internal, || {
+                commit_span(&self.name, &batch.ops)
+            })
+            .map(|(_, span)| span)
+            .unwrap_or_default();
         self.engine.apply(&batch.ops)?;
         Ok(Durable {
             seq: commit.note_write(),

@@ -1,6 +1,8 @@
 use std::sync::Mutex;
 
-use opentelemetry::trace::{SpanContext, SpanId, SpanKind, Status, TraceFlags, TraceId, TraceState};
+use opentelemetry::trace::{
+    SpanContext, SpanId, SpanKind, Status, TraceFlags, TraceId, TraceState,
+};
 use opentelemetry::{InstrumentationScope, Value};
 use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
 use opentelemetry_sdk::trace::{SpanEvents, SpanLinks};
@@ -103,8 +105,14 @@ fn spans_are_exported_in_batches_with_the_node_as_resource() {
         seen.lock().unwrap_or_else(|p| p.into_inner()).len() == 10
     });
     let resource = resource.lock().unwrap_or_else(|p| p.into_inner()).clone();
-    assert!(resource.contains(&("service.name".into(), "troupe".into())), "{resource:?}");
-    assert!(resource.contains(&("service.instance.id".into(), "n7".into())), "{resource:?}");
+    assert!(
+        resource.contains(&("service.name".into(), "troupe".into())),
+        "{resource:?}"
+    );
+    assert!(
+        resource.contains(&("service.instance.id".into(), "n7".into())),
+        "{resource:?}"
+    );
     assert!(exporting.shutdown(Duration::from_secs(5)));
 }
 
@@ -117,7 +125,9 @@ fn a_stuck_exporter_drops_spans_and_never_holds_up_the_sender_or_the_shutdown() 
     };
     let exporting = start(move || Ok(recorder), settings(8));
     // The worker takes some and hangs in its export; the queue fills; the rest are dropped.
-    let accepted = (0..200u8).filter(|n| exporting.queue().push(span(*n))).count();
+    let accepted = (0..200u8)
+        .filter(|n| exporting.queue().push(span(*n)))
+        .count();
     assert!(accepted < 200, "all {accepted} spans were queued");
     assert!(accepted >= 8, "only {accepted} spans were queued");
     // The shutdown gives up after its grace.
@@ -142,7 +152,10 @@ fn failed_exports_are_survived() {
 
 #[test]
 fn an_exporter_that_cannot_be_built_still_takes_spans_off_the_queue() {
-    let exporting = start(|| Err::<Recorder, _>("bad endpoint".to_string()), settings(4));
+    let exporting = start(
+        || Err::<Recorder, _>("bad endpoint".to_string()),
+        settings(4),
+    );
     for n in 1..=50 {
         // Never waits; some may be dropped, but the queue drains.
         let _ = exporting.queue().push(span(n));
