@@ -380,6 +380,22 @@ async fn one_order_is_one_trace_across_three_nodes_and_the_edge_continues_a_call
             "no actor message on {node}"
         );
     }
+    // The request's log line on n1 carries its trace and span ids.
+    let trace_field = format!("\"trace_id\":\"{}\"", roots[0].trace);
+    let span_field = format!("\"span_id\":\"{}\"", roots[0].span);
+    wait_until(
+        "n1's log line of the request",
+        Duration::from_secs(10),
+        || {
+            let logged = cluster.log("n1").lines().any(|line| {
+                line.contains("\"served\"")
+                    && line.contains(&trace_field)
+                    && line.contains(&span_field)
+            });
+            async move { logged }
+        },
+    )
+    .await;
     let step = spans
         .iter()
         .find(|s| s.attributes.contains_key("troupe.saga.step"))

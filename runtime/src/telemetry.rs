@@ -195,6 +195,14 @@ mod tests {
         // One pointer, null: nothing allocated.
         assert_eq!(std::mem::size_of::<Span>(), std::mem::size_of::<usize>());
         assert!(Span::child_of_current(Kind::Internal, || unreachable!()).is_none());
+        // Within a trace: the work goes on under the current context, and no id is drawn.
+        let root = TraceContext::new_root();
+        let (context, span) = with(Some(root), || {
+            Span::child_of_current(Kind::Internal, || unreachable!())
+        })
+        .unwrap();
+        assert_eq!(context, root);
+        assert!(!span.is_recording());
     }
 
     #[tokio::test]

@@ -69,13 +69,17 @@ impl Span {
         })))
     }
 
-    /// A child of the current span: a new context in the current trace, and its span. None
-    /// (and nothing built) if no trace context is current.
+    /// A child of the current span: a new context in the current trace, and its span; while
+    /// spans are not recorded, the current context itself and an empty span (no new id is
+    /// drawn: the work is logged under its parent's ids). None if no trace context is current.
     pub fn child_of_current(
         kind: Kind,
         describe: impl FnOnce() -> (Cow<'static, str>, Vec<KeyValue>),
     ) -> Option<(TraceContext, Span)> {
         let parent = super::current()?;
+        if !parent.sampled || !export::enabled() {
+            return Some((parent, Span(None)));
+        }
         let context = parent.child();
         Some((
             context,
