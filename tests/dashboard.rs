@@ -1,7 +1,10 @@
 //! The dashboard (`GET /`) in a real browser: headless Chromium (Debian's `chromium` package;
 //! `.ci/run` installs it when missing) loads the page from n1 of a 3-node cluster, is signed in
 //! with a pasted admin token, shows n1, n2 and n3 up; n3 is SIGKILLed and the page shows it
-//! down. Screenshots of both moments are written to `$CARGO_TARGET_TMPDIR/dashboard/`
+//! down. Between the two, requests served by n2 and n3 only show as request rates of n2, n3 and
+//! the cluster on n1's page (through `/admin/metrics/cluster`), and n3 is then marked
+//! unavailable in the rates table; the page's rate computation (`lib.js`) is checked in the
+//! page itself. Screenshots of both moments are written to `$CARGO_TARGET_TMPDIR/dashboard/`
 //! (`target/tmp/dashboard/` by default).
 //!
 //! The browser is driven over the Chrome DevTools Protocol on a websocket to 127.0.0.1 (the
@@ -11,6 +14,11 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a panic is how a test fails
 
 mod support;
+
+/// The cluster's rates on the page: what it shows, the traffic to move them, and its rate
+/// computation checked in the page.
+#[path = "dashboard/rates.rs"]
+mod rates;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -338,6 +346,24 @@ async fn the_dashboard_shows_the_nodes_and_a_killed_node_down() {
         !address.as_str().unwrap_or_default().contains(&admin),
         "the token is in the address: {address}"
     );
+    rates::check_rate_computation(&mut page).await;
+    // Requests served by n2 and n3 only: the page on n1 shows their rates and the cluster's.
+    let traffic = tokio::spawn(rates::requests_to(vec![
+        cluster.node("n2").url("/health/live"),
+        cluster.node("n3").url("/health/live"),
+    ]));
+    page.wait_for(
+        "request rates of n2, n3 and the cluster on n1's page",
+        Duration::from_secs(60),
+        rates::CLUSTER_RATES,
+        |v| {
+            ["n2", "n3", "*"]
+                .iter()
+                .all(|n| v[*n].as_f64().is_some_and(|r| r > 0.0))
+        },
+    )
+    .await;
+    traffic.abort();
     let up = page.screenshot(&output.join("all-up.png")).await;
     assert!(up.starts_with(b"\x89PNG"), "not a PNG");
 
@@ -349,6 +375,20 @@ async fn the_dashboard_shows_the_nodes_and_a_killed_node_down() {
         |v| statuses_are(v, &[("n1", "up"), ("n2", "up"), ("n3", "down")]),
     )
     .await;
+    // The rates table marks n3 in place (no row comes or goes).
+    let rows = page
+        .wait_for(
+            "n3 unavailable in the rates table",
+            Duration::from_secs(60),
+            "Object.fromEntries([...document.querySelectorAll('#cluster-rates tbody tr')]\
+             .map(r => [r.dataset.node, r.dataset.state]))",
+            |v| v["n3"] == "unavailable",
+        )
+        .await;
+    assert_eq!(
+        rows,
+        json!({"n1": "counted", "n2": "counted", "n3": "unavailable"})
+    );
     let path = output.join("n3-down.png");
     let down = page.screenshot(&path).await;
     assert!(

@@ -22,7 +22,10 @@
 //! `Reserve` is [`InventoryError::TooManyReservations`], 503: try later) and the newest
 //! [`MAX_SETTLED_RESERVATIONS`] settled (released or committed) ones, dropping the oldest
 //! settled first. A key whose settled record was dropped is unknown again: a saga's resend
-//! comes within its step deadline, long before a thousand later reservations push it out.
+//! comes within its step deadline, long before ten thousand later reservations push it out.
+//!
+//! Each reservation is an entry of its own beside the product's state ([`Recent`]): a
+//! command reads and writes the few records it touches, never the product's whole history.
 //!
 //! ```no_run
 //! # async fn demo(runtime: &troupe_runtime::Runtime) -> Result<(), Box<dyn std::error::Error>> {
@@ -44,12 +47,11 @@ mod skus;
 #[cfg(test)]
 mod tests;
 
-use std::collections::BTreeMap;
-
 use serde::{Deserialize, Serialize};
 use troupe_runtime::entity::{Command, Commands, Context, DomainError, DomainKind, Entity};
 
 use crate::ids::{Id, now_ms};
+use crate::recent::Recent;
 
 pub use reservations::{Commit, Release, Reserve, Reserved};
 pub use skus::{
@@ -70,7 +72,7 @@ pub const MAX_KEY_BYTES: usize = 200;
 /// The most reservations a product holds open at once.
 pub const MAX_OPEN_RESERVATIONS: usize = 10_000;
 /// The most settled (released or committed) reservations a product remembers.
-pub const MAX_SETTLED_RESERVATIONS: usize = 1_000;
+pub const MAX_SETTLED_RESERVATIONS: usize = 10_000;
 
 /// The product entity, by product id.
 #[derive(Debug, Clone, Copy, Default)]
@@ -87,10 +89,11 @@ pub struct ProductState {
     pub price_cents: u64,
     /// The units available to reserve now.
     pub stock: u64,
-    /// The reservations it remembers, by key.
-    pub reservations: BTreeMap<String, Reservation>,
-    /// The number the next reservation record gets (orders settled records for dropping).
-    pub next_seq: u64,
+    /// The reservations it holds open now (each an entry of its own, with the settled ones
+    /// it remembers, by key and by the order they settled).
+    pub open: u64,
+    /// The counters of the settled reservations it remembers.
+    pub settled: Recent,
     /// When it was created, in milliseconds since the Unix epoch.
     pub created_at_ms: u64,
 }
@@ -102,8 +105,6 @@ pub struct Reservation {
     pub quantity: u64,
     /// Where it stands.
     pub status: ReservationStatus,
-    /// Its record's number: the lowest settled one is dropped first.
-    pub seq: u64,
 }
 
 /// Where a reservation stands.
@@ -354,8 +355,8 @@ impl Command<Product> for Create {
             name,
             price_cents: self.price_cents,
             stock: self.stock,
-            reservations: BTreeMap::new(),
-            next_seq: 0,
+            open: 0,
+            settled: Recent::default(),
             created_at_ms: now_ms(),
         };
         let view = ProductView::of(*cx.id(), &state);

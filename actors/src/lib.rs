@@ -19,4 +19,5 @@ pub mod notifications;
 pub mod order_views;
 pub mod orders;
 pub mod payments;
+pub mod recent;
 pub mod users;

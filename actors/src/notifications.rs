@@ -11,19 +11,18 @@
 //! (order, kind) pairs of the newest [`MAX_REMEMBERED`], so that an event redelivered long
 //! after its notification dropped out of the list still adds nothing.
 
-use std::collections::VecDeque;
-
 use serde::{Deserialize, Serialize};
 use troupe_runtime::entity::{Command, Commands, Context, DomainError, DomainKind, Entity};
 use troupe_runtime::events::Event;
 
 use crate::ids::Id;
 use crate::orders::{self, OrderEvent, OrderStatus};
+use crate::recent::Recent;
 
 /// The most notifications an inbox lists.
 pub const MAX_NOTIFICATIONS: usize = 1_000;
 /// The most (order, kind) pairs an inbox remembers having told.
-pub const MAX_REMEMBERED: usize = 2_000;
+pub const MAX_REMEMBERED: usize = 10_000;
 /// The subscription that feeds the inboxes (topic pattern [`PATTERN`]).
 pub const SUBSCRIPTION: &str = "notifications";
 /// The topics the inboxes follow (`order.created` is skipped by the mapping).
@@ -67,13 +66,25 @@ pub struct Notification {
     pub created_at_ms: u64,
 }
 
-/// A user's notifications.
+/// A user's inbox: its counters (the notifications and the pairs told are its entries).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Inbox {
-    /// Newest first.
-    pub notifications: VecDeque<Notification>,
-    /// The (order, kind) pairs told, oldest first.
-    pub told: VecDeque<(Id, NotificationKind)>,
+    /// The number of the oldest notification listed.
+    pub floor: u64,
+    /// The number the next notification gets.
+    pub next: u64,
+    /// The (order, kind) pairs told.
+    pub told: Recent,
+}
+
+/// The prefix of the notifications' entry names, numbered in the order they were told.
+const LISTED: &[u8] = b"m/";
+/// The tag of the pairs told among the inbox's entries.
+const TOLD: u8 = b't';
+
+/// The entry name of notification number `seq`.
+fn listed_name(seq: u64) -> Vec<u8> {
+    [LISTED, &seq.to_be_bytes()].concat()
 }
 
 /// What notifications refuse.
@@ -145,16 +156,19 @@ impl Command<Notifications> for Apply {
         let Some(notification) = notification_of(&self.0) else {
             return Ok(false);
         };
-        let pair = (notification.order_id, notification.kind);
-        if cx.state().is_some_and(|inbox| inbox.told.contains(&pair)) {
+        let pair = format!("{}/{}", notification.order_id, notification.kind.as_str());
+        if Recent::get::<()>(cx, TOLD, &pair).is_some() {
             return Ok(false);
         }
         let mut inbox = cx.state().cloned().unwrap_or_default();
-        inbox.notifications.push_front(notification);
-        inbox.notifications.truncate(MAX_NOTIFICATIONS);
-        inbox.told.push_back(pair);
-        while inbox.told.len() > MAX_REMEMBERED {
-            inbox.told.pop_front();
+        inbox
+            .told
+            .remember(cx, TOLD, &pair, (), MAX_REMEMBERED as u64);
+        cx.put_entry(&listed_name(inbox.next), &notification);
+        inbox.next += 1;
+        while inbox.next - inbox.floor > MAX_NOTIFICATIONS as u64 {
+            cx.delete_entry(&listed_name(inbox.floor));
+            inbox.floor += 1;
         }
         cx.set(inbox);
         Ok(true)
@@ -182,9 +196,10 @@ impl Command<Notifications> for List {
             return Err(NotificationError::BadLimit(self.limit));
         }
         Ok(cx
-            .state()
-            .map(|i| i.notifications.iter().take(self.limit).cloned().collect())
-            .unwrap_or_default())
+            .entries_rev::<Notification>(LISTED, None, self.limit)
+            .into_iter()
+            .map(|(_, notification)| notification)
+            .collect())
     }
 }
 

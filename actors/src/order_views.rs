@@ -10,6 +10,10 @@
 //!
 //! Bound: a view keeps the newest [`MAX_ORDERS`] orders of its user (by placing time); older
 //! ones drop out of the list (the orders themselves stay).
+//!
+//! Each order's summary is an entry of the view (`troupe_runtime::entity::entries`), named by
+//! its placing time and id so that the entries' order is the list's, with a second entry by
+//! order id to find it: an event reads and writes its own order's entries, never the list.
 
 use serde::{Deserialize, Serialize};
 use troupe_runtime::entity::{Command, Commands, Context, DomainError, DomainKind, Entity};
@@ -42,11 +46,31 @@ pub struct OrderSummary {
     pub created_at_ms: u64,
 }
 
-/// A user's orders, newest first.
+/// A user's view: how many orders it lists (the summaries are its entries).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct View {
-    /// Newest first (by placing time, then id).
-    pub orders: Vec<OrderSummary>,
+    /// How many orders it lists.
+    pub count: u64,
+}
+
+/// The prefix of the summaries' entry names, in list order (oldest first).
+const SUMMARIES: &[u8] = b"o/";
+/// The prefix of the entry names that give an order's placing time by its id.
+const PLACED: &[u8] = b"i/";
+
+/// The entry name of the summary of order `id` placed at `created_at_ms`.
+fn summary_name(created_at_ms: u64, id: Id) -> Vec<u8> {
+    let mut name = SUMMARIES.to_vec();
+    name.extend_from_slice(&created_at_ms.to_be_bytes());
+    name.extend_from_slice(id.0.as_bytes());
+    name
+}
+
+/// The entry name of the placing time of order `id`.
+fn placed_name(id: Id) -> Vec<u8> {
+    let mut name = PLACED.to_vec();
+    name.extend_from_slice(id.0.as_bytes());
+    name
 }
 
 /// What the read model refuses.
@@ -90,27 +114,37 @@ impl Command<OrderViews> for Apply {
 
     fn handle(self, cx: &mut Context<'_, OrderViews>) -> Result<(), ViewError> {
         let event = self.0;
-        let view = cx.state();
-        let known = view.and_then(|v| v.orders.iter().position(|o| o.id == event.order_id));
-        if let (Some(view), Some(at)) = (view, known)
-            && rank(event.status) <= rank(view.orders[at].status)
-        {
-            // Heard already, or older than what was heard: nothing changes.
+        let known = cx
+            .entry::<u64>(&placed_name(event.order_id))
+            .map(|at| summary_name(at, event.order_id));
+        if let Some(name) = known {
+            let Some(mut summary) = cx.entry::<OrderSummary>(&name) else {
+                return Ok(());
+            };
+            if rank(event.status) <= rank(summary.status) {
+                // Heard already, or older than what was heard: nothing changes.
+                return Ok(());
+            }
+            summary.status = event.status;
+            cx.put_entry(&name, &summary);
             return Ok(());
         }
+        let summary = OrderSummary {
+            id: event.order_id,
+            status: event.status,
+            total_cents: event.total_cents,
+            created_at_ms: event.created_at_ms,
+        };
+        cx.put_entry(&summary_name(summary.created_at_ms, summary.id), &summary);
+        cx.put_entry(&placed_name(summary.id), &summary.created_at_ms);
         let mut view = cx.state().cloned().unwrap_or_default();
-        match known {
-            Some(at) => view.orders[at].status = event.status,
-            None => {
-                view.orders.push(OrderSummary {
-                    id: event.order_id,
-                    status: event.status,
-                    total_cents: event.total_cents,
-                    created_at_ms: event.created_at_ms,
-                });
-                view.orders
-                    .sort_by_key(|o| std::cmp::Reverse((o.created_at_ms, o.id.0)));
-                view.orders.truncate(MAX_ORDERS);
+        view.count += 1;
+        if view.count > MAX_ORDERS as u64 {
+            // The oldest drops out (perhaps the one just heard of, if it is that old).
+            for (name, oldest) in cx.entries::<OrderSummary>(SUMMARIES, None, 1) {
+                cx.delete_entry(&name);
+                cx.delete_entry(&placed_name(oldest.id));
+                view.count -= 1;
             }
         }
         cx.set(view);
@@ -136,9 +170,10 @@ impl Command<OrderViews> for List {
             return Err(ViewError::BadLimit(self.limit));
         }
         Ok(cx
-            .state()
-            .map(|v| v.orders.iter().take(self.limit).cloned().collect())
-            .unwrap_or_default())
+            .entries_rev::<OrderSummary>(SUMMARIES, None, self.limit)
+            .into_iter()
+            .map(|(_, summary)| summary)
+            .collect())
     }
 }
 

@@ -148,12 +148,12 @@ impl Entity for Wallet {
 /// Applies `apply` to a copy of the wallet's ledger and stores it if that succeeded.
 fn change<T>(
     cx: &mut Context<'_, Wallet>,
-    apply: impl FnOnce(&mut Ledger, Id) -> Result<T, PaymentError>,
+    apply: impl FnOnce(&mut Ledger, &mut Context<'_, Wallet>, Id) -> Result<T, PaymentError>,
 ) -> Result<T, PaymentError> {
     let wallet = *cx.id();
     let mut ledger = cx.state().cloned().ok_or(PaymentError::NotFound(wallet))?;
     let before = ledger.clone();
-    let answer = apply(&mut ledger, wallet)?;
+    let answer = apply(&mut ledger, cx, wallet)?;
     // A repeat that changed nothing writes nothing.
     if ledger != before {
         cx.set(ledger);
@@ -198,7 +198,7 @@ impl Command<Wallet> for Deposit {
     type Reply = u64;
 
     fn handle(self, cx: &mut Context<'_, Wallet>) -> Result<u64, PaymentError> {
-        change(cx, |ledger, wallet| {
+        change(cx, |ledger, _, wallet| {
             ledger.deposit(wallet, self.amount_cents)
         })
     }
@@ -219,8 +219,8 @@ impl Command<Wallet> for Charge {
     type Reply = Receipt;
 
     fn handle(self, cx: &mut Context<'_, Wallet>) -> Result<Receipt, PaymentError> {
-        change(cx, |ledger, wallet| {
-            ledger.charge(wallet, &self.key, self.amount_cents)
+        change(cx, |ledger, book, wallet| {
+            ledger.charge(book, wallet, &self.key, self.amount_cents)
         })
     }
 }
@@ -238,7 +238,9 @@ impl Command<Wallet> for Refund {
     type Reply = Receipt;
 
     fn handle(self, cx: &mut Context<'_, Wallet>) -> Result<Receipt, PaymentError> {
-        change(cx, |ledger, wallet| ledger.refund(wallet, &self.key))
+        change(cx, |ledger, book, wallet| {
+            ledger.refund(book, wallet, &self.key)
+        })
     }
 }
 

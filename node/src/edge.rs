@@ -6,10 +6,13 @@
 //!
 //! Every route is registered from its handler's OpenAPI annotation, and the node serves the
 //! document they make at `/openapi.json`, with a Swagger UI at `/docs` ([`openapi`]), and a
-//! live dashboard at `/` ([`dashboard`]).
+//! live dashboard at `/` ([`dashboard`]), which reads the cluster's counters gathered by its
+//! node (`cluster_metrics`: the edge's own built-in service, `troupe.counters`, answers the
+//! peers).
 
 mod admin;
 pub(crate) mod api;
+mod cluster_metrics;
 mod dashboard;
 pub mod error;
 mod events;
@@ -97,6 +100,42 @@ impl AppState {
     pub(crate) fn http_addr_of(&self, node: &str) -> Option<SocketAddr> {
         self.inner.http_addrs.get(node).copied()
     }
+
+    /// A handle that does not keep the state alive: for what the runtime holds (the runtime
+    /// is part of the state, so a strong one would be a cycle).
+    pub(crate) fn downgrade(&self) -> WeakAppState {
+        WeakAppState(Arc::downgrade(&self.inner))
+    }
+
+    /// Hosts the edge's own service on this node (`troupe.counters`, which answers the
+    /// peers' `cluster_metrics` requests). Its spec must be among the runtime's settings:
+    /// [`declare_services`].
+    pub async fn host_services(&self) -> troupe_runtime::Result<()> {
+        self.runtime()
+            .host(cluster_metrics::Counters::new(self))
+            .await
+            .map(|_| ())
+    }
+}
+
+/// [`AppState`], weakly.
+#[derive(Clone, Debug)]
+pub(crate) struct WeakAppState(std::sync::Weak<Inner>);
+
+impl WeakAppState {
+    /// The state, unless it was dropped.
+    pub(crate) fn upgrade(&self) -> Option<AppState> {
+        self.0.upgrade().map(|inner| AppState { inner })
+    }
+}
+
+/// Adds the edge's own services to those the runtime will know (before it starts), so that
+/// [`AppState::host_services`] can host them.
+pub fn declare_services(settings: &mut troupe_runtime::RuntimeSettings) {
+    settings.services.insert(
+        cluster_metrics::Counters::NAME.to_string(),
+        cluster_metrics::Counters::spec(),
+    );
 }
 
 /// The edge's routes and middleware.
@@ -133,6 +172,7 @@ fn documented_routes(state: &AppState, http: &HttpSettings) -> OpenApiRouter<App
         ));
     let admin = OpenApiRouter::new()
         .routes(routes!(admin::cluster))
+        .routes(routes!(cluster_metrics::cluster_metrics))
         .routes(routes!(admin::chaos_kill))
         .routes(routes!(admin::echo))
         .routes(routes!(kv::get, kv::put))

@@ -55,9 +55,10 @@ pub async fn run(
         ),
         source => tracing::debug!(?source, "cluster cookie loaded"),
     }
-    let settings = config
+    let mut settings = config
         .runtime_settings(&options.id, cookie)
         .map_err(BadConfig)?;
+    edge::declare_services(&mut settings);
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
@@ -112,6 +113,7 @@ pub async fn run(
         .collect();
     let tokens = crate::auth::tokens(&config).map_err(BadConfig)?;
     let state = AppState::new(runtime.clone(), tokens, http_addrs, metrics);
+    state.host_services().await?;
     if business {
         let (email, password, source) =
             crate::bootstrap::admin_credentials(&config).map_err(BadConfig)?;

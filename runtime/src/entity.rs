@@ -88,6 +88,7 @@
 
 mod call;
 pub mod effects;
+pub mod entries;
 mod relay;
 mod service;
 mod subscriber;
@@ -101,7 +102,7 @@ use serde::de::DeserializeOwned;
 use tokio::time::Duration;
 
 pub use call::{AskError, EntityRef};
-pub use effects::OutboxRecord;
+pub use effects::{OutboxRecord, TimerId};
 pub use relay::DeadLetter;
 pub(crate) use service::admin;
 pub use service::{EntityRequest, EntityResponse, EntityService, Failure, Shard};
@@ -206,6 +207,12 @@ pub struct Context<'a, E: Entity> {
     broken: Option<String>,
     /// The event this command delivers, if it does.
     delivery: Option<&'a crate::events::Delivery>,
+    /// Its entries ([`entries`]), read from the store and written by this command.
+    entries: entries::Entries<'a>,
+    /// The number the next durable timer gets (the shard's count, taken back after).
+    next_timer: u64,
+    /// The durable timers this command cancels (their records' keys).
+    cancelled: Vec<Vec<u8>>,
 }
 
 impl<E: Entity> fmt::Debug for Context<'_, E> {
@@ -228,6 +235,25 @@ impl<'a, E: Entity> Context<'a, E> {
             caused: Vec::new(),
             broken: None,
             delivery: None,
+            entries: entries::Entries::default(),
+            next_timer: 0,
+            cancelled: Vec::new(),
+        }
+    }
+
+    /// As [`Context::new`], in a shard: the entity's entries are in `keyspace` (its id key is
+    /// `id_key`), and its durable timers are numbered from `next_timer`.
+    pub(crate) fn in_shard(
+        id: &'a E::Id,
+        state: Option<E::State>,
+        keyspace: &'a crate::store::Keyspace,
+        id_key: &[u8],
+        next_timer: u64,
+    ) -> Self {
+        Self {
+            entries: entries::Entries::of(keyspace, id_key),
+            next_timer,
+            ..Self::new(id, state)
         }
     }
 
@@ -253,15 +279,16 @@ impl<'a, E: Entity> Context<'a, E> {
         self.state = Some(state);
     }
 
-    /// Removes the entity: its state is deleted.
+    /// Removes the entity: its state and its entries are deleted.
     pub fn remove(&mut self) {
         self.changed = true;
         self.state = None;
     }
 
-    /// The state to write, if the handler changed it: `Some(None)` deletes.
-    pub(crate) fn into_change(self) -> Option<Option<E::State>> {
-        self.changed.then_some(self.state)
+    /// The state to write, if the handler changed it (`Some(None)` deletes), and its entries'
+    /// writes.
+    pub(crate) fn into_change(self) -> (Option<Option<E::State>>, entries::Entries<'a>) {
+        (self.changed.then_some(self.state), self.entries)
     }
 }
 

@@ -334,6 +334,12 @@ impl WriteBatch {
         Ok(self)
     }
 
+    /// Sets `key` to `bytes`, encoded already.
+    pub(crate) fn put_raw(&mut self, key: Vec<u8>, bytes: Vec<u8>) -> &mut Self {
+        self.ops.push(Op::Put(key, bytes));
+        self
+    }
+
     /// Removes `key`.
     pub fn delete(&mut self, key: &[u8]) -> &mut Self {
         self.ops.push(Op::Delete(key.to_vec()));
@@ -371,6 +377,11 @@ impl Drop for Keyspace {
     fn drop(&mut self) {
         self.store.release(&self.name);
     }
+}
+
+/// Decodes a stored value (bounded like every read of the store).
+pub(crate) fn decode_value<V: DeserializeOwned>(bytes: &[u8]) -> Result<V, StoreError> {
+    decode(bytes)
 }
 
 fn decode<V: DeserializeOwned>(bytes: &[u8]) -> Result<V, StoreError> {

@@ -8,6 +8,7 @@ use super::{
     InventoryError, MAX_OPEN_RESERVATIONS, MAX_SETTLED_RESERVATIONS, Product, ProductState,
     Reservation, ReservationStatus, existing, validate_key, validate_quantity,
 };
+use crate::recent::Recent;
 
 /// What a reservation answers.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -44,7 +45,7 @@ impl Command<Product> for Reserve {
             price_cents: state.price_cents,
             stock: state.stock,
         };
-        if let Some(held) = state.reservations.get(&self.key) {
+        if let Some(held) = reservation(cx, &self.key) {
             return match held.status {
                 ReservationStatus::Released => Err(InventoryError::KeyReleased {
                     product,
@@ -66,27 +67,19 @@ impl Command<Product> for Reserve {
                 requested: self.quantity,
             });
         }
-        let open = state
-            .reservations
-            .values()
-            .filter(|r| r.status == ReservationStatus::Held)
-            .count();
-        if open >= MAX_OPEN_RESERVATIONS {
+        if state.open >= MAX_OPEN_RESERVATIONS as u64 {
             return Err(InventoryError::TooManyReservations(product));
         }
         let state = existing(cx)?;
         state.stock -= self.quantity;
-        let seq = state.next_seq;
-        state.next_seq += 1;
-        state.reservations.insert(
-            self.key.clone(),
-            Reservation {
-                quantity: self.quantity,
-                status: ReservationStatus::Held,
-                seq,
-            },
-        );
-        Ok(reply(state))
+        state.open += 1;
+        let reply = reply(state);
+        let held = Reservation {
+            quantity: self.quantity,
+            status: ReservationStatus::Held,
+        };
+        Recent::hold(cx, RESERVATIONS, &self.key, held);
+        Ok(reply)
     }
 }
 
@@ -106,8 +99,9 @@ impl Command<Product> for Release {
     fn handle(self, cx: &mut Context<'_, Product>) -> Result<u64, InventoryError> {
         validate_key(&self.key)?;
         let product = *cx.id();
-        let state = cx.state().ok_or(InventoryError::NotFound(product))?;
-        match state.reservations.get(&self.key).map(|r| r.status) {
+        cx.state().ok_or(InventoryError::NotFound(product))?;
+        let held = reservation(cx, &self.key);
+        match held.map(|r| r.status) {
             Some(ReservationStatus::Released) => return Ok(0),
             Some(ReservationStatus::Committed) => {
                 return Err(InventoryError::KeyCommitted {
@@ -117,19 +111,14 @@ impl Command<Product> for Release {
             }
             Some(ReservationStatus::Held) | None => {}
         }
+        // An unknown key is remembered as released, holding nothing.
+        let returned = held.map_or(0, |r| r.quantity);
         let state = existing(cx)?;
-        let seq = state.next_seq;
-        state.next_seq += 1;
-        let entry = state.reservations.entry(self.key).or_insert(Reservation {
-            quantity: 0,
-            status: ReservationStatus::Held,
-            seq,
-        });
-        let returned = entry.quantity;
-        entry.status = ReservationStatus::Released;
-        entry.seq = seq;
         state.stock += returned;
-        prune(state);
+        if held.is_some() {
+            state.open = state.open.saturating_sub(1);
+        }
+        settle(cx, self.key, returned, ReservationStatus::Released)?;
         Ok(returned)
     }
 }
@@ -149,10 +138,11 @@ impl Command<Product> for Commit {
     fn handle(self, cx: &mut Context<'_, Product>) -> Result<(), InventoryError> {
         validate_key(&self.key)?;
         let product = *cx.id();
-        let state = cx.state().ok_or(InventoryError::NotFound(product))?;
-        match state.reservations.get(&self.key).map(|r| r.status) {
-            Some(ReservationStatus::Committed) => Ok(()),
-            Some(ReservationStatus::Released) => Err(InventoryError::KeyReleased {
+        cx.state().ok_or(InventoryError::NotFound(product))?;
+        let held = reservation(cx, &self.key);
+        match held.map(|r| (r.status, r.quantity)) {
+            Some((ReservationStatus::Committed, _)) => Ok(()),
+            Some((ReservationStatus::Released, _)) => Err(InventoryError::KeyReleased {
                 product,
                 key: self.key,
             }),
@@ -160,35 +150,39 @@ impl Command<Product> for Commit {
                 product,
                 key: self.key,
             }),
-            Some(ReservationStatus::Held) => {
+            Some((ReservationStatus::Held, quantity)) => {
                 let state = existing(cx)?;
-                let seq = state.next_seq;
-                state.next_seq += 1;
-                if let Some(entry) = state.reservations.get_mut(&self.key) {
-                    entry.status = ReservationStatus::Committed;
-                    entry.seq = seq;
-                }
-                prune(state);
-                Ok(())
+                state.open = state.open.saturating_sub(1);
+                settle(cx, self.key, quantity, ReservationStatus::Committed)
             }
         }
     }
 }
 
-/// Drops the oldest settled reservations beyond [`MAX_SETTLED_RESERVATIONS`].
-fn prune(state: &mut ProductState) {
-    let mut settled: Vec<(u64, String)> = state
-        .reservations
-        .iter()
-        .filter(|(_, r)| r.status != ReservationStatus::Held)
-        .map(|(k, r)| (r.seq, k.clone()))
-        .collect();
-    if settled.len() <= MAX_SETTLED_RESERVATIONS {
-        return;
-    }
-    settled.sort_unstable();
-    let excess = settled.len() - MAX_SETTLED_RESERVATIONS;
-    for (_, key) in settled.into_iter().take(excess) {
-        state.reservations.remove(&key);
-    }
+/// The tag of the reservations among the product's entries.
+const RESERVATIONS: u8 = b'r';
+
+/// Reservation `key`, if the product remembers it.
+fn reservation(cx: &Context<'_, Product>, key: &str) -> Option<Reservation> {
+    Recent::get(cx, RESERVATIONS, key)
+}
+
+/// Records `key` as settled with `status`, the newest of the settled reservations the
+/// product remembers (the oldest beyond [`MAX_SETTLED_RESERVATIONS`] are forgotten).
+fn settle(
+    cx: &mut Context<'_, Product>,
+    key: String,
+    quantity: u64,
+    status: ReservationStatus,
+) -> Result<(), InventoryError> {
+    let mut settled = existing(cx)?.settled;
+    settled.remember(
+        cx,
+        RESERVATIONS,
+        &key,
+        Reservation { quantity, status },
+        MAX_SETTLED_RESERVATIONS as u64,
+    );
+    existing(cx)?.settled = settled;
+    Ok(())
 }

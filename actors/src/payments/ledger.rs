@@ -1,21 +1,21 @@
 //! A wallet's state and the plain functions that change it: what the commands apply, kept
 //! apart from the entity so that a property test can drive thousands of sequences of charges,
-//! refunds and deposits without a store.
-
-use std::collections::VecDeque;
+//! refunds and deposits without a store (the charges' records go to a [`Book`]: the wallet's
+//! entries, or memory).
 
 use serde::{Deserialize, Serialize};
 
 use super::PaymentError;
 use crate::ids::Id;
+use crate::recent::{Book, Recent};
 
-/// How many charge keys a wallet remembers: its last 1,000 charges. A key is asked again only
+/// How many charge keys a wallet remembers: its last 10,000 charges. A key is asked again only
 /// by a caller retrying a charge whose answer it lost (a saga step, which retries within
 /// minutes) or refunding it (a saga's compensation, as soon as the order fails): for either to
-/// find its key gone, the same wallet must have taken 1,000 other charges in between, which is
-/// far beyond what one user does in minutes. The bound keeps a wallet's state (written whole
-/// by every command) under about 100 KiB.
-pub const MAX_KEYS: usize = 1_000;
+/// find its key gone, the same wallet must have taken 10,000 other charges in between, which
+/// is far beyond what one user does in minutes. Each charge is an entry of its own ([`Recent`]),
+/// so the bound costs disk, not a rewrite per command.
+pub const MAX_KEYS: usize = 10_000;
 /// The longest charge key, in bytes (an order id with a step name fits many times over).
 pub const MAX_KEY_BYTES: usize = 128;
 /// The largest balance, in cents: 2^53 - 1, the largest integer a JSON client reading numbers
@@ -29,14 +29,17 @@ pub struct Ledger {
     pub balance_cents: u64,
     /// When it was opened, in milliseconds since the Unix epoch.
     pub opened_at_ms: u64,
-    /// Its last [`MAX_KEYS`] charges, oldest first (see [`MAX_KEYS`] for why that is enough).
-    charges: VecDeque<ChargeRecord>,
+    /// The counters of its last [`MAX_KEYS`] charges (see [`MAX_KEYS`] for why that is
+    /// enough), each a record of its own in the wallet's [`Book`].
+    charges: Recent,
 }
+
+/// The tag of the charges among the wallet's entries.
+const CHARGES: u8 = b'c';
 
 /// One applied charge, remembered by its key.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 struct ChargeRecord {
-    key: String,
     amount_cents: u64,
     /// The balance right after the charge: what a repeat of it answers.
     balance_after: u64,
@@ -92,17 +95,18 @@ impl Ledger {
         Ok(Self {
             balance_cents: opening_balance_cents,
             opened_at_ms: now_ms,
-            charges: VecDeque::new(),
+            charges: Recent::default(),
         })
     }
 
     /// How many charge keys it remembers.
-    pub fn num_keys(&self) -> usize {
+    pub fn num_keys(&self) -> u64 {
         self.charges.len()
     }
 
-    fn find(&self, key: &str) -> Option<usize> {
-        self.charges.iter().rposition(|c| c.key == key)
+    fn remember(&mut self, book: &mut impl Book, key: &str, record: ChargeRecord) {
+        self.charges
+            .remember(book, CHARGES, key, record, MAX_KEYS as u64);
     }
 
     /// Adds `amount_cents` (> 0): the new balance, or [`PaymentError::BalanceLimit`] if it
@@ -124,14 +128,14 @@ impl Ledger {
     /// nothing is taken or remembered (the same key may be charged again later).
     pub fn charge(
         &mut self,
+        book: &mut impl Book,
         wallet: Id,
         key: &str,
         amount_cents: u64,
     ) -> Result<Receipt, PaymentError> {
         check_key(key)?;
         let amount = positive("amount_cents", amount_cents)?;
-        if let Some(at) = self.find(key) {
-            let seen = &self.charges[at];
+        if let Some(seen) = Recent::get::<ChargeRecord>(book, CHARGES, key) {
             if seen.amount_cents == 0 {
                 return Err(PaymentError::KeyVoided {
                     key: key.to_string(),
@@ -157,15 +161,15 @@ impl Ledger {
             });
         };
         self.balance_cents = balance;
-        if self.charges.len() >= MAX_KEYS {
-            self.charges.pop_front();
-        }
-        self.charges.push_back(ChargeRecord {
-            key: key.to_string(),
-            amount_cents: amount,
-            balance_after: balance,
-            refunded_after: None,
-        });
+        self.remember(
+            book,
+            key,
+            ChargeRecord {
+                amount_cents: amount,
+                balance_after: balance,
+                refunded_after: None,
+            },
+        );
         Ok(Receipt {
             key: key.to_string(),
             amount_cents: amount,
@@ -176,26 +180,32 @@ impl Ledger {
     /// Gives back the whole of charge `key`, once: a repeat answers what the first refund
     /// answered. A key it does not remember is voided: nothing is given back (amount 0) and a
     /// later charge with it is [`PaymentError::KeyVoided`].
-    pub fn refund(&mut self, wallet: Id, key: &str) -> Result<Receipt, PaymentError> {
+    pub fn refund(
+        &mut self,
+        book: &mut impl Book,
+        wallet: Id,
+        key: &str,
+    ) -> Result<Receipt, PaymentError> {
         check_key(key)?;
-        let Some(at) = self.find(key) else {
-            if self.charges.len() >= MAX_KEYS {
-                self.charges.pop_front();
-            }
-            self.charges.push_back(ChargeRecord {
-                key: key.to_string(),
-                amount_cents: 0,
-                balance_after: self.balance_cents,
-                refunded_after: Some(self.balance_cents),
-            });
+        let Some(mut seen) = Recent::get::<ChargeRecord>(book, CHARGES, key) else {
+            let balance = self.balance_cents;
+            self.remember(
+                book,
+                key,
+                ChargeRecord {
+                    amount_cents: 0,
+                    balance_after: balance,
+                    refunded_after: Some(balance),
+                },
+            );
             return Ok(Receipt {
                 key: key.to_string(),
                 amount_cents: 0,
                 balance_cents: self.balance_cents,
             });
         };
-        let amount = self.charges[at].amount_cents;
-        if let Some(after) = self.charges[at].refunded_after {
+        let amount = seen.amount_cents;
+        if let Some(after) = seen.refunded_after {
             return Ok(Receipt {
                 key: key.to_string(),
                 amount_cents: amount,
@@ -208,7 +218,8 @@ impl Ledger {
             .filter(|b| *b <= MAX_BALANCE_CENTS)
             .ok_or(PaymentError::BalanceLimit { wallet })?;
         self.balance_cents = balance;
-        self.charges[at].refunded_after = Some(balance);
+        seen.refunded_after = Some(balance);
+        Recent::update(book, CHARGES, key, seen);
         Ok(Receipt {
             key: key.to_string(),
             amount_cents: amount,

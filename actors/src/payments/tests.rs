@@ -9,6 +9,7 @@ use troupe_runtime::events::Topic;
 
 use super::ledger::{MAX_BALANCE_CENTS, MAX_KEYS};
 use super::*;
+use crate::recent::MemoryBook;
 use crate::users::{Create, Role, User};
 
 fn domain<T: std::fmt::Debug>(answer: Result<T, AskError<PaymentError>>) -> PaymentError {
@@ -282,18 +283,26 @@ async fn a_user_created_event_opens_the_wallet_with_the_opening_balance() {
 fn the_keys_kept_are_bounded_and_the_newest_are_kept() {
     let wallet = Id::new();
     let mut ledger = Ledger::open(u64::try_from(MAX_KEYS).unwrap() * 3, 0).unwrap();
+    let mut book = MemoryBook::default();
     for n in 0..MAX_KEYS + 10 {
-        ledger.charge(wallet, &format!("k{n}"), 1).unwrap();
+        ledger
+            .charge(&mut book, wallet, &format!("k{n}"), 1)
+            .unwrap();
     }
-    assert_eq!(ledger.num_keys(), MAX_KEYS);
+    assert_eq!(ledger.num_keys(), MAX_KEYS as u64);
+    // A record and its number per key: nothing forgotten lingers.
+    assert_eq!(book.len(), 2 * MAX_KEYS);
     let balance = ledger.balance_cents;
     // The newest key still answers its receipt without charging.
     let last = format!("k{}", MAX_KEYS + 9);
-    ledger.charge(wallet, &last, 1).unwrap();
+    ledger.charge(&mut book, wallet, &last, 1).unwrap();
     assert_eq!(ledger.balance_cents, balance);
-    // The oldest is forgotten (documented: 1,000 charges ago): its refund gives nothing back.
-    assert_eq!(ledger.refund(wallet, "k0").unwrap().amount_cents, 0);
-    ledger.refund(wallet, &last).unwrap();
+    // The oldest is forgotten (documented: 10,000 charges ago): its refund gives nothing back.
+    assert_eq!(
+        ledger.refund(&mut book, wallet, "k0").unwrap().amount_cents,
+        0
+    );
+    ledger.refund(&mut book, wallet, &last).unwrap();
     assert_eq!(ledger.balance_cents, balance + 1);
 }
 
@@ -325,6 +334,7 @@ proptest! {
     ) {
         let wallet = Id::new();
         let mut ledger = Ledger::open(opening, 0).unwrap();
+        let mut book = MemoryBook::default();
         let mut balance = i128::from(opening);
         // key -> (amount, refunded); a refund of an unknown key voids it: (0, true)
         let mut charges: HashMap<String, (u64, bool)> = HashMap::new();
@@ -341,7 +351,7 @@ proptest! {
                 }
                 Op::Charge(key, amount) => {
                     let key = format!("k{key}");
-                    let answer = ledger.charge(wallet, &key, amount);
+                    let answer = ledger.charge(&mut book, wallet, &key, amount);
                     match charges.get(&key) {
                         _ if amount == 0 => prop_assert!(answer.is_err()),
                         Some((0, true)) => {
@@ -364,7 +374,7 @@ proptest! {
                 }
                 Op::Refund(key) => {
                     let key = format!("k{key}");
-                    let answer = ledger.refund(wallet, &key);
+                    let answer = ledger.refund(&mut book, wallet, &key);
                     match charges.get_mut(&key) {
                         None => {
                             charges.insert(key, (0, true));
@@ -415,6 +425,7 @@ proptest! {
             let id = Id::new();
             wallets.ask(id, Open { opening_balance_cents: opening }).await.unwrap();
             let mut model = Ledger::open(opening, 0).unwrap();
+            let mut book = MemoryBook::default();
             for step in steps {
                 match step {
                     Step::Crash => wallets.crash().await.unwrap(),
@@ -425,12 +436,12 @@ proptest! {
                     Step::Op(Op::Charge(key, amount)) => {
                         let key = format!("k{key}");
                         let answer = wallets.ask(id, charge(&key, amount)).await;
-                        prop_assert_eq!(answer.map_err(|e| e.domain().cloned()), model.charge(id, &key, amount).map_err(Some));
+                        prop_assert_eq!(answer.map_err(|e| e.domain().cloned()), model.charge(&mut book, id, &key, amount).map_err(Some));
                     }
                     Step::Op(Op::Refund(key)) => {
                         let key = format!("k{key}");
                         let answer = wallets.ask(id, refund(&key)).await;
-                        prop_assert_eq!(answer.map_err(|e| e.domain().cloned()), model.refund(id, &key).map_err(Some));
+                        prop_assert_eq!(answer.map_err(|e| e.domain().cloned()), model.refund(&mut book, id, &key).map_err(Some));
                     }
                 }
                 prop_assert_eq!(wallets.ask(id, Balance).await.unwrap(), model.balance_cents);

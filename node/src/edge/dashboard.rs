@@ -8,8 +8,10 @@
 //! The page holds no data itself: its script signs in (an admin's email and password through
 //! `POST /api/v1/auth/login`, or a pasted token), keeps the token in the tab's
 //! `sessionStorage` (never in a URL), and polls the node that served it: `GET /admin/cluster`
-//! (nodes, services, members, shards), `GET /metrics` (rates from the deltas of counters,
-//! computed in the page) and `GET /admin/sagas?state=running|compensating` (the sagas in
+//! (nodes, services, members, shards), `GET /admin/metrics/cluster` (every node's counters,
+//! which this node gathers through the cluster: the page computes the cluster's and each
+//! node's request and message rates from two answers in a row, and shows restarts), `GET
+//! /metrics` (this node's own rates, from the deltas of its counters) and `GET /admin/sagas?state=running|compensating` (the sagas in
 //! flight; a listing by state scans every saga, so the page asks less often the longer it
 //! takes), then reads the sagas that left those lists (`GET /api/v1/sagas/{id}`) to show how
 //! they finished. Its kill buttons post `POST /admin/chaos/kill`. A 401 or 403 brings the
@@ -61,7 +63,8 @@ fn file(content_type: &'static str, body: &'static str) -> Response {
     responses((status = 200, description = "The live dashboard (HTML): nodes and their status, \
         services with their members and shards, request and message rates, restarts, recent \
         sagas, and kill buttons. It signs in with an admin's account or token and reads the \
-        `/admin` routes and `/metrics` of this node; it loads nothing from any other origin \
+        `/admin` routes (`/admin/metrics/cluster` for the other nodes' rates) and `/metrics` \
+        of this node; it loads nothing from any other origin \
         (`Content-Security-Policy` allows this node only)",
         content_type = "text/html", body = String,
         headers(("Content-Security-Policy" = String, description = "This node only")))))]

@@ -23,7 +23,7 @@ fn test_tokens() -> crate::auth::Tokens {
 }
 
 /// A bearer header value for a token of `role`.
-fn bearer(role: crate::auth::Role) -> String {
+pub(super) fn bearer(role: crate::auth::Role) -> String {
     format!("Bearer {}", test_tokens().issue("tester", role).unwrap())
 }
 
@@ -109,7 +109,10 @@ async fn app_with(formed: bool, tune: impl FnOnce(&mut NodeConfig)) -> App {
     App(router(state, &config.http), dir, guard)
 }
 
-async fn send(app: Router, request: Request<Body>) -> (StatusCode, axum::http::HeaderMap, Value) {
+pub(super) async fn send(
+    app: Router,
+    request: Request<Body>,
+) -> (StatusCode, axum::http::HeaderMap, Value) {
     let response = app.oneshot(request).await.unwrap();
     let status = response.status();
     let headers = response.headers().clone();

@@ -18,7 +18,9 @@
 //!   the shard arms every timer record when it starts, and the command it fires deletes the
 //!   record in its own batch. So it fires at least once, after a crash too (a fire whose batch
 //!   was not durable before a crash fires again); a fire whose record is already gone does
-//!   nothing.
+//!   nothing. It answers a [`TimerId`]: a later command of the entity that no longer needs it
+//!   (a watchdog whose answer came) deletes it with [`Context::cancel_timer`] in its own
+//!   batch, so it neither fires nor costs a write when it would have.
 
 use serde::{Deserialize, Serialize};
 use tokio::time::Duration;
@@ -64,6 +66,10 @@ pub(crate) struct TimerRecord {
     pub(crate) request: EntityRequest,
 }
 
+/// A durable timer of an entity, to cancel it ([`Context::cancel_timer`]).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct TimerId(Vec<u8>);
+
 /// One thing a handler asked for.
 pub(crate) enum Caused {
     /// An encoded request for `service`'s member `to`.
@@ -74,11 +80,11 @@ pub(crate) enum Caused {
     },
     /// An event for the outbox.
     Publish { topic: String, payload: Vec<u8> },
-    /// A command to this entity after `after`, kept on disk if `durable`.
+    /// A command to this entity at `due_ms`, kept on disk under `key` if durable.
     Timer {
-        after: Duration,
+        due_ms: u64,
         request: EntityRequest,
-        durable: bool,
+        key: Option<Vec<u8>>,
     },
 }
 
@@ -107,6 +113,17 @@ pub(crate) fn timer_key(due_ms: u64, seq: u64) -> Vec<u8> {
     key.extend_from_slice(&due_ms.to_be_bytes());
     key.extend_from_slice(&seq.to_be_bytes());
     key
+}
+
+/// When a timer `after` from now is due, in milliseconds since the Unix epoch.
+fn due(after: Duration) -> u64 {
+    now_ms().saturating_add(u64::try_from(after.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// The due time in a timer key.
+fn timer_due(key: &[u8]) -> Option<u64> {
+    let rest = key.strip_prefix(TIMER_PREFIX)?;
+    Some(u64::from_be_bytes(rest.get(..8)?.try_into().ok()?))
 }
 
 /// The sequence number in an outbox key.
@@ -170,22 +187,44 @@ impl<E: Entity> Context<'_, E> {
     /// Sends `command` to this entity after `after`, from memory (lost if the node stops
     /// first).
     pub fn schedule<C: Command<E>>(&mut self, after: Duration, command: C) {
-        self.timer(after, &command, false);
+        self.timer(after, &command, None);
     }
 
     /// Sends `command` to this entity after `after`, surviving crashes and restarts (see the
-    /// module docs: at least once).
-    pub fn schedule_durable<C: Command<E>>(&mut self, after: Duration, command: C) {
-        self.timer(after, &command, true);
+    /// module docs: at least once), unless a later command cancels it with the id answered.
+    pub fn schedule_durable<C: Command<E>>(&mut self, after: Duration, command: C) -> TimerId {
+        let due_ms = due(after);
+        let key = timer_key(due_ms, self.next_timer);
+        self.next_timer += 1;
+        self.timer(after, &command, Some(key.clone()));
+        TimerId(key)
     }
 
-    fn timer<C: Command<E>>(&mut self, after: Duration, command: &C, durable: bool) {
+    /// Cancels durable timer `timer` of this entity with this command's batch (nothing if it
+    /// has fired already).
+    pub fn cancel_timer(&mut self, timer: &TimerId) {
+        if timer.0.starts_with(TIMER_PREFIX) {
+            self.cancelled.push(timer.0.clone());
+        }
+    }
+
+    fn timer<C: Command<E>>(&mut self, after: Duration, command: &C, key: Option<Vec<u8>>) {
         let request = EntityRequest::new::<E, C>(self.id, command, None);
-        self.cause(request.map(|request| Caused::Timer {
-            after,
-            request,
-            durable,
+        self.cause(request.map(|request| {
+            Caused::Timer {
+                due_ms: key
+                    .as_deref()
+                    .and_then(timer_due)
+                    .unwrap_or_else(|| due(after)),
+                request,
+                key,
+            }
         }));
+    }
+
+    /// The durable timers it cancels, and the number the shard's next timer gets.
+    pub(crate) fn take_timers(&mut self) -> (Vec<Vec<u8>>, u64) {
+        (std::mem::take(&mut self.cancelled), self.next_timer)
     }
 
     /// Why the effects cannot be written, if one did not encode.

@@ -292,9 +292,20 @@ impl<E: Entity> EntityService<E> {
             return Ok(Vec::new());
         }
         let state = shard.keyspace.get::<E::State>(&key).map_err(store)?;
-        let mut cx = Context::new(&id, state);
+        let keyspace = Arc::clone(&shard.keyspace);
+        let mut cx = Context::in_shard(&id, state, &keyspace, &id_key, shard.next_timer);
         cx.delivery = request.event.as_ref();
         let outcome = handler(&request.payload, &mut cx);
+        let (cancelled, next_timer) = cx.take_timers();
+        if next_timer > shard.next_timer {
+            // Numbers handed out are never handed out again, whatever the outcome.
+            shard.next_timer = next_timer;
+            shard.keyspace.note_sequence(next_timer);
+        }
+        if let Some(why) = cx.entries.take_failure() {
+            // What the handler decided rests on a read that failed: none of it stands.
+            return Err(Failure::Store(why));
+        }
         let caused = match cx.take_caused() {
             Ok(caused) => caused,
             Err(why) => return Err(Failure::Malformed(why)),
@@ -303,16 +314,22 @@ impl<E: Entity> EntityService<E> {
             if let Some(seen) = &seen {
                 seen.write(&mut batch).map_err(store)?;
             }
-            if let Some(state) = cx.into_change() {
-                match &state {
-                    Some(state) => {
-                        batch.put(&key, state).map_err(store)?;
-                    }
-                    None => {
-                        batch.delete(&key);
-                    }
-                }
+            for timer in &cancelled {
+                batch.delete(timer);
             }
+            let (change, entries) = cx.into_change();
+            match &change {
+                Some(Some(state)) => {
+                    batch.put(&key, state).map_err(store)?;
+                }
+                Some(None) => {
+                    batch.delete(&key);
+                }
+                None => {}
+            }
+            entries
+                .write(&mut batch, matches!(change, Some(None)))
+                .map_err(store)?;
             caused
         } else {
             Vec::new()
@@ -394,16 +411,11 @@ impl Shard {
                     }));
                 }
                 Caused::Timer {
-                    after,
+                    due_ms,
                     mut request,
-                    durable,
+                    key,
                 } => {
-                    let due_ms = effects::now_ms()
-                        .saturating_add(u64::try_from(after.as_millis()).unwrap_or(u64::MAX));
-                    if durable {
-                        let key = effects::timer_key(due_ms, self.next_timer);
-                        self.next_timer += 1;
-                        self.keyspace.note_sequence(self.next_timer);
+                    if let Some(key) = key {
                         batch.put(
                             &key,
                             &TimerRecord {

@@ -37,6 +37,10 @@ fn now_ms() -> u64 {
 /// finished, runs the saga's milestone hook. Stores the state.
 fn advance<S: Saga>(cx: &mut Context<'_, SagaEntity<S>>, mut state: SagaState<S::Data>) {
     let now = now_ms();
+    if let Some(watchdog) = state.watchdog.take() {
+        // What it watched was answered, or is sent again now with a watchdog of its own.
+        cx.cancel_timer(&watchdog);
+    }
     if state.phase.is_final() {
         super::measure::finished(S::NAME, &state);
         S::milestone(cx, &state);
@@ -55,7 +59,7 @@ fn advance<S: Saga>(cx: &mut Context<'_, SagaEntity<S>>, mut state: SagaState<S:
                 tracing::error!(saga = S::NAME, error = %e, "cannot encode a saga's work");
             }
         }
-        cx.schedule_durable(S::ATTEMPT_TIMEOUT, Kick { work, attempt });
+        state.watchdog = Some(cx.schedule_durable(S::ATTEMPT_TIMEOUT, Kick { work, attempt }));
     }
     cx.set(state);
 }

@@ -165,6 +165,9 @@ pub struct SagaState<D> {
     pub created_at_ms: u64,
     /// When its phase last changed.
     pub updated_at_ms: u64,
+    /// The watchdog of the work sent last, while it may still fire (cancelled when the work
+    /// is answered or sent again).
+    pub watchdog: Option<crate::entity::TimerId>,
 }
 
 /// A step's answer, as the runner reports it.
@@ -205,6 +208,7 @@ impl<D> SagaState<D> {
             history: Vec::new(),
             created_at_ms: now_ms,
             updated_at_ms: now_ms,
+            watchdog: None,
         };
         let to = state.describe();
         state.record(now_ms, "new".into(), to, "started".into());

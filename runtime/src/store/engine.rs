@@ -59,6 +59,26 @@ pub trait KeyspaceEngine: Send + Sync + 'static {
         after: Option<&[u8]>,
         limit: usize,
     ) -> Result<Entries, StoreError>;
+    /// Up to `limit` entries with keys starting with `prefix` and less than `before`, in
+    /// descending key order.
+    fn scan_rev(
+        &self,
+        prefix: &[u8],
+        before: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Entries, StoreError>;
+}
+
+/// The least key greater than every key starting with `prefix` (`None`: there is none).
+fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < u8::MAX {
+            end.push(last + 1);
+            return Some(end);
+        }
+    }
+    None
 }
 
 /// A sled error as a store error: a full disk is named as such (the store waits for space and
@@ -285,7 +305,6 @@ impl KeyspaceEngine for SledKeyspace {
         after: Option<&[u8]>,
         limit: usize,
     ) -> Result<Entries, StoreError> {
-        let mut out = Vec::new();
         let tree = self.tree()?;
         let iter = match after {
             Some(after) => {
@@ -295,16 +314,46 @@ impl KeyspaceEngine for SledKeyspace {
             }
             None => tree.range(prefix.to_vec()..),
         };
-        for item in iter {
-            let (k, v) = item.map_err(engine_err)?;
-            if !k.starts_with(prefix) || out.len() >= limit {
-                break;
-            }
-            if k == intent::INTENT_KEY {
-                continue;
-            }
-            out.push((k.to_vec(), v.to_vec()));
-        }
-        Ok(out)
+        collect(iter, prefix, limit)
     }
+
+    fn scan_rev(
+        &self,
+        prefix: &[u8],
+        before: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Entries, StoreError> {
+        let tree = self.tree()?;
+        let end = match before {
+            Some(before) if before <= prefix => return Ok(Vec::new()),
+            Some(before) => Some(before.to_vec()),
+            None => prefix_end(prefix),
+        };
+        let iter = match end {
+            Some(end) => tree.range(prefix.to_vec()..end),
+            None => tree.range(prefix.to_vec()..),
+        };
+        collect(iter.rev(), prefix, limit)
+    }
+}
+
+/// Up to `limit` entries of `iter` while their keys start with `prefix` (the intent record
+/// left out).
+fn collect(
+    iter: impl Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>>,
+    prefix: &[u8],
+    limit: usize,
+) -> Result<Entries, StoreError> {
+    let mut out = Vec::new();
+    for item in iter {
+        let (k, v) = item.map_err(engine_err)?;
+        if !k.starts_with(prefix) || out.len() >= limit {
+            break;
+        }
+        if k == intent::INTENT_KEY {
+            continue;
+        }
+        out.push((k.to_vec(), v.to_vec()));
+    }
+    Ok(out)
 }

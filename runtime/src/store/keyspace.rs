@@ -48,6 +48,13 @@ impl Keyspace {
         self.engine.get(key)?.map(|b| decode(&b)).transpose()
     }
 
+    /// As [`Keyspace::get`], the value as stored (encoded).
+    pub(crate) fn get_raw(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.check()?;
+        self.store.inner.commit.readable(&self.name, Some(key))?;
+        self.engine.get(key)
+    }
+
     /// Up to `limit` entries whose keys start with `prefix`, in key order, after `after`.
     pub fn scan<V: DeserializeOwned>(
         &self,
@@ -71,6 +78,19 @@ impl Keyspace {
         self.check()?;
         self.store.inner.commit.readable(&self.name, None)?;
         self.engine.scan(prefix, after, limit)
+    }
+
+    /// Up to `limit` entries whose keys start with `prefix` and come before `before`, in
+    /// descending key order, as stored (encoded).
+    pub fn scan_rev_raw(
+        &self,
+        prefix: &[u8],
+        before: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<super::Entries, StoreError> {
+        self.check()?;
+        self.store.inner.commit.readable(&self.name, None)?;
+        self.engine.scan_rev(prefix, before, limit)
     }
 
     /// Applies `batch` atomically and returns once it is durable.

@@ -4,7 +4,8 @@
 'use strict';
 
 import {
-  FAMILIES, Scrapes, ago, badge, byLabel, bytes, clock, count, el, rate, sumRate, sumValue, top,
+  ClusterSamples, FAMILIES, Scrapes, ago, badge, byLabel, bytes, clock, clusterRateRows, count, el,
+  rate, sumRate, sumValue, top,
 } from './lib.js';
 
 (() => {
@@ -33,6 +34,7 @@ import {
   let session = 0;
   let failures = 0;
   const scrapes = new Scrapes();
+  const clusterSamples = new ClusterSamples();
   const killRows = new Map();   // service -> its row's kill controls (kept across polls)
 
   // ---- requests --------------------------------------------------------------------------
@@ -83,17 +85,30 @@ import {
       el('div', { class: 'value' }, value), el('div', { class: 'label' }, label),
       detail ? el('div', { class: 'detail' }, detail) : null);
   }
-  function renderRates() {
+  // The tiles: the cluster's figures (from /admin/metrics/cluster) when this node gathered
+  // them, else this node's own (from its /metrics).
+  function renderRates(cluster) {
     const tiles = [];
     const http = scrapes.family(FAMILIES.http);
-    if (http) {
+    if (cluster) {
+      const t = cluster.total;
+      const counted = cluster.nodes.filter((n) => !n.unavailable).length;
+      const of = `${counted} of ${cluster.nodes.length} nodes`;
+      tiles.push(tile('HTTP requests / s, cluster', rate(t.http), `${of} · 4xx ${rate(t.http4xx)} · 5xx ${rate(t.http5xx)}`));
+      tiles.push(tile('messages / s, cluster', rate(t.messages), top(cluster.services, 3, rate) || of));
+      const restarts = cluster.totalCounters ? cluster.totalCounters.restarts : null;
+      const most = top(cluster.restarts, 3, count);
+      tiles.push(tile('member restarts, cluster', count(restarts),
+        `${count(cluster.recent ? cluster.recent.total ?? NaN : NaN)} in the last minute` + (most ? ` · ${most}` : '')));
+      tiles.push(tile('sagas started / s, cluster', rate(t.sagasStarted), `finished ${rate(t.sagasFinished)} / s`));
+    } else if (http) {
       const classes = byLabel(http.series.map((s) => ({ ...s, labels: { c: String(s.labels.status ?? s.labels.code ?? '?')[0] + 'xx' } })), 'c', (s) => s.rate);
       tiles.push(tile('HTTP requests / s', rate(sumRate(http.series)), top(classes, 4, rate)));
     } else {
       tiles.push(tile('HTTP requests / s', '—', 'no HTTP request counter on this node'));
     }
     const messages = scrapes.family(FAMILIES.messages, (n) => !/link_/.test(n));
-    if (messages) {
+    if (messages && !cluster) {
       tiles.push(tile('messages / s', rate(sumRate(messages.series)), top(byLabel(messages.series, 'service', (s) => s.rate), 4, rate)));
     }
     const links = [...scrapes.rates.values()].filter((s) => /^troupe_link_envelopes_(sent|received)_total$/.test(s.name));
@@ -103,7 +118,7 @@ import {
       tiles.push(tile('envelopes between nodes / s', rate(sumRate(links)), `out ${rate(sumRate(sent))} · in ${rate(sumRate(received))}`));
     }
     const restarts = scrapes.family(FAMILIES.restarts);
-    if (restarts) {
+    if (restarts && !cluster) {
       const perMinute = sumRate(restarts.series);
       const most = top(byLabel(restarts.series, 'service', (s) => s.value), 4, count);
       tiles.push(tile('member restarts', count(sumValue(restarts.series)),
@@ -111,7 +126,7 @@ import {
     }
     const started = scrapes.family(FAMILIES.sagaStarted);
     const finished = scrapes.family(FAMILIES.sagaFinished);
-    if (started || finished) {
+    if ((started || finished) && !cluster) {
       const outcomes = finished ? top(byLabel(finished.series, 'outcome', (s) => s.rate), 4, rate) : '';
       tiles.push(tile('sagas started / s', rate(started ? sumRate(started.series) : null),
         finished ? `finished ${rate(sumRate(finished.series))} / s` + (outcomes ? ` (${outcomes})` : '') : null));
@@ -134,6 +149,14 @@ import {
     if (!rows.length) rows.push(el('tr', {}, el('td', { colSpan: 3, class: 'muted' }, 'no counter moved since the last poll')));
     $('busiest').tBodies[0].replaceChildren(...rows);
     return { messages, restarts };
+  }
+
+  function renderClusterRates(body, latest) {
+    const { rows, total } = clusterRateRows(latest);
+    $('cluster-rates').tBodies[0].replaceChildren(...rows);
+    $('cluster-rates').tFoot.replaceChildren(total);
+    $('cluster-rates-node').textContent = body.node;
+    $('cluster-rates-deadline').textContent = `${body.deadline_ms} ms`;
   }
 
   // ---- the cluster -----------------------------------------------------------------------
@@ -163,7 +186,9 @@ import {
     const formed = $('formed');
     formed.textContent = cluster.formed ? 'cluster formed' : 'forming';
     formed.className = 'badge ' + (cluster.formed ? 'up' : 'suspect');
-    $('rates-node').textContent = `(as counted by ${cluster.node})`;
+    $('rates-node').textContent = clusterSamples.latest
+      ? '(the cluster\'s; envelopes, events and the busiest counters: this node\'s)'
+      : `(as counted by ${cluster.node})`;
   }
 
   function killControls(service, nodeIds) {
@@ -188,8 +213,11 @@ import {
 
   function renderServices(cluster, metricFamilies) {
     const nodeIds = cluster.nodes.map((n) => n.id);
-    const msgRates = metricFamilies.messages ? byLabel(metricFamilies.messages.series, 'service', (s) => s.rate) : null;
-    const restarts = metricFamilies.restarts ? byLabel(metricFamilies.restarts.series, 'service', (s) => s.value) : null;
+    const clusterWide = clusterSamples.latest;
+    const msgRates = clusterWide ? clusterWide.services
+      : metricFamilies.messages ? byLabel(metricFamilies.messages.series, 'service', (s) => s.rate) : null;
+    const restarts = clusterWide ? clusterWide.restarts
+      : metricFamilies.restarts ? byLabel(metricFamilies.restarts.series, 'service', (s) => s.value) : null;
     const rows = cluster.services.map((s) => {
       const members = s.members.filter((m) => m.count > 0)
         .map((m) => el('span', { class: 'pill' }, `${m.node} ×${m.count}`));
@@ -359,16 +387,26 @@ import {
     timer = null;
     const mine = session;
     maybeLoadSagas();
-    const [cluster, metrics] = await Promise.allSettled([
+    const [cluster, metrics, counters] = await Promise.allSettled([
       json('/admin/cluster'), call('/metrics', { auth: false }).then((r) => (r.ok ? r.text() : '')),
+      json('/admin/metrics/cluster'),
     ]);
     if (mine !== session) return; // signed out, or in again, meanwhile
-    const refused = [cluster, metrics].find((r) => r.status === 'rejected' && r.reason instanceof AuthError);
+    const refused = [cluster, metrics, counters].find((r) => r.status === 'rejected' && r.reason instanceof AuthError);
     if (refused) { signOut(refused.reason.message); return; }
+    if (counters.status === 'fulfilled') {
+      renderClusterRates(counters.value, clusterSamples.ingest(counters.value, performance.now()));
+    } else {
+      // Rates need two answers in a row: start again from the next one, and show no stale row.
+      clusterSamples.reset();
+      $('cluster-rates').tBodies[0].replaceChildren(el('tr', {}, el('td', { colSpan: 10, class: 'error' },
+        `the cluster's figures did not come: ${counters.reason.message}`)));
+      $('cluster-rates').tFoot.replaceChildren();
+    }
     let families = {};
     if (metrics.status === 'fulfilled' && metrics.value) {
       scrapes.ingest(metrics.value);
-      families = renderRates();
+      families = renderRates(clusterSamples.latest);
     }
     if (cluster.status === 'fulfilled') {
       failures = 0;
@@ -406,6 +444,7 @@ import {
     $('sign-in-message').textContent = '';
     failures = 0;
     scrapes.reset();
+    clusterSamples.reset();
     if (timer) clearTimeout(timer);
     poll();
   }

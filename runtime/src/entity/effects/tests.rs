@@ -43,6 +43,8 @@ impl Entity for Account {
             .add::<Credit>()
             .add::<Pay>()
             .add::<Remind>()
+            .add::<Snooze>()
+            .add::<Forget>()
             .add::<Reminded>()
             .add::<Read>();
     }
@@ -116,6 +118,41 @@ impl Command<Account> for Remind {
             cx.schedule_durable(after, Reminded);
         } else {
             cx.schedule(after, Reminded);
+        }
+        Ok(())
+    }
+}
+
+/// Schedules `Reminded` durably after `after_ms` and answers its id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Snooze {
+    after_ms: u64,
+}
+
+impl Command<Account> for Snooze {
+    const NAME: &'static str = "snooze";
+    type Reply = TimerId;
+    fn handle(self, cx: &mut Context<'_, Account>) -> Result<TimerId, AccountError> {
+        let books = cx.state().cloned().unwrap_or_default();
+        cx.set(books);
+        Ok(cx.schedule_durable(Duration::from_millis(self.after_ms), Reminded))
+    }
+}
+
+/// Cancels a durable timer; refuses (cancelling nothing) if `refuse`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Forget {
+    timer: TimerId,
+    refuse: bool,
+}
+
+impl Command<Account> for Forget {
+    const NAME: &'static str = "forget";
+    type Reply = ();
+    fn handle(self, cx: &mut Context<'_, Account>) -> Result<(), AccountError> {
+        cx.cancel_timer(&self.timer);
+        if self.refuse {
+            return Err(AccountError::TooLow(0));
         }
         Ok(())
     }
@@ -372,4 +409,40 @@ async fn through_a_runtime_tells_and_timers_reach_their_shards() {
     .await;
     assert_eq!(ann.ask(Read).await.unwrap().balance, 80);
     runtime.shutdown(Duration::from_secs(5)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_durable_timer_is_gone_from_disk_and_does_nothing_when_it_fires() {
+    let mut accounts = Harness::<Account>::new().await.unwrap();
+    let timer = accounts
+        .ask(id("ann"), Snooze { after_ms: 300 })
+        .await
+        .unwrap();
+    assert_eq!(accounts.timers().unwrap().len(), 1);
+    // A refused command cancels nothing.
+    let refused = Forget {
+        timer: timer.clone(),
+        refuse: true,
+    };
+    assert!(accounts.ask(id("ann"), refused).await.is_err());
+    assert_eq!(accounts.timers().unwrap().len(), 1);
+    let forget = Forget {
+        timer,
+        refuse: false,
+    };
+    accounts.ask(id("ann"), forget).await.unwrap();
+    assert_eq!(
+        accounts.timers().unwrap(),
+        Vec::new(),
+        "its record is deleted"
+    );
+    // Nothing is armed from disk after a crash; the copy armed in memory before still fires,
+    // and finds its record gone.
+    accounts.crash().await.unwrap();
+    wait_for("the in-memory copy to fire", async || {
+        accounts.posted().len() == 1
+    })
+    .await;
+    assert_eq!(accounts.deliver_to_self().await, Ok(1));
+    assert_eq!(accounts.ask(id("ann"), Read).await.unwrap().reminders, 0);
 }
