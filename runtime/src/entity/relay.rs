@@ -28,13 +28,14 @@ use tokio::task::JoinSet;
 use tokio::time::{Duration, Instant};
 
 mod records;
+mod trace;
 
 use super::effects::{OUTBOX_PREFIX, OutboxRecord, outbox_seq};
 use crate::backoff::Backoff;
 use crate::events::{Bus, Delivery, Event, Outcome, Route, Topic, Verdict};
 use crate::service::{CallError, Outbound, To};
 use crate::store::{Keyspace, WriteBatch};
-use crate::telemetry::{self, KeyValue, Kind, Span};
+use crate::telemetry;
 pub use records::DeadLetter;
 pub(crate) use records::{DEAD_PREFIX, applied_key, dead_key, redriven_key};
 
@@ -343,34 +344,12 @@ impl Relay {
                     Route::Any => To::Any,
                 };
                 progress.in_flight = true;
-                // The delivery's span, a child of the command that published the event (if
-                // that is known: not for events read back from disk).
-                let (context, mut span) = match pending.record.trace {
-                    Some(parent) => {
-                        let context = parent.child();
-                        let record = &pending.record;
-                        let span =
-                            Span::start(context, Some(parent.span_id), Kind::Internal, || {
-                                (
-                                    format!("deliver {}", record.topic).into(),
-                                    vec![
-                                        KeyValue::new("troupe.event.topic", record.topic.clone()),
-                                        KeyValue::new(
-                                            "troupe.event.subscription",
-                                            progress.subscription.clone(),
-                                        ),
-                                        KeyValue::new("troupe.event.subscriber", deliverer.service),
-                                        KeyValue::new(
-                                            "troupe.event.attempt",
-                                            i64::from(progress.failures) + 1,
-                                        ),
-                                    ],
-                                )
-                            });
-                        (Some(context), span)
-                    }
-                    None => (None, Span::default()),
-                };
+                let (context, mut span) = trace::delivery(
+                    &pending.record,
+                    &progress.subscription,
+                    deliverer.service,
+                    progress.failures + 1,
+                );
                 let answer = telemetry::with(context, || {
                     self.outbound
                         .call(deliverer.service, to, request, DELIVERY_TIMEOUT)
