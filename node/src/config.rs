@@ -19,6 +19,7 @@
 //! - `services`: `[services.<name>]` (the runtime's `ServiceSpec`).
 //! - `events`: `[events]`, the event bus (how many refusals make a dead letter).
 //! - `payments`: `[payments]`, a new wallet's opening balance.
+//! - `telemetry`: `[telemetry]`, where trace spans are exported (OTLP over HTTP), if anywhere.
 //! - `args`: the overrides ([`ConfigArgs`]); `check`: positions in errors and relative paths;
 //!   `settings`: the validated configuration to the runtime's settings.
 
@@ -41,6 +42,7 @@ mod nodes;
 mod payments;
 mod services;
 mod settings;
+mod telemetry;
 
 pub use args::{ConfigArgs, Tuning};
 pub use http::HttpSettings;
@@ -108,6 +110,9 @@ pub struct NodeConfig {
     pub event_max_attempts: u32,
     /// What a new user's wallet holds, in cents.
     pub opening_balance_cents: u64,
+    /// Where trace spans are posted (OTLP over HTTP, the full `/v1/traces` URL); None: no
+    /// export.
+    pub otlp_traces_url: Option<String>,
 }
 
 fn ms(n: u64) -> Duration {
@@ -132,6 +137,8 @@ struct RawConfig {
     events: events::RawEvents,
     #[serde(default)]
     payments: payments::RawPayments,
+    #[serde(default)]
+    telemetry: telemetry::RawTelemetry,
 }
 
 impl NodeConfig {
@@ -156,6 +163,7 @@ impl NodeConfig {
         raw.cluster.override_with(&args.tuning);
         raw.http.override_with(&args.tuning);
         raw.log.override_with(args);
+        raw.telemetry.override_with(args.otlp_endpoint.as_ref());
 
         // The order of the checks decides which mistake is reported first: keep it.
         let cluster = raw
@@ -168,6 +176,7 @@ impl NodeConfig {
         let store_cache_bytes = raw.cluster.store_cache_bytes(&check)?;
         let event_max_attempts = raw.events.build_and_validate(&check)?;
         let opening_balance_cents = raw.payments.build_and_validate(&check)?;
+        let otlp_traces_url = raw.telemetry.build_and_validate(&check)?;
         Ok(Self {
             source,
             cookie: cluster.cookie,
@@ -181,6 +190,7 @@ impl NodeConfig {
             services,
             event_max_attempts,
             opening_balance_cents,
+            otlp_traces_url,
         })
     }
 
@@ -223,6 +233,7 @@ impl NodeConfig {
             services: services::build_and_validate(&check, &BTreeMap::new(), &ids).expect(valid),
             event_max_attempts: troupe_runtime::events::bus::DEFAULT_MAX_ATTEMPTS,
             opening_balance_cents: troupe_actors::payments::OPENING_BALANCE_DEFAULT,
+            otlp_traces_url: None,
         }
     }
 

@@ -14,6 +14,7 @@
 //! - [`serve`]: one node's life: start the cluster, serve HTTP, shut down within a deadline.
 //! - [`up`]: `troupe up`, the local cluster as child processes.
 //! - [`logging`]: tracing output, JSON or human-readable.
+//! - `traces`: trace spans exported over OTLP/HTTP, when an endpoint is configured.
 //! - `load`: `troupe load`, a load generator and invariant checker over the HTTP API.
 //! - `status`, `bench_cmd`: `troupe status` and `troupe bench`, which ask a node's admin API
 //!   through `admin_client`.
@@ -33,4 +34,5 @@ pub mod metrics;
 pub mod secrets;
 pub mod serve;
 mod status;
+mod traces;
 pub mod up;

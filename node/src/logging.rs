@@ -2,7 +2,9 @@
 //!
 //! Every JSON line carries the node id, the event's fields and the fields of every span it is
 //! in (so a line logged while serving a request carries that request's `request_id`), flattened
-//! into one object that log shippers can index without nested lookups.
+//! into one object that log shippers can index without nested lookups. A line written while a
+//! trace context is current (serving a request, handling a message) also carries its
+//! `trace_id` and `span_id`, exported or not.
 
 use std::fmt;
 use std::io::IsTerminal;
@@ -96,6 +98,12 @@ where
                 }
             }
         }
+        // The trace context of the work being done (a task-local of the runtime), whether or
+        // not spans are exported.
+        if let Some(trace) = troupe_runtime::telemetry::current() {
+            line.insert("trace_id".into(), Value::String(trace.trace_id_hex()));
+            line.insert("span_id".into(), Value::String(trace.span_id_hex()));
+        }
         let mut visitor = JsonVisitor(&mut line);
         event.record(&mut visitor);
         let text = serde_json::to_string(&line).map_err(|_| fmt::Error)?;
@@ -129,5 +137,92 @@ impl Visit for JsonVisitor<'_> {
     fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
         self.0
             .insert(field.name().into(), Value::String(value.to_string()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use tracing_subscriber::fmt::MakeWriter;
+    use troupe_runtime::telemetry::{self, TraceContext};
+
+    use super::*;
+
+    #[derive(Clone, Default)]
+    struct Buffer(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Buffer {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl<'a> MakeWriter<'a> for Buffer {
+        type Writer = Buffer;
+        fn make_writer(&'a self) -> Buffer {
+            self.clone()
+        }
+    }
+
+    fn lines(buffer: &Buffer) -> Vec<Value> {
+        let bytes = buffer.0.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        String::from_utf8(bytes)
+            .expect("utf-8 log lines")
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("a JSON line"))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_line_logged_in_a_trace_carries_its_trace_and_span_ids() {
+        let buffer = Buffer::default();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(buffer.clone())
+            .fmt_fields(JsonFields::new())
+            .event_format(JsonLines {
+                node: Some("n1".into()),
+            })
+            .finish();
+        let context = TraceContext::new_root().child();
+        telemetry::scope(context, async {
+            tracing::subscriber::with_default(subscriber, || {
+                let span = tracing::info_span!("request", request_id = "r-1");
+                let _enter = span.enter();
+                tracing::info!(status = 200, "served");
+            });
+        })
+        .await;
+        let lines = lines(&buffer);
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        let line = &lines[0];
+        assert_eq!(line["trace_id"], context.trace_id_hex(), "{line}");
+        assert_eq!(line["span_id"], context.span_id_hex(), "{line}");
+        assert_eq!(line["request_id"], "r-1", "{line}");
+        assert_eq!(line["node"], "n1", "{line}");
+        assert_eq!(line["trace_id"].as_str().map(str::len), Some(32));
+        assert_eq!(line["span_id"].as_str().map(str::len), Some(16));
+    }
+
+    #[test]
+    fn a_line_logged_outside_a_trace_has_no_trace_ids() {
+        let buffer = Buffer::default();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(buffer.clone())
+            .fmt_fields(JsonFields::new())
+            .event_format(JsonLines { node: None })
+            .finish();
+        tracing::subscriber::with_default(subscriber, || tracing::info!("started"));
+        let lines = lines(&buffer);
+        assert_eq!(lines.len(), 1);
+        assert!(lines[0].get("trace_id").is_none(), "{}", lines[0]);
+        assert!(lines[0].get("span_id").is_none(), "{}", lines[0]);
     }
 }

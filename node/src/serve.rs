@@ -20,6 +20,9 @@ use crate::config::NodeConfig;
 use crate::edge::{self, AppState};
 use crate::secrets::{self, SecretSource};
 
+/// How long the last spans may take to leave at shutdown.
+const TRACES_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// What `troupe node` was asked to run.
 #[derive(Debug, Clone)]
 pub struct NodeOptions {
@@ -74,6 +77,10 @@ pub async fn run(
     // Dropped (aborting the task) however this function returns.
     let mut upkeep = tokio::task::JoinSet::new();
     upkeep.spawn(crate::metrics::upkeep(metrics.clone()));
+    let traces = config
+        .otlp_traces_url
+        .as_deref()
+        .and_then(|url| crate::traces::start(url, &options.id));
     let runtime = Runtime::start(settings).await?;
     runtime.host(Echo).await?;
     runtime.host(EntityService::<Kv>::new()).await?;
@@ -150,6 +157,9 @@ pub async fn run(
     runtime
         .shutdown(left.max(std::time::Duration::from_millis(100)))
         .await;
+    if let Some(traces) = traces {
+        crate::traces::stop(traces, TRACES_GRACE).await;
+    }
     tracing::info!(
         elapsed_ms = started_stopping.elapsed().as_millis() as u64,
         "node stopped"

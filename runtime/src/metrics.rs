@@ -81,6 +81,11 @@ pub const MESSAGES_RECEIVED: &str = "troupe_messages_received_total";
 /// node, not handled yet. Read at scrape time.
 pub const MAILBOX_DEPTH: &str = "troupe_mailbox_depth";
 
+/// Counter, label `reason` (`queue_full`, `export_failed`, `no_exporter`, `stopped`): trace
+/// spans this node dropped instead of exporting (a slow or absent collector never holds up a
+/// request: its spans are dropped and counted here).
+pub const TRACE_SPANS_DROPPED: &str = "troupe_trace_spans_dropped_total";
+
 /// A label value of bounded variety made from a free-form name: its text up to the first `:`
 /// if that is a short word of `[A-Za-z0-9_.-]`, else `other` (`reserve:9f3c…` is `reserve`; a
 /// sentence is `other`).
@@ -146,6 +151,11 @@ pub fn describe() {
         CHAOS_KILLS,
         Unit::Count,
         "Members killed on this node on request (failure injection)."
+    );
+    describe_counter!(
+        TRACE_SPANS_DROPPED,
+        Unit::Count,
+        "Trace spans dropped instead of exported (queue full, export failed), by reason."
     );
     describe_counter!(
         BENCH_RUNS,

@@ -73,6 +73,12 @@ pub trait Service: Send + Sync + 'static {
         request: Self::Request,
         cx: &RequestContext<'_>,
     ) -> impl Future<Output = Self::Response> + Send;
+
+    /// What kind of message `request` is, for its trace span (`order.place`); read only while
+    /// spans are exported.
+    fn kind(_request: &Self::Request) -> &str {
+        "request"
+    }
 }
 
 /// Which member this is, and what it may use.

@@ -4,6 +4,11 @@
 //! message leaves ([`current`]) and sets it around the handler on the receiving side ([`scope`]),
 //! on this node or another, so that logs of one request share one `trace_id`.
 //!
+//! Spans ([`Span`]) are recorded and exported only while an exporter is installed
+//! ([`export::install`]); the ids travel and reach the logs either way. A span's id is the
+//! `span_id` of the context its work runs in, so that what it sends is parented to it on
+//! whichever node it lands.
+//!
 //! ```
 //! use troupe_runtime::telemetry::TraceContext;
 //!
@@ -15,6 +20,12 @@
 
 use std::fmt;
 use std::future::Future;
+
+pub mod export;
+mod span;
+
+pub use opentelemetry::KeyValue;
+pub use span::{Kind, Span};
 
 tokio::task_local! {
     static CURRENT: TraceContext;
@@ -111,6 +122,11 @@ impl TraceContext {
     pub fn trace_id_hex(&self) -> String {
         hex(&self.trace_id)
     }
+
+    /// The span id as 16 hex digits, for logs.
+    pub fn span_id_hex(&self) -> String {
+        hex(&self.span_id)
+    }
 }
 
 fn new_span_id() -> [u8; 8] {
@@ -127,6 +143,27 @@ pub fn current() -> Option<TraceContext> {
 /// Runs `future` with `context` as the current trace context.
 pub async fn scope<F: Future>(context: TraceContext, future: F) -> F::Output {
     CURRENT.scope(context, future).await
+}
+
+/// `future` under the current trace context (if any), wherever it runs: for work handed to
+/// another task (`tokio::spawn`), which would otherwise start without one.
+pub fn carried<F: Future>(future: F) -> impl Future<Output = F::Output> {
+    let context = current();
+    async move {
+        match context {
+            Some(context) => CURRENT.scope(context, future).await,
+            None => future.await,
+        }
+    }
+}
+
+/// Runs `f` with `context` (if any) as the current trace context: for work that reads it
+/// synchronously (a post or a call captures the context when it is made, not when awaited).
+pub fn with<R>(context: Option<TraceContext>, f: impl FnOnce() -> R) -> R {
+    match context {
+        Some(context) => CURRENT.sync_scope(context, f),
+        None => f(),
+    }
 }
 
 #[cfg(test)]
@@ -147,6 +184,39 @@ mod tests {
         ] {
             assert!(TraceContext::from_traceparent(bad).is_none(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn without_an_exporter_no_span_is_built() {
+        let span = Span::start(TraceContext::new_root(), None, Kind::Internal, || {
+            unreachable!("a span is described while export is off")
+        });
+        assert!(!span.is_recording());
+        // One pointer, null: nothing allocated.
+        assert_eq!(std::mem::size_of::<Span>(), std::mem::size_of::<usize>());
+        assert!(Span::child_of_current(Kind::Internal, || unreachable!()).is_none());
+        // Within a trace: the work goes on under the current context, and no id is drawn.
+        let root = TraceContext::new_root();
+        let (context, span) = with(Some(root), || {
+            Span::child_of_current(Kind::Internal, || unreachable!())
+        })
+        .unwrap();
+        assert_eq!(context, root);
+        assert!(!span.is_recording());
+    }
+
+    #[tokio::test]
+    async fn spawned_and_synchronous_work_can_carry_the_context() {
+        let root = TraceContext::new_root();
+        let spawned = scope(root, async {
+            tokio::spawn(carried(async { current() })).await
+        })
+        .await;
+        assert_eq!(spawned.ok().flatten(), Some(root));
+        let lost = scope(root, async { tokio::spawn(async { current() }).await }).await;
+        assert_eq!(lost.ok().flatten(), None);
+        assert_eq!(with(Some(root), current), Some(root));
+        assert_eq!(with(None, current), None);
     }
 
     #[tokio::test]

@@ -22,6 +22,10 @@ pub struct ConfigArgs {
     /// Log format: auto, json or pretty (overrides log.format)
     #[arg(long, env = "TROUPE_LOG_FORMAT", global = true)]
     pub log_format: Option<LogFormat>,
+    /// Where trace spans are exported: an OTLP/HTTP collector's base URL such as
+    /// http://127.0.0.1:4318 (overrides telemetry.otlp_endpoint; empty: off)
+    #[arg(long, env = "TROUPE_OTLP_ENDPOINT", global = true)]
+    pub otlp_endpoint: Option<String>,
     #[command(flatten)]
     pub tuning: Tuning,
 }
@@ -85,6 +89,9 @@ impl ConfigArgs {
         }
         if let Some(f) = self.log_format {
             env.push(("TROUPE_LOG_FORMAT", f.to_string()));
+        }
+        if let Some(e) = &self.otlp_endpoint {
+            env.push(("TROUPE_OTLP_ENDPOINT", e.clone()));
         }
         env
     }

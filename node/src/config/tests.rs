@@ -193,3 +193,38 @@ fn a_new_wallets_balance_is_configured_within_bounds() {
     assert!(error(&with("1000000000001")).contains("payments.opening_balance_cents: at most"));
     assert!(error(&with("-1")).contains("opening_balance_cents"));
 }
+
+#[test]
+fn the_otlp_endpoint_comes_from_the_file_or_the_environment_which_wins() {
+    assert_eq!(parse(TWO_NODES).unwrap().otlp_traces_url, None);
+    let file = format!("{TWO_NODES}\n[telemetry]\notlp_endpoint = \"http://127.0.0.1:4318\"\n");
+    assert_eq!(
+        parse(&file).unwrap().otlp_traces_url.as_deref(),
+        Some("http://127.0.0.1:4318/v1/traces")
+    );
+    let args = |endpoint: &str| ConfigArgs {
+        otlp_endpoint: Some(endpoint.to_string()),
+        ..ConfigArgs::default()
+    };
+    let source = || ConfigSource::File("conf/cluster.toml".into());
+    let overridden = NodeConfig::parse(source(), &file, &args("http://collector:4318/")).unwrap();
+    assert_eq!(
+        overridden.otlp_traces_url.as_deref(),
+        Some("http://collector:4318/v1/traces")
+    );
+    // An empty override turns export off.
+    let off = NodeConfig::parse(source(), &file, &args("")).unwrap();
+    assert_eq!(off.otlp_traces_url, None);
+    let bad = format!("{TWO_NODES}\n[telemetry]\notlp_endpoint = \"collector:4318\"\n");
+    let e = error(&bad);
+    assert!(
+        e.contains("telemetry.otlp_endpoint") && e.contains("http://"),
+        "{e}"
+    );
+    let e = NodeConfig::parse(source(), TWO_NODES, &args("grpc://c:4317"))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("TROUPE_OTLP_ENDPOINT"), "{e}");
+    let e = error(&format!("{TWO_NODES}\n[telemetry]\nendpoint = \"x\"\n"));
+    assert!(e.contains("endpoint"), "{e}");
+}

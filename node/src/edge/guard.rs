@@ -30,10 +30,14 @@ fn bearer(state: &AppState, parts: &Parts) -> Result<Claims, ApiError> {
         .ok_or_else(|| {
             ApiError::Unauthenticated("the Authorization header is not \"Bearer <token>\"".into())
         })?;
-    state.tokens().check(token).map_err(|e| {
+    let claims = state.tokens().check(token).map_err(|e| {
         tracing::debug!(error = %e, "token refused");
         ApiError::Unauthenticated("the token is not valid".into())
-    })
+    })?;
+    if let Some(user) = parts.extensions.get::<super::middleware::trace::SpanUser>() {
+        user.set(&claims.sub);
+    }
+    Ok(claims)
 }
 
 /// The authenticated caller of a route: its handler takes this to need a valid token.

@@ -1,6 +1,8 @@
 //! The edge middleware every request goes through: a request id (echoed if the client sent a
-//! sane one, else a new UUID), one tracing span per request, an access log line, and the
-//! reshaping of any non-JSON error response into the JSON error shape.
+//! sane one, else a new UUID), one tracing span per request, its trace context (the client's
+//! `traceparent` continued if valid, else a new trace; returned in the response's
+//! `traceparent`) and its exported span, an access log line, and the reshaping of any
+//! non-JSON error response into the JSON error shape.
 
 use axum::body::to_bytes;
 use axum::extract::{MatchedPath, Request};
@@ -9,8 +11,11 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use tokio::time::Instant;
 use tracing::Instrument;
+use troupe_runtime::telemetry;
 
 use super::error::{ApiError, REQUEST_ID};
+
+pub(crate) mod trace;
 
 /// The request id header.
 pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -45,30 +50,47 @@ pub async fn edge(request: Request, next: Next) -> Response {
     let span =
         tracing::info_span!("request", request_id = %request_id, method = %method, path = %path);
     let started = Instant::now();
+    let (context, mut trace_span) = trace::begin(&request, &method, route.as_deref(), &path);
+    let mut request = request;
+    let user = trace_span.is_recording().then(|| {
+        let user = trace::SpanUser::default();
+        request.extensions_mut().insert(user.clone());
+        user
+    });
 
-    let response = REQUEST_ID
-        .scope(request_id.clone(), async {
-            let response = next.run(request).await;
-            reshape_error(response, &method, &path).await
-        })
-        .instrument(span.clone())
-        .await;
+    let served = telemetry::scope(context, async {
+        let response = REQUEST_ID
+            .scope(request_id.clone(), async {
+                let response = next.run(request).await;
+                reshape_error(response, &method, &path).await
+            })
+            .instrument(span.clone())
+            .await;
 
-    let status = response.status().as_u16();
-    let elapsed = started.elapsed();
-    count(&method, route, status, elapsed.as_secs_f64());
-    let elapsed_us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
-    let _enter = span.enter();
-    if path.starts_with("/health/") {
-        tracing::debug!(status, elapsed_us, "served");
-    } else {
-        tracing::info!(status, elapsed_us, "served");
-    }
-    drop(_enter);
+        let status = response.status().as_u16();
+        let elapsed = started.elapsed();
+        count(&method, route, status, elapsed.as_secs_f64());
+        let elapsed_us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
+        let _enter = span.enter();
+        if path.starts_with("/health/") {
+            tracing::debug!(status, elapsed_us, "served");
+        } else {
+            tracing::info!(status, elapsed_us, "served");
+        }
+        drop(_enter);
+        response
+    });
+    let mut response = served.await;
+    trace::end(&mut trace_span, response.status().as_u16(), user);
+    drop(trace_span);
 
-    let mut response = response;
     if let Ok(value) = HeaderValue::from_str(&request_id) {
         response.headers_mut().insert(X_REQUEST_ID.clone(), value);
+    }
+    if let Ok(value) = HeaderValue::from_str(&context.to_traceparent()) {
+        response
+            .headers_mut()
+            .insert(trace::TRACEPARENT.clone(), value);
     }
     response
 }

@@ -53,6 +53,10 @@ pub struct OutboxRecord {
     pub at_ms: u64,
     /// A re-drive from the dead letters, for this subscription only.
     pub only: Option<String>,
+    /// The trace context of the command that published it, so that its deliveries join that
+    /// trace. In memory only (never written: a record read back from disk has none).
+    #[serde(skip)]
+    pub trace: Option<crate::telemetry::TraceContext>,
 }
 
 /// A durable timer as kept in its shard's keyspace: the command to fire.

@@ -28,12 +28,14 @@ use tokio::task::JoinSet;
 use tokio::time::{Duration, Instant};
 
 mod records;
+mod trace;
 
 use super::effects::{OUTBOX_PREFIX, OutboxRecord, outbox_seq};
 use crate::backoff::Backoff;
 use crate::events::{Bus, Delivery, Event, Outcome, Route, Topic, Verdict};
 use crate::service::{CallError, Outbound, To};
 use crate::store::{Keyspace, WriteBatch};
+use crate::telemetry;
 pub use records::DeadLetter;
 pub(crate) use records::{DEAD_PREFIX, applied_key, dead_key, redriven_key};
 
@@ -342,16 +344,28 @@ impl Relay {
                     Route::Any => To::Any,
                 };
                 progress.in_flight = true;
-                let answer = self
-                    .outbound
-                    .call(deliverer.service, to, request, DELIVERY_TIMEOUT);
+                let (context, mut span) = trace::delivery(
+                    &pending.record,
+                    &progress.subscription,
+                    deliverer.service,
+                    progress.failures + 1,
+                );
+                let answer = telemetry::with(context, || {
+                    self.outbound
+                        .call(deliverer.service, to, request, DELIVERY_TIMEOUT)
+                });
                 let judge = deliverer.judge;
                 let subscription = progress.subscription.clone();
                 self.in_flight.spawn(async move {
+                    let verdict = answer.await.map(|bytes| judge(&bytes));
+                    if let Err(e) = &verdict {
+                        span.fail(e);
+                    }
+                    drop(span);
                     Done {
                         seq,
                         subscription,
-                        verdict: answer.await.map(|bytes| judge(&bytes)),
+                        verdict,
                     }
                 });
             }

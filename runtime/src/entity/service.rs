@@ -372,6 +372,8 @@ impl Shard {
     ) -> Result<(Vec<crate::service::Effect>, Published), StoreError> {
         let mut released: Vec<crate::service::Effect> = Vec::new();
         let mut published = Vec::new();
+        // The span of the command being handled: what it causes goes out as its children.
+        let trace = crate::telemetry::current();
         for caused in caused {
             match caused {
                 Caused::Publish { topic, payload } => {
@@ -383,6 +385,7 @@ impl Shard {
                         payload,
                         at_ms: effects::now_ms(),
                         only: None,
+                        trace,
                     };
                     let key = effects::outbox_key(id_key, self.next_outbox);
                     batch.put(&key, &record)?;
@@ -401,7 +404,9 @@ impl Shard {
                     };
                     let timeout = self.timeout;
                     released.push(Box::new(move || {
-                        let posting = outbound.post(service, to, request, timeout);
+                        let posting = crate::telemetry::with(trace, || {
+                            outbound.post(service, to, request, timeout)
+                        });
                         tokio::spawn(async move {
                             if let Err(e) = posting.await {
                                 tracing::warn!(service, error = %e, "a tell was not delivered");
@@ -488,5 +493,9 @@ impl<E: Entity> Service for EntityService<E> {
         cx: &RequestContext<'_>,
     ) -> EntityResponse {
         self.apply(shard, &request, cx)
+    }
+
+    fn kind(request: &EntityRequest) -> &str {
+        &request.command
     }
 }

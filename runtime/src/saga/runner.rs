@@ -70,7 +70,14 @@ impl<S: Saga> Service for SagaRunner<S> {
         };
         let runtime = self.runtime.clone();
         let saga = Arc::clone(&self.saga);
-        tokio::spawn(async move {
+        // The step's span, a child of this message's: what the step asks joins the trace.
+        let traced =
+            crate::telemetry::Span::child_of_current(crate::telemetry::Kind::Internal, || {
+                step_span::<S>(&data, &run)
+            });
+        let (context, span) = traced.unzip();
+        let work = async move {
+            let mut span = span.unwrap_or_default();
             let steps = S::steps(&data);
             let outcome = match run.work {
                 Work::Act(n) | Work::Compensate(n) if n >= steps.len() => {
@@ -86,6 +93,10 @@ impl<S: Saga> Service for SagaRunner<S> {
                 }
             };
             tracing::debug!(saga = S::NAME, %id, work = ?run.work, attempt = run.attempt, ?outcome, "saga work done");
+            span.set("troupe.saga.outcome", outcome_name(&outcome));
+            if let Outcome::Retry(why) = &outcome {
+                span.fail(why);
+            }
             let report = Report {
                 work: run.work,
                 attempt: run.attempt,
@@ -98,6 +109,49 @@ impl<S: Saga> Service for SagaRunner<S> {
                 // The watchdog sends the work again.
                 tracing::debug!(saga = S::NAME, %id, error = %e, "a saga report was not taken");
             }
-        });
+            drop(span);
+        };
+        match context {
+            Some(context) => tokio::spawn(crate::telemetry::scope(context, work)),
+            None => tokio::spawn(work),
+        };
+    }
+}
+
+/// The name and attributes of a step's span.
+fn step_span<S: Saga>(
+    data: &S::Data,
+    run: &Run,
+) -> (
+    std::borrow::Cow<'static, str>,
+    Vec<crate::telemetry::KeyValue>,
+) {
+    use crate::telemetry::KeyValue;
+    let (work, n) = match run.work {
+        Work::Act(n) => ("act", n),
+        Work::Compensate(n) => ("compensate", n),
+    };
+    let step = S::steps(data)
+        .get(n)
+        .map_or_else(|| format!("step {n}"), |s| s.name.clone());
+    (
+        // The step's kind in the name (`reserve`, not `reserve:<product id>`): span names
+        // are for grouping; the step itself is an attribute.
+        format!("saga {} {work} {}", S::NAME, crate::metrics::kind(&step)).into(),
+        vec![
+            KeyValue::new("troupe.saga.type", S::NAME),
+            KeyValue::new("troupe.saga.step", step),
+            KeyValue::new("troupe.saga.step_index", n as i64),
+            KeyValue::new("troupe.saga.work", work),
+            KeyValue::new("troupe.saga.attempt", i64::from(run.attempt)),
+        ],
+    )
+}
+
+fn outcome_name(outcome: &Outcome) -> &'static str {
+    match outcome {
+        Outcome::Done => "done",
+        Outcome::Refused(_) => "refused",
+        Outcome::Retry(_) => "retry",
     }
 }

@@ -8,7 +8,7 @@ use tokio::time::Instant;
 
 use super::mailbox::RELEASE_EVERY;
 use super::{CallError, MailboxLimit, MemberInfo, ReplyTo, RequestContext, Service};
-use crate::telemetry::{self, TraceContext};
+use crate::telemetry::{self, KeyValue, Kind, Span, TraceContext};
 
 /// One request to a member.
 pub(crate) struct Envelope<S: Service> {
@@ -71,11 +71,16 @@ impl<S: Service> Member<S> {
             // Boxed: the traced path is rarer, and keeping its larger future out of this one
             // keeps every message's future small (it is moved several times per message).
             Some(trace) => {
-                Box::pin(telemetry::scope(
-                    trace.child(),
+                // This message's span: a child of the span that sent it, on whichever node.
+                let context = trace.child();
+                let span = self.span(context, trace.span_id, &request);
+                let response = Box::pin(telemetry::scope(
+                    context,
                     self.service.handle(state, request, &cx),
                 ))
-                .await
+                .await;
+                drop(span);
+                response
             }
             None => self.service.handle(state, request, &cx).await,
         };
@@ -128,6 +133,25 @@ fn release<Resp: serde::Serialize + Send + 'static>(
 }
 
 impl<S: Service> Member<S> {
+    /// The span of one message handled (nothing is built while export is off).
+    fn span(&self, context: TraceContext, parent: [u8; 8], request: &S::Request) -> Span {
+        Span::start(context, Some(parent), Kind::Internal, || {
+            let info = &self.info;
+            let kind = S::kind(request);
+            let mut attributes = vec![
+                KeyValue::new("troupe.service", info.service),
+                KeyValue::new("troupe.message.kind", kind.to_string()),
+                KeyValue::new("troupe.node", info.node.to_string()),
+            ];
+            if info.sharded {
+                attributes.push(KeyValue::new("troupe.shard", i64::from(info.index)));
+            } else {
+                attributes.push(KeyValue::new("troupe.member", i64::from(info.index)));
+            }
+            (format!("{} {kind}", info.service).into(), attributes)
+        })
+    }
+
     /// Gives back room for `n` handled messages: in bulk, or at once if a sender waits.
     fn handled(&self, state: &mut MemberState<S::State>, n: usize) {
         self.mailbox.count_handled(n);

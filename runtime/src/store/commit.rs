@@ -26,6 +26,8 @@ pub(super) struct GroupCommit {
     durable: watch::Sender<Result<u64, StoreError>>,
     wake: Notify,
     flushes: AtomicU64,
+    /// How many writes the last flush made durable (for trace spans).
+    last_group: AtomicU64,
     size_on_disk: AtomicU64,
     /// Whether the disk is full (writes refused, reads checked against `tainted`).
     full: AtomicBool,
@@ -90,6 +92,7 @@ impl GroupCommit {
             durable,
             wake: Notify::new(),
             flushes: AtomicU64::new(0),
+            last_group: AtomicU64::new(0),
             size_on_disk: AtomicU64::new(engine.size_on_disk().unwrap_or(0)),
             full: AtomicBool::new(false),
             inflight: AtomicU64::new(0),
@@ -210,6 +213,11 @@ impl GroupCommit {
         self.size_on_disk.load(Ordering::Relaxed)
     }
 
+    /// How many writes the last flush made durable.
+    pub(super) fn last_group(&self) -> u64 {
+        self.last_group.load(Ordering::Relaxed)
+    }
+
     pub(super) fn stats(&self) -> (u64, u64) {
         (self.flushes.load(Ordering::Relaxed), self.written())
     }
@@ -299,6 +307,7 @@ async fn run(
             Ok(target) => {
                 commit_seconds.record(flush_started.elapsed().as_secs_f64());
                 commit_writes.record((target - durable) as f64);
+                c.last_group.store(target - durable, Ordering::Relaxed);
                 let _ = c.durable.send_replace(Ok(target));
             }
             Err((StoreError::Full(m), covered)) => {

@@ -22,6 +22,8 @@ pub(super) enum After {
         keyspace: String,
         keys: Vec<Vec<u8>>,
         _inflight: commit::OwnedInflight,
+        /// The commit's trace span (empty while export is off): ends once durable.
+        span: crate::telemetry::Span,
     },
     /// A read of `key`: while the disk is full, what it read is good once the writes in
     /// flight have settled and none that failed touched it.
@@ -55,9 +57,17 @@ impl Durable {
 
     /// Waits until the write (or what was read) is durable; fails if a flush failed first
     /// (a write may or may not survive: see [`StoreError`]).
-    pub async fn wait(self) -> Result<(), StoreError> {
+    pub async fn wait(mut self) -> Result<(), StoreError> {
         let commit = &self.store.inner.commit;
         let result = commit.wait_durable(self.seq).await;
+        if let After::Write { span, .. } = &mut self.after
+            && span.is_recording()
+        {
+            span.set("troupe.store.group_writes", commit.last_group() as i64);
+            if let Err(e) = &result {
+                span.fail(e);
+            }
+        }
         match (result, &self.after) {
             (Err(StoreError::Full(why)), After::Write { keyspace, keys, .. }) => {
                 // Applied but not durable: readers must not see it until the reopen.

@@ -152,6 +152,13 @@ impl Keyspace {
             marks.note(&self.name);
         }
         let number = batches::next(self.store.inner.generation, &self.batches);
+        // The commit's span, a child of the work that wrote (ends once durable).
+        let span =
+            crate::telemetry::Span::child_of_current(crate::telemetry::Kind::Internal, || {
+                commit_span(&self.name, &batch.ops)
+            })
+            .map(|(_, span)| span)
+            .unwrap_or_default();
         self.engine.apply(&batch.ops)?;
         Ok(Durable {
             seq: commit.note_write(),
@@ -161,6 +168,7 @@ impl Keyspace {
                 keyspace: self.name.clone(),
                 keys: batch.ops.iter().map(|op| op.key().to_vec()).collect(),
                 _inflight: inflight,
+                span,
             },
         })
     }
@@ -181,4 +189,30 @@ impl Keyspace {
             },
         }
     }
+}
+
+/// The name and attributes of a commit's span: the keyspace, the writes and their bytes.
+fn commit_span(
+    keyspace: &str,
+    ops: &[super::engine::Op],
+) -> (
+    std::borrow::Cow<'static, str>,
+    Vec<crate::telemetry::KeyValue>,
+) {
+    use crate::telemetry::KeyValue;
+    let bytes: usize = ops
+        .iter()
+        .map(|op| match op {
+            super::engine::Op::Put(k, v) => k.len() + v.len(),
+            super::engine::Op::Delete(k) => k.len(),
+        })
+        .sum();
+    (
+        "store commit".into(),
+        vec![
+            KeyValue::new("troupe.store.keyspace", keyspace.to_string()),
+            KeyValue::new("troupe.store.writes", ops.len() as i64),
+            KeyValue::new("troupe.store.bytes", bytes as i64),
+        ],
+    )
 }

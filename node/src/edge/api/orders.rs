@@ -187,7 +187,10 @@ async fn priced(state: &AppState, lines: &[(Id, u64)]) -> Result<Vec<OrderItem>,
             .runtime()
             .entity::<Product>(*product_id)
             .with_timeout(TIMEOUT);
-        asks.spawn(async move { (n, product.ask(inventory::Get).await) });
+        // Carried: each read joins the request's trace.
+        asks.spawn(troupe_runtime::telemetry::carried(async move {
+            (n, product.ask(inventory::Get).await)
+        }));
     }
     let mut prices = vec![0; lines.len()];
     while let Some(joined) = asks.join_next().await {
