@@ -83,8 +83,10 @@ pub(crate) struct LoadArgs {
     #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=100))]
     cancel_percent: u8,
     /// Order reads per second at most while following orders to their final state
-    #[arg(long, default_value_t = 200)]
-    poll_per_second: usize,
+    /// [default: twice --rate, at least 200: fewer reads than orders leave orders unread, and
+    /// the report counts them as not final]
+    #[arg(long)]
+    poll_per_second: Option<usize>,
     /// How long to keep following orders after the last one was placed, in seconds
     #[arg(long, default_value_t = 30.0)]
     settle: f64,
@@ -130,6 +132,16 @@ fn seconds(field: &str, s: f64) -> Result<Duration, String> {
     }
 }
 
+/// Order reads per second while following orders: as asked, else twice the order rate (a
+/// final order is read once or twice), at least 200.
+fn poll_rate(args: &LoadArgs) -> usize {
+    args.poll_per_second.unwrap_or_else(|| {
+        let twice = args.rate.map_or(0.0, |rate| (rate * 2.0).ceil());
+        // At most 200,000: `--rate` is at most 100,000.
+        (twice.min(200_000.0) as usize).max(200)
+    })
+}
+
 /// The pace and durations, checked.
 fn plan(args: &LoadArgs) -> Result<(Pace, Duration, Duration, Duration), String> {
     let pace = match (args.rate, args.concurrency) {
@@ -146,7 +158,7 @@ fn plan(args: &LoadArgs) -> Result<(Pace, Duration, Duration, Duration), String>
     if args.users == 0 || args.products == 0 {
         return Err("--users and --products: at least 1".into());
     }
-    if args.poll_per_second == 0 {
+    if args.poll_per_second == Some(0) {
         return Err("--poll-per-second: at least 1".into());
     }
     if args.max_quantity == 0 || args.max_quantity > 1000 {
@@ -329,7 +341,7 @@ async fn execute(
         drive.clone(),
         accepted_rx,
         stop_rx.clone(),
-        args.poll_per_second,
+        poll_rate(args),
         settle,
     ));
     let progress = tokio::spawn(progress::show(drive.clone(), duration, args.json, stop_rx));
@@ -435,4 +447,30 @@ struct Plan {
     duration: Duration,
     settle: Duration,
     check_timeout: Duration,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        load: LoadArgs,
+    }
+
+    fn polls(line: &[&str]) -> usize {
+        let cli = Cli::try_parse_from([&["load"], line].concat()).expect("parses");
+        poll_rate(&cli.load)
+    }
+
+    #[test]
+    fn orders_are_read_at_least_as_fast_as_they_are_placed() {
+        assert_eq!(polls(&["--rate", "1000"]), 2000);
+        assert_eq!(polls(&["--rate", "0.5"]), 200);
+        assert_eq!(polls(&["--concurrency", "8"]), 200);
+        assert_eq!(polls(&["--rate", "1000", "--poll-per-second", "50"]), 50);
+    }
 }
