@@ -250,7 +250,8 @@ pub(crate) fn arm<E: Entity>(
 ) {
     let outbound = outbound.clone();
     let request_timer = request.timer.clone();
-    let task = async move {
+    // Under the trace current when it is armed (the command's that set it), if any.
+    let task = crate::telemetry::carried(async move {
         let wait = Duration::from_millis(due_ms.saturating_sub(now_ms()));
         tokio::time::sleep(wait).await;
         let durable = request.timer.is_some();
@@ -273,7 +274,7 @@ pub(crate) fn arm<E: Entity>(
                 }
             }
         }
-    };
+    });
     match request_timer {
         // Durable: cancellable by its record's key.
         Some(record) => armed.arm(record, task),

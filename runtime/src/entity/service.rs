@@ -438,8 +438,11 @@ impl Shard {
                         armed.scheduled(key);
                     }
                     let id_key = id_key.to_vec();
+                    // Its firing joins the trace of the command that set it.
                     released.push(Box::new(move || {
-                        arm(&outbound, &armed, id_key, due_ms, request);
+                        crate::telemetry::with(trace, || {
+                            arm(&outbound, &armed, id_key, due_ms, request);
+                        });
                     }));
                 }
             }

@@ -57,6 +57,8 @@ pub struct Posted {
     pub to: To,
     /// The encoded request.
     pub request: Vec<u8>,
+    /// The trace it was posted in, if any.
+    pub trace: Option<crate::telemetry::TraceContext>,
 }
 
 /// Records what is posted, in order, instead of delivering it.
@@ -75,6 +77,7 @@ impl Post for Recorder {
             service: service.to_string(),
             to,
             request,
+            trace: crate::telemetry::current(),
         });
         Box::pin(async { Ok(()) })
     }

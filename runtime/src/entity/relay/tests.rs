@@ -288,6 +288,7 @@ fn delivery(key: &str, n: u64, seq: u64, redrive: bool) -> crate::entity::testin
         service: Tally::NAME.into(),
         to: crate::service::To::Shard(key.as_bytes().to_vec()),
         request: crate::service::encode(&request).unwrap(),
+        trace: None,
     }
 }
 
