@@ -26,18 +26,6 @@ async fn cluster() -> TestCluster {
     cluster
 }
 
-/// A user's token for user id `sub`.
-fn user_token(sub: &str) -> String {
-    troupe_node::auth::Tokens::new(
-        support::TOKEN_KEY.as_bytes(),
-        troupe_node::auth::ISSUER,
-        troupe_node::auth::AUDIENCE,
-        troupe_node::auth::TOKEN_TTL,
-    )
-    .issue(sub, Role::User)
-    .unwrap()
-}
-
 /// Who calls: nobody, a user by id, or an admin.
 #[derive(Clone, Copy)]
 enum As<'a> {
@@ -63,7 +51,7 @@ async fn call_with(
     let mut request = client.request(method, cluster.node(node).url(path));
     match who {
         As::Nobody => {}
-        As::User(id) => request = request.bearer_auth(user_token(id)),
+        As::User(id) => request = request.bearer_auth(support::user_token(id)),
         As::Admin => request = request.bearer_auth(token(Role::Admin)),
     }
     for (name, value) in headers {

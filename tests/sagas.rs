@@ -38,18 +38,6 @@ fn client() -> reqwest::Client {
         .unwrap()
 }
 
-/// A user's token for user id `sub`.
-fn user_token(sub: &str) -> String {
-    troupe_node::auth::Tokens::new(
-        support::TOKEN_KEY.as_bytes(),
-        troupe_node::auth::ISSUER,
-        troupe_node::auth::AUDIENCE,
-        troupe_node::auth::TOKEN_TTL,
-    )
-    .issue(sub, Role::User)
-    .unwrap()
-}
-
 /// `method path` on `node` with `token` (and `body`): status and JSON, or None if no answer.
 async fn call(
     cluster: &TestCluster,
@@ -110,7 +98,7 @@ async fn place_where_it_can(
     items: &Value,
     key: &str,
 ) -> String {
-    let token = user_token(user);
+    let token = support::user_token(user);
     for n in 0..50 {
         let request = client()
             .post(cluster.node(node).url("/api/v1/orders"))
@@ -161,7 +149,7 @@ async fn try_place(
 ) -> Option<String> {
     let request = client()
         .post(cluster.node(node).url("/api/v1/orders"))
-        .bearer_auth(user_token(user))
+        .bearer_auth(support::user_token(user))
         .header("Idempotency-Key", key)
         .json(&json!({ "items": items }));
     match send_json(request).await {
@@ -214,7 +202,10 @@ async fn orders_racing_for_the_last_units_never_oversell() {
     for n in 0..18 {
         let user = users[n % users.len()].clone();
         let node = ["n1", "n2", "n3"][n % 3];
-        let (url, token) = (cluster.node(node).url("/api/v1/orders"), user_token(&user));
+        let (url, token) = (
+            cluster.node(node).url("/api/v1/orders"),
+            support::user_token(&user),
+        );
         let body = json!({"items": [{"product_id": last, "quantity": 1}]});
         racing.spawn(async move {
             let request = client()
@@ -317,7 +308,7 @@ async fn a_cancel_or_a_forced_compensation_while_a_step_waits_on_a_stopped_node_
     );
 
     // Alice cancels; an operator forces Bob's compensation.
-    let token = user_token(&alice);
+    let token = support::user_token(&alice);
     let path = format!("/api/v1/orders/{cancelled}/cancel");
     let (status, order) = call(
         &cluster,

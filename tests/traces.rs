@@ -10,6 +10,7 @@ mod receiver;
 mod support;
 
 use std::collections::{HashMap, HashSet};
+use std::future::Future;
 
 use nix::sys::signal::Signal;
 use serde_json::{Value, json};
@@ -61,17 +62,6 @@ fn client() -> reqwest::Client {
         .unwrap()
 }
 
-fn user_token(sub: &str) -> String {
-    troupe_node::auth::Tokens::new(
-        support::TOKEN_KEY.as_bytes(),
-        troupe_node::auth::ISSUER,
-        troupe_node::auth::AUDIENCE,
-        troupe_node::auth::TOKEN_TTL,
-    )
-    .issue(sub, Role::User)
-    .unwrap()
-}
-
 /// The node of the shard of `id` (a UUID) in `service` (4 shards).
 async fn node_of(cluster: &TestCluster, service: &str, id: &str) -> String {
     let key = uuid::Uuid::parse_str(id).unwrap();
@@ -79,9 +69,25 @@ async fn node_of(cluster: &TestCluster, service: &str, id: &str) -> String {
     cluster.shard_map("n1", service).await[shard].clone()
 }
 
+/// Makes things with `make` (given a counter; it answers the new thing's id) until one's shard
+/// of `service` is not on n1; its id.
+async fn off_n1<F: Future<Output = String>>(
+    cluster: &TestCluster,
+    service: &str,
+    mut make: impl FnMut(usize) -> F,
+) -> String {
+    for n in 0..40 {
+        let id = make(n).await;
+        if node_of(cluster, service, &id).await != "n1" {
+            return id;
+        }
+    }
+    panic!("nothing of {service} landed off n1");
+}
+
 /// Registers users until one's wallet is not on n1; their id.
 async fn user_off_n1(cluster: &TestCluster) -> String {
-    for n in 0..40 {
+    off_n1(cluster, "wallets", |n| async move {
         let email = format!("tracer{n}-{}@example.com", uuid::Uuid::new_v4().simple());
         let body = json!({"email": email, "name": "tracer", "password": "correct horse battery"});
         let request = client()
@@ -89,32 +95,27 @@ async fn user_off_n1(cluster: &TestCluster) -> String {
             .json(&body);
         let (status, user) = send_json(request).await.unwrap();
         assert_eq!(status, 201, "{user}");
-        let id = user["id"].as_str().unwrap().to_string();
-        if node_of(cluster, "wallets", &id).await != "n1" {
-            return id;
-        }
-    }
-    panic!("no user's wallet landed off n1");
+        user["id"].as_str().unwrap().to_string()
+    })
+    .await
 }
 
 /// Creates products until one's shard is not on n1; its id.
 async fn product_off_n1(cluster: &TestCluster) -> String {
     let admin = token(Role::Admin);
-    for n in 0..40 {
+    let admin = &admin;
+    off_n1(cluster, "products", |n| async move {
         let sku = format!("TRACE-{n}-{}", uuid::Uuid::new_v4().simple());
         let body = json!({"sku": sku, "name": sku, "price_cents": 100, "stock": 50});
         let request = client()
             .post(cluster.node("n1").url("/api/v1/products"))
-            .bearer_auth(&admin)
+            .bearer_auth(admin)
             .json(&body);
         let (status, product) = send_json(request).await.unwrap();
         assert_eq!(status, 201, "{product}");
-        let id = product["id"].as_str().unwrap().to_string();
-        if node_of(cluster, "products", &id).await != "n1" {
-            return id;
-        }
-    }
-    panic!("no product landed off n1");
+        product["id"].as_str().unwrap().to_string()
+    })
+    .await
 }
 
 /// Places an order through n1 until one's own shard (the order and its saga) is not on n1:
@@ -124,7 +125,7 @@ async fn order_off_n1(cluster: &TestCluster, user: &str, product: &str) -> (Stri
     for n in 0..40 {
         let response = client()
             .post(cluster.node("n1").url("/api/v1/orders"))
-            .bearer_auth(user_token(user))
+            .bearer_auth(support::user_token(user))
             .header("Idempotency-Key", format!("trace-{n}"))
             .json(&json!({"items": [{"product_id": product, "quantity": 1}]}))
             .send()

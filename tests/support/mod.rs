@@ -32,14 +32,24 @@ pub const TOKEN_KEY: &str = "test-token-key-0123456789abcdef-0123";
 
 /// A token of `role` for the test clusters.
 pub fn token(role: troupe_node::auth::Role) -> String {
+    token_for("tester", role)
+}
+
+/// A token of `role` for user id `sub`, for the test clusters.
+pub fn token_for(sub: &str, role: troupe_node::auth::Role) -> String {
     troupe_node::auth::Tokens::new(
         TOKEN_KEY.as_bytes(),
         troupe_node::auth::ISSUER,
         troupe_node::auth::AUDIENCE,
         troupe_node::auth::TOKEN_TTL,
     )
-    .issue("tester", role)
+    .issue(sub, role)
     .expect("a token")
+}
+
+/// A user's token for user id `sub`.
+pub fn user_token(sub: &str) -> String {
+    token_for(sub, troupe_node::auth::Role::User)
 }
 
 /// An HTTP client builder whose requests carry an admin's token (every `/admin` route needs
