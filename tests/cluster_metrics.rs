@@ -209,7 +209,7 @@ async fn a_frozen_node_is_marked_unavailable_within_the_deadline() {
         all_counted,
     )
     .await;
-    cluster.proc("n3").signal(Signal::SIGSTOP);
+    cluster.proc("n3").freeze().await;
     // Before the failure detector says anything (it needs 1 s of silence for suspect), n3
     // is asked and does not answer: the deadline marks it.
     let (body, took) = gather(&cluster).await;

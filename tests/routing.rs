@@ -203,7 +203,7 @@ async fn a_write_to_a_frozen_node_is_outcome_unknown_and_expires_there() {
         },
     )
     .await;
-    cluster.proc("n2").signal(Signal::SIGSTOP);
+    cluster.proc("n2").freeze().await;
     let http = support::http()
         .timeout(Duration::from_secs(30))
         .build()

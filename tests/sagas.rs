@@ -283,7 +283,7 @@ async fn a_cancel_or_a_forced_compensation_while_a_step_waits_on_a_stopped_node_
         }
         n += 1;
     };
-    cluster.proc(&stopped).signal(Signal::SIGSTOP);
+    cluster.proc(&stopped).freeze().await;
     let items = json!([{"product_id": lamp, "quantity": 2}]);
     let cancelled = place_where_it_can(&cluster, via, &alice, &items, "stop-1").await;
     let forced = place_where_it_can(&cluster, via, &bob, &items, "stop-2").await;

@@ -120,6 +120,36 @@ impl Proc {
         kill(self.pid(), signal).expect("signal the process");
     }
 
+    /// SIGSTOPs the process and waits (up to 5 s) until every one of its threads is stopped:
+    /// the signal is delivered asynchronously, and a thread still running may answer a
+    /// request sent right after `kill` returned.
+    pub async fn freeze(&self) {
+        self.signal(Signal::SIGSTOP);
+        let tasks = format!("/proc/{}/task", self.pid());
+        let stopped = || {
+            let Ok(entries) = std::fs::read_dir(&tasks) else {
+                return false;
+            };
+            entries.flatten().all(|task| {
+                std::fs::read_to_string(task.path().join("stat")).is_ok_and(|stat| {
+                    // The state follows the command name's closing parenthesis.
+                    stat.rsplit_once(") ")
+                        .and_then(|(_, rest)| rest.chars().next())
+                        .is_some_and(|state| state == 'T' || state == 't')
+                })
+            })
+        };
+        let start = Instant::now();
+        while !stopped() {
+            assert!(
+                start.elapsed() < Duration::from_secs(5),
+                "process {} did not stop within 5 s",
+                self.pid()
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
     }
