@@ -37,7 +37,6 @@ mod unicode;
 
 use reqwest::Method;
 use serde_json::{Value, json};
-use tokio::time::Duration;
 use troupe_node::auth::Role;
 
 use support::{TestCluster, config_text_with, token};
@@ -55,14 +54,6 @@ async fn cluster(n: usize) -> TestCluster {
     std::fs::write(&cluster.config, config_text_with(&cluster.nodes, SERVICES)).unwrap();
     cluster.start_formed().await;
     cluster
-}
-
-/// A client with no token of its own; no request of these tests may take 10 s (no hang).
-fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .unwrap()
 }
 
 /// What a request got back.
@@ -136,7 +127,7 @@ async fn call(
     auth: Option<&str>,
     body: Option<Value>,
 ) -> Answer {
-    let mut request = client().request(method, cluster.node(node).url(path));
+    let mut request = support::client().request(method, cluster.node(node).url(path));
     if let Some(auth) = auth {
         request = request.header("authorization", auth);
     }
@@ -433,7 +424,7 @@ async fn every_route_answers_its_successes_errors_and_authorization_in_the_shape
         (restock.as_str(), "{}"),
         (deposits.as_str(), r#"{"amount_cents": "x"}"#),
     ] {
-        let request = client()
+        let request = support::client()
             .post(cluster.node("n1").url(path))
             .header("authorization", &bob.auth)
             .header("content-type", "application/json")

@@ -6,7 +6,6 @@
 mod support;
 
 use serde_json::{Value, json};
-use tokio::time::Duration;
 
 use support::{TestCluster, config_text_with, send_json};
 
@@ -20,14 +19,6 @@ async fn cluster() -> TestCluster {
     cluster
 }
 
-/// A client with no token of its own: each request says who it is.
-fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .unwrap()
-}
-
 async fn call(
     cluster: &TestCluster,
     node: &str,
@@ -36,7 +27,7 @@ async fn call(
     token: Option<&str>,
     body: Option<Value>,
 ) -> (u16, Value) {
-    let mut request = client().request(method, cluster.node(node).url(path));
+    let mut request = support::client().request(method, cluster.node(node).url(path));
     if let Some(token) = token {
         request = request.bearer_auth(token);
     }
@@ -222,7 +213,7 @@ async fn users_register_log_in_and_reach_only_their_own_things() {
 async fn bad_registrations_are_4xx_naming_the_field() {
     let cluster = cluster().await;
     let post = |body: &str| {
-        client()
+        support::client()
             .post(cluster.node("n1").url("/api/v1/users"))
             .header("content-type", "application/json")
             .body(body.to_string())
@@ -293,7 +284,7 @@ async fn one_of_many_racing_registrations_of_an_email_wins() {
         let url = cluster.node(["n1", "n2", "n3"][i % 3]).url("/api/v1/users");
         racers.spawn(async move {
             let body = json!({"email": "race@example.com", "name": format!("R{i}"), "password": "correct horse"});
-            send_json(client().post(url).json(&body)).await.unwrap().0
+            send_json(support::client().post(url).json(&body)).await.unwrap().0
         });
     }
     let mut statuses = Vec::new();

@@ -31,13 +31,6 @@ async fn cluster() -> TestCluster {
     cluster
 }
 
-fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .timeout(Duration::from_secs(15))
-        .build()
-        .unwrap()
-}
-
 /// `method path` on `node` with `token` (and `body`): status and JSON, or None if no answer.
 async fn call(
     cluster: &TestCluster,
@@ -47,7 +40,7 @@ async fn call(
     token: &str,
     body: Option<Value>,
 ) -> Option<(u16, Value)> {
-    let mut request = client()
+    let mut request = support::client()
         .request(method, cluster.node(node).url(path))
         .bearer_auth(token);
     if let Some(body) = body {
@@ -81,7 +74,7 @@ async fn admin_post(cluster: &TestCluster, node: &str, path: &str, body: Value) 
 async fn register(cluster: &TestCluster, node: &str, name: &str) -> String {
     let email = format!("{name}-{}@example.com", uuid::Uuid::new_v4().simple());
     let body = json!({"email": email, "name": name, "password": "correct horse battery"});
-    let request = client()
+    let request = support::client()
         .post(cluster.node(node).url("/api/v1/users"))
         .json(&body);
     let (status, user) = send_json(request).await.unwrap();
@@ -100,7 +93,7 @@ async fn place_where_it_can(
 ) -> String {
     let token = support::user_token(user);
     for n in 0..50 {
-        let request = client()
+        let request = support::client()
             .post(cluster.node(node).url("/api/v1/orders"))
             .bearer_auth(&token)
             .header("Idempotency-Key", format!("{key}-{n}"))
@@ -147,7 +140,7 @@ async fn try_place(
     items: &Value,
     key: &str,
 ) -> Option<String> {
-    let request = client()
+    let request = support::client()
         .post(cluster.node(node).url("/api/v1/orders"))
         .bearer_auth(support::user_token(user))
         .header("Idempotency-Key", key)
@@ -208,7 +201,7 @@ async fn orders_racing_for_the_last_units_never_oversell() {
         );
         let body = json!({"items": [{"product_id": last, "quantity": 1}]});
         racing.spawn(async move {
-            let request = client()
+            let request = support::client()
                 .post(url)
                 .bearer_auth(token)
                 .header("Idempotency-Key", format!("race-{n}"))

@@ -55,13 +55,6 @@ async fn cluster(endpoint: &str) -> TestCluster {
     cluster
 }
 
-fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .timeout(Duration::from_secs(15))
-        .build()
-        .unwrap()
-}
-
 /// The node of the shard of `id` (a UUID) in `service` (4 shards).
 async fn node_of(cluster: &TestCluster, service: &str, id: &str) -> String {
     let key = uuid::Uuid::parse_str(id).unwrap();
@@ -90,7 +83,7 @@ async fn user_off_n1(cluster: &TestCluster) -> String {
     off_n1(cluster, "wallets", |n| async move {
         let email = format!("tracer{n}-{}@example.com", uuid::Uuid::new_v4().simple());
         let body = json!({"email": email, "name": "tracer", "password": "correct horse battery"});
-        let request = client()
+        let request = support::client()
             .post(cluster.node("n1").url("/api/v1/users"))
             .json(&body);
         let (status, user) = send_json(request).await.unwrap();
@@ -107,7 +100,7 @@ async fn product_off_n1(cluster: &TestCluster) -> String {
     off_n1(cluster, "products", |n| async move {
         let sku = format!("TRACE-{n}-{}", uuid::Uuid::new_v4().simple());
         let body = json!({"sku": sku, "name": sku, "price_cents": 100, "stock": 50});
-        let request = client()
+        let request = support::client()
             .post(cluster.node("n1").url("/api/v1/products"))
             .bearer_auth(admin)
             .json(&body);
@@ -123,7 +116,7 @@ async fn product_off_n1(cluster: &TestCluster) -> String {
 /// `traceparent`).
 async fn order_off_n1(cluster: &TestCluster, user: &str, product: &str) -> (String, String) {
     for n in 0..40 {
-        let response = client()
+        let response = support::client()
             .post(cluster.node("n1").url("/api/v1/orders"))
             .bearer_auth(support::user_token(user))
             .header("Idempotency-Key", format!("trace-{n}"))
@@ -219,7 +212,7 @@ async fn one_order_is_one_trace_across_three_nodes_and_the_edge_continues_a_call
     // The order finishes, and its trace arrives whole.
     let admin = token(Role::Admin);
     wait_until("the order to be final", Duration::from_secs(30), || async {
-        let request = client()
+        let request = support::client()
             .get(cluster.node("n2").url(&format!("/api/v1/orders/{order}")))
             .bearer_auth(&admin);
         matches!(send_json(request).await, Some((200, o)) if o["status"] == "confirmed")
@@ -300,7 +293,7 @@ async fn one_order_is_one_trace_across_three_nodes_and_the_edge_continues_a_call
     // A caller's trace is continued: the request's span is the child of the caller's.
     let caller_trace = format!("{:032x}", rand_u128());
     let caller_span = "00f067aa0ba902b7";
-    let response = client()
+    let response = support::client()
         .get(
             cluster
                 .node("n1")
@@ -333,7 +326,7 @@ async fn one_order_is_one_trace_across_three_nodes_and_the_edge_continues_a_call
         "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
         "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
     ] {
-        let response = client()
+        let response = support::client()
             .get(
                 cluster
                     .node("n1")
@@ -376,7 +369,7 @@ async fn an_absent_collector_neither_slows_nor_fails_requests_nor_the_shutdown()
     let (order, _) = order_off_n1(&cluster, &user, &product).await;
     let admin = token(Role::Admin);
     wait_until("the order to be final", Duration::from_secs(30), || async {
-        let request = client()
+        let request = support::client()
             .get(cluster.node("n1").url(&format!("/api/v1/orders/{order}")))
             .bearer_auth(&admin);
         matches!(send_json(request).await, Some((200, o)) if o["status"] == "confirmed")

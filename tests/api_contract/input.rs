@@ -39,7 +39,8 @@ async fn raw_post(
     content_type: Option<&str>,
     body: Vec<u8>,
 ) -> Answer {
-    let mut request = super::client().request(Method::POST, cluster.node(node).url(&route.path));
+    let mut request =
+        super::support::client().request(Method::POST, cluster.node(node).url(&route.path));
     if let Some(auth) = &route.auth {
         request = request.header("authorization", auth);
     }

@@ -4,7 +4,8 @@ use reqwest::Method;
 use serde_json::{Value, json};
 use troupe_node::auth::Role;
 
-use super::{NOBODY, bearer, call, client, cluster, product, send, user};
+use super::support::client;
+use super::{NOBODY, bearer, call, cluster, product, send, user};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_routes_wrong_methods_bad_path_ids_and_request_ids_are_in_the_shape() {

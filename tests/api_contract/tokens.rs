@@ -110,7 +110,7 @@ async fn forged_altered_stale_and_misaddressed_tokens_are_401_in_the_shape() {
     ] {
         for (i, path) in routes.iter().enumerate() {
             let node = ["n1", "n2"][i % 2];
-            let request = super::client()
+            let request = super::support::client()
                 .get(cluster.node(node).url(path))
                 .header("authorization", &auth);
             send(request).await.ok(200, &format!("{auth} on {path}"));
@@ -227,7 +227,7 @@ async fn forged_altered_stale_and_misaddressed_tokens_are_401_in_the_shape() {
     for (n, (what, value)) in attacks.iter().enumerate() {
         for (i, path) in routes.iter().enumerate() {
             let node = ["n1", "n2"][(n + i) % 2];
-            let request = super::client()
+            let request = super::support::client()
                 .request(Method::GET, cluster.node(node).url(path))
                 .header("authorization", value.clone());
             send(request)

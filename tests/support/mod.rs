@@ -47,6 +47,14 @@ pub fn token_for(sub: &str, role: troupe_node::auth::Role) -> String {
     .expect("a token")
 }
 
+/// A plain HTTP client for the test clusters' edges: every request gives up after 15 s.
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(15))
+        .build()
+        .expect("an HTTP client")
+}
+
 /// A user's token for user id `sub`.
 pub fn user_token(sub: &str) -> String {
     token_for(sub, troupe_node::auth::Role::User)
