@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use troupe_runtime::Runtime;
-use troupe_runtime::entity::{AskError, Context, DomainError};
+use troupe_runtime::entity::{AskError, Context, DomainError, EntityRef};
 use troupe_runtime::saga::{Outcome, Saga, SagaState, StepSpec, step_key};
 
 use super::{
@@ -50,6 +50,18 @@ fn outcome<R, D: DomainError>(
         Err(AskError::Call(e)) => Outcome::Retry(e.to_string()),
         Err(AskError::Store(e)) => Outcome::Retry(e.to_string()),
     }
+}
+
+/// Product `id`, asked with a step's deadline.
+fn product(runtime: &Runtime, id: Id) -> EntityRef<Product> {
+    runtime
+        .entity::<Product>(id)
+        .with_timeout(STEP_CALL_TIMEOUT)
+}
+
+/// Wallet `id`, asked with a step's deadline.
+fn wallet(runtime: &Runtime, id: Id) -> EntityRef<Wallet> {
+    runtime.entity::<Wallet>(id).with_timeout(STEP_CALL_TIMEOUT)
 }
 
 /// An outcome that refuses with `reason`.
@@ -127,9 +139,7 @@ impl Saga for OrderSaga {
     ) -> Outcome {
         match step_of(data, step) {
             Some(StepOf::Reserve(item)) => {
-                let product = runtime
-                    .entity::<Product>(item.product_id)
-                    .with_timeout(STEP_CALL_TIMEOUT);
+                let product = product(runtime, item.product_id);
                 let reserve = inventory::Reserve {
                     key: key.to_string(),
                     quantity: item.quantity,
@@ -142,9 +152,7 @@ impl Saga for OrderSaga {
                 })
             }
             Some(StepOf::Charge) => {
-                let wallet = runtime
-                    .entity::<Wallet>(data.user_id)
-                    .with_timeout(STEP_CALL_TIMEOUT);
+                let wallet = wallet(runtime, data.user_id);
                 let charge = payments::Charge {
                     key: key.to_string(),
                     amount_cents: data.total_cents,
@@ -157,9 +165,7 @@ impl Saga for OrderSaga {
                 })
             }
             Some(StepOf::Commit(item)) => {
-                let product = runtime
-                    .entity::<Product>(item.product_id)
-                    .with_timeout(STEP_CALL_TIMEOUT);
+                let product = product(runtime, item.product_id);
                 let commit = inventory::Commit {
                     key: step_key(id, &reserve_name(item)),
                 };
@@ -179,9 +185,7 @@ impl Saga for OrderSaga {
     ) -> Outcome {
         match step_of(data, step) {
             Some(StepOf::Reserve(item)) => {
-                let product = runtime
-                    .entity::<Product>(item.product_id)
-                    .with_timeout(STEP_CALL_TIMEOUT);
+                let product = product(runtime, item.product_id);
                 let release = inventory::Release {
                     key: key.to_string(),
                 };
@@ -191,9 +195,7 @@ impl Saga for OrderSaga {
                 })
             }
             Some(StepOf::Charge) => {
-                let wallet = runtime
-                    .entity::<Wallet>(data.user_id)
-                    .with_timeout(STEP_CALL_TIMEOUT);
+                let wallet = wallet(runtime, data.user_id);
                 let refund = payments::Refund {
                     key: key.to_string(),
                 };
