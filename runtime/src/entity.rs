@@ -247,7 +247,7 @@ impl<'a, E: Entity> Context<'a, E> {
         id: &'a E::Id,
         state: Option<E::State>,
         keyspace: &'a crate::store::Keyspace,
-        id_key: &[u8],
+        id_key: &'a [u8],
         next_timer: u64,
     ) -> Self {
         Self {

@@ -41,22 +41,28 @@ pub(crate) const ENTRY_PREFIX: &[u8] = b"e/";
 /// Entries read from the store at most per page while removing an entity.
 const REMOVE_PAGE: usize = 1024;
 
-/// The prefix of entity `id`'s entries: its id's length first, so that no id's entries are
-/// mistaken for another's whose id starts the same.
-pub(crate) fn entries_prefix(id: &[u8]) -> Vec<u8> {
-    let mut key = Vec::with_capacity(ENTRY_PREFIX.len() + 4 + id.len());
+/// The key of entry `name` of entity `id`: the id's length comes before the id, so that no
+/// id's entries are mistaken for another's whose id starts the same.
+fn entry_key(id: &[u8], name: &[u8]) -> Vec<u8> {
+    let mut key = Vec::with_capacity(prefix_len(id) + name.len());
     key.extend_from_slice(ENTRY_PREFIX);
     key.extend_from_slice(&u32::try_from(id.len()).unwrap_or(u32::MAX).to_be_bytes());
     key.extend_from_slice(id);
+    key.extend_from_slice(name);
     key
+}
+
+/// The length of the prefix of entity `id`'s entries.
+fn prefix_len(id: &[u8]) -> usize {
+    ENTRY_PREFIX.len() + 4 + id.len()
 }
 
 /// One command's view of its entity's entries: the store, and its own writes on top.
 #[derive(Default)]
 pub(crate) struct Entries<'a> {
     keyspace: Option<&'a Keyspace>,
-    /// The entity's prefix.
-    prefix: Vec<u8>,
+    /// The entity's id key (its entries' keys are made from it only when used).
+    id: &'a [u8],
     /// This command's writes by full key, encoded (`None`: deleted).
     pending: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
     /// Why a read failed, if one did: the command then fails.
@@ -65,19 +71,16 @@ pub(crate) struct Entries<'a> {
 
 impl<'a> Entries<'a> {
     /// The entries of the entity whose id key is `id`, in `keyspace`.
-    pub(crate) fn of(keyspace: &'a Keyspace, id: &[u8]) -> Self {
+    pub(crate) fn of(keyspace: &'a Keyspace, id: &'a [u8]) -> Self {
         Self {
             keyspace: Some(keyspace),
-            prefix: entries_prefix(id),
+            id,
             ..Self::default()
         }
     }
 
     fn key(&self, name: &[u8]) -> Vec<u8> {
-        let mut key = Vec::with_capacity(self.prefix.len() + name.len());
-        key.extend_from_slice(&self.prefix);
-        key.extend_from_slice(name);
-        key
+        entry_key(self.id, name)
     }
 
     fn fail(&self, why: impl std::fmt::Display) {
@@ -97,7 +100,7 @@ impl<'a> Entries<'a> {
         if remove_all && let Some(keyspace) = self.keyspace {
             let mut after: Option<Vec<u8>> = None;
             loop {
-                let page = keyspace.scan_raw(&self.prefix, after.as_deref(), REMOVE_PAGE)?;
+                let page = keyspace.scan_raw(&self.key(b""), after.as_deref(), REMOVE_PAGE)?;
                 let Some((last, _)) = page.last() else { break };
                 after = Some(last.clone());
                 for (key, _) in &page {
@@ -239,7 +242,7 @@ impl<E: Entity> Context<'_, E> {
             }
             let Some(bytes) = value else { continue };
             match crate::store::decode_value(&bytes) {
-                Ok(value) => out.push((key[entries.prefix.len()..].to_vec(), value)),
+                Ok(value) => out.push((key[prefix_len(entries.id)..].to_vec(), value)),
                 Err(e) => {
                     entries.fail(format!("entry of {} {}: {e}", E::NAME, self.id));
                     return Vec::new();
