@@ -44,11 +44,7 @@ async fn call_with(
     body: Option<Value>,
     headers: &[(&str, &str)],
 ) -> (u16, Value) {
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .unwrap();
-    let mut request = client.request(method, cluster.node(node).url(path));
+    let mut request = support::client().request(method, cluster.node(node).url(path));
     match who {
         As::Nobody => {}
         As::User(id) => request = request.bearer_auth(support::user_token(id)),
@@ -104,9 +100,15 @@ fn refused(answer: &(u16, Value), status: u16, code: &str, names: &str) {
     assert!(message.contains(names), "{message:?} names {names:?}");
 }
 
-/// `POST /api/v1/orders` with `Idempotency-Key: order-7`.
-async fn keyed(cluster: &TestCluster, node: &str, who: As<'_>, body: Value) -> (u16, Value) {
-    let key = [("Idempotency-Key", "order-7")];
+/// `POST /api/v1/orders` with `Idempotency-Key: key`.
+async fn keyed(
+    cluster: &TestCluster,
+    node: &str,
+    who: As<'_>,
+    body: Value,
+    key: &str,
+) -> (u16, Value) {
+    let key = [("Idempotency-Key", key)];
     call_with(
         cluster,
         node,
@@ -183,18 +185,18 @@ async fn orders_are_placed_read_idempotent_carried_out_and_reach_the_read_side()
     // Idempotency: the same key and body is the same order, from any node; another body 409;
     // another user's same key is another order.
     let once = json!({"items": [{"product_id": kettle, "quantity": 1}]});
-    let (status, k1) = keyed(&cluster, "n1", a, once.clone()).await;
+    let (status, k1) = keyed(&cluster, "n1", a, once.clone(), "order-7").await;
     assert_eq!(status, 202, "{k1}");
-    let (status, k2) = keyed(&cluster, "n3", a, once.clone()).await;
+    let (status, k2) = keyed(&cluster, "n3", a, once.clone(), "order-7").await;
     assert_eq!((status, &k2["id"]), (202, &k1["id"]), "{k2}");
     let other = json!({"items": [{"product_id": kettle, "quantity": 3}]});
     refused(
-        &keyed(&cluster, "n2", a, other).await,
+        &keyed(&cluster, "n2", a, other, "order-7").await,
         409,
         "conflict",
         "idempotency key",
     );
-    let (status, k3) = keyed(&cluster, "n2", b, once.clone()).await;
+    let (status, k3) = keyed(&cluster, "n2", b, once.clone(), "order-7").await;
     assert_eq!(status, 202, "{k3}");
     assert_ne!(k3["id"], k1["id"]);
     let keyed_order = k1["id"].as_str().unwrap().to_string();
@@ -253,16 +255,7 @@ async fn orders_are_placed_read_idempotent_carried_out_and_reach_the_read_side()
         "items",
     );
     for bad_key in ["has space", "", &"k".repeat(201)] {
-        let answer = call_with(
-            &cluster,
-            "n1",
-            reqwest::Method::POST,
-            "/api/v1/orders",
-            a,
-            Some(once.clone()),
-            &[("Idempotency-Key", bad_key)],
-        )
-        .await;
+        let answer = keyed(&cluster, "n1", a, once.clone(), bad_key).await;
         refused(&answer, 400, "invalid_request", "Idempotency-Key");
     }
     refused(
@@ -618,18 +611,7 @@ async fn the_read_model_and_notifications_catch_up_after_their_node_is_killed() 
         for q in 1..=4 {
             let body = json!({"items": [{"product_id": kettle, "quantity": q}]});
             let key = format!("catch-up-{u}-{q}");
-            let headers = [("Idempotency-Key", key.as_str())];
-            let who = As::User(user);
-            let (status, placed) = call_with(
-                &cluster,
-                "n1",
-                reqwest::Method::POST,
-                "/api/v1/orders",
-                who,
-                Some(body.clone()),
-                &headers,
-            )
-            .await;
+            let (status, placed) = keyed(&cluster, "n1", As::User(user), body.clone(), &key).await;
             match status {
                 202 => orders.push((u, placed["id"].as_str().unwrap().to_string())),
                 503 | 504 => later.push((u, body, key)),
@@ -648,37 +630,23 @@ async fn the_read_model_and_notifications_catch_up_after_their_node_is_killed() 
     cluster.start(&victim);
     cluster.wait_ready(&victim, Duration::from_secs(30)).await;
     for (u, body, key) in later {
-        let headers = [("Idempotency-Key", key.as_str())];
         let who = As::User(&users[u]);
+        let placed = std::sync::Mutex::new(None);
         wait_until(
             &format!("{key} to be placed"),
             Duration::from_secs(20),
             || async {
-                call_with(
-                    &cluster,
-                    "n1",
-                    reqwest::Method::POST,
-                    "/api/v1/orders",
-                    who,
-                    Some(body.clone()),
-                    &headers,
-                )
-                .await
-                .0 == 202
+                let (status, order) = keyed(&cluster, "n1", who, body.clone(), &key).await;
+                let done = status == 202;
+                if done {
+                    *placed.lock().unwrap() = Some(order["id"].as_str().unwrap().to_string());
+                }
+                done
             },
         )
         .await;
-        let (_, placed) = call_with(
-            &cluster,
-            "n1",
-            reqwest::Method::POST,
-            "/api/v1/orders",
-            who,
-            Some(body.clone()),
-            &headers,
-        )
-        .await;
-        orders.push((u, placed["id"].as_str().unwrap().to_string()));
+        let id = placed.into_inner().unwrap().expect("placed");
+        orders.push((u, id));
     }
     for (u, user) in users.iter().enumerate() {
         let who = As::User(user);
