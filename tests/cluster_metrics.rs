@@ -94,14 +94,11 @@ fn assert_total_is_the_sum(body: &Value) {
     assert_eq!(body["total"]["http_requests"], json!(sum), "{body}");
 }
 
-/// Requests served by n2 and n3 move the figures n1 gathers (theirs and the total), as do
-/// echo messages that n2 sends to n3's members; then n3 is SIGKILLed and n1 still answers at
-/// once, with n3 unavailable and n1's and n2's figures.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn requests_on_other_nodes_move_the_totals_and_a_killed_node_is_marked_unavailable() {
+/// A formed 3-node cluster whose n1 counts every node (each node's counters service is
+/// known to n1 once its members are gossiped).
+async fn counted_cluster() -> TestCluster {
     let mut cluster = TestCluster::new(3);
     cluster.start_formed().await;
-    // Every node's counters service is known to n1 once its members are gossiped.
     gather_until(
         &cluster,
         "n1 to count every node",
@@ -109,6 +106,15 @@ async fn requests_on_other_nodes_move_the_totals_and_a_killed_node_is_marked_una
         all_counted,
     )
     .await;
+    cluster
+}
+
+/// Requests served by n2 and n3 move the figures n1 gathers (theirs and the total), as do
+/// echo messages that n2 sends to n3's members; then n3 is SIGKILLed and n1 still answers at
+/// once, with n3 unavailable and n1's and n2's figures.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_on_other_nodes_move_the_totals_and_a_killed_node_is_marked_unavailable() {
+    let mut cluster = counted_cluster().await;
     let (before, _) = gather(&cluster).await;
     assert_total_is_the_sum(&before);
     let n2_before = http_requests(&before, "n2").unwrap();
@@ -200,15 +206,7 @@ async fn requests_on_other_nodes_move_the_totals_and_a_killed_node_is_marked_una
 /// runs.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_frozen_node_is_marked_unavailable_within_the_deadline() {
-    let mut cluster = TestCluster::new(3);
-    cluster.start_formed().await;
-    gather_until(
-        &cluster,
-        "n1 to count every node",
-        Duration::from_secs(30),
-        all_counted,
-    )
-    .await;
+    let mut cluster = counted_cluster().await;
     cluster.proc("n3").freeze().await;
     // Before the failure detector says anything (it needs 1 s of silence for suspect), n3
     // is asked and does not answer: the deadline marks it.
