@@ -536,27 +536,20 @@ async fn a_saga_whose_node_dies_right_after_each_step_resumes_and_finishes_once(
         restart_all_with_failpoint(&mut cluster, &failpoint).await;
         let items = json!([{"product_id": kettle, "quantity": 2}]);
         let key = format!("abort-{step}");
-        let id = place(&cluster, "n1", &user, items, &key).await;
         // The node that holds the saga dies right after the step is recorded (SIGABRT: no
-        // goodbye); it is started again, without the failpoint.
-        let mut dead = None;
-        wait_until(
-            &format!("a node to die after {step}"),
-            Duration::from_secs(30),
-            || {
-                let found = cluster
-                    .ids()
-                    .into_iter()
-                    .find(|n| !cluster_running(&mut cluster, n));
-                dead = found.clone();
-                async move { found.is_some() }
-            },
-        )
-        .await;
-        let dead = dead.unwrap();
-        cluster.take(&dead);
-        cluster.start(&dead);
-        cluster.wait_ready(&dead, Duration::from_secs(30)).await;
+        // goodbye), possibly before the 202 reached us; it is started again, without the
+        // failpoint.
+        let (id, mut dead) = place_across_an_abort(&mut cluster, &user, &items, &key).await;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while dead.is_none() {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no node died after {step}"
+            );
+            dead = restart_the_dead(&mut cluster).await;
+            // Not a guess at timing: the next look at the processes is simply soon.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
         let order = final_order(&cluster, "n1", &id, Duration::from_secs(60)).await;
         assert_eq!(order["status"], "confirmed", "{order}");
         assert_eq!(
@@ -590,7 +583,43 @@ async fn restart_all_with_failpoint(cluster: &mut TestCluster, failpoint: &str) 
     }
 }
 
-/// Whether node `id` of `cluster` is still running.
-fn cluster_running(cluster: &mut TestCluster, id: &str) -> bool {
-    cluster.proc(id).is_running()
+/// Places an order through n1 with `key` while the node holding its saga may abort right
+/// after a step (the failpoint), perhaps before its 202 was sent: a node found dead between
+/// tries is started again without the failpoint, and the same key is tried again. The
+/// order's id, and the node that died if one did.
+async fn place_across_an_abort(
+    cluster: &mut TestCluster,
+    user: &str,
+    items: &Value,
+    key: &str,
+) -> (String, Option<String>) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let mut dead = None;
+    loop {
+        if let Some(id) = try_place(cluster, "n1", user, items, key).await {
+            return (id, dead);
+        }
+        if let Some(node) = restart_the_dead(cluster).await {
+            dead = Some(node);
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "order {key} was never placed"
+        );
+        // Not a guess at timing: the next try is simply another request, soon.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Starts again, without the failpoint, the node of `cluster` that is no longer running, if
+/// one is not; which one it was.
+async fn restart_the_dead(cluster: &mut TestCluster) -> Option<String> {
+    let dead = cluster
+        .ids()
+        .into_iter()
+        .find(|n| !cluster.proc(n).is_running())?;
+    cluster.take(&dead);
+    cluster.start(&dead);
+    cluster.wait_ready(&dead, Duration::from_secs(30)).await;
+    Some(dead)
 }
