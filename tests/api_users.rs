@@ -325,3 +325,84 @@ async fn a_new_wallet_opens_with_the_configured_balance() {
         "{body}"
     );
 }
+
+/// The most memory a node ever held (VmHWM), in bytes.
+fn peak_rss_bytes(pid: impl std::fmt::Display) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .unwrap()
+        * 1024
+}
+
+/// n1's count of password work done and refused as busy.
+async fn password_work(cluster: &TestCluster) -> (f64, f64) {
+    let url = cluster.node("n1").url("/metrics");
+    let text = support::client()
+        .get(url)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let count = |outcome: &str| {
+        let series = format!("troupe_password_work_total{{outcome=\"{outcome}\"}}");
+        support::metric(&text, &series).unwrap_or(0.0)
+    };
+    (count("done"), count("busy"))
+}
+
+/// A password check takes 19 MiB for its time (Argon2id). A stranger firing logins at once
+/// must not make a node hold that once per request: a few are checked at a time, the rest wait
+/// their turn or are told to retry (503, nothing done).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_logins_is_checked_a_few_at_a_time() {
+    let mut cluster = cluster().await;
+    let (status, user) = register(&cluster, "n1", "flood@example.com", "Flo").await;
+    assert_eq!(status, 201, "{user}");
+    let pid = cluster.proc("n1").pid();
+    let before = peak_rss_bytes(pid);
+    let work_before = password_work(&cluster).await;
+    let mut flood = tokio::task::JoinSet::new();
+    for n in 0..96 {
+        let (url, email) = (
+            cluster.node("n1").url("/api/v1/auth/login"),
+            // Half for the user, half for addresses nobody has: both cost a check.
+            if n % 2 == 0 {
+                "flood@example.com".to_string()
+            } else {
+                format!("nobody{n}@example.com")
+            },
+        );
+        flood.spawn(async move {
+            let body = json!({"email": email, "password": "not the password"});
+            send_json(support::client().post(url).json(&body)).await
+        });
+    }
+    let (mut refused, mut busy) = (0.0, 0.0);
+    while let Some(answer) = flood.join_next().await {
+        let (status, body) = answer.unwrap().expect("an answer to every login");
+        match (status, body["error"]["code"].as_str()) {
+            (401, Some("unauthenticated")) => refused += 1.0,
+            (503, Some("unavailable")) => busy += 1.0,
+            other => panic!("a login answered {other:?}: {body}"),
+        }
+    }
+    assert!(refused > 0.0, "some logins were checked and refused");
+    // Every refusal cost a check, for an address nobody has as for a wrong password: the
+    // answer's time does not tell which addresses are registered.
+    let (done, turned_away) = password_work(&cluster).await;
+    assert_eq!(
+        (done - work_before.0, turned_away - work_before.1),
+        (refused, busy)
+    );
+    let grown = peak_rss_bytes(pid).saturating_sub(before);
+    assert!(
+        grown < 200 << 20,
+        "the flood made the node hold {} MiB more",
+        grown >> 20
+    );
+}

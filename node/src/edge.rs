@@ -56,6 +56,8 @@ struct Inner {
     http_addrs: HashMap<String, SocketAddr>,
     /// The recorder the runtime records into (the process's: [`crate::metrics::install`]).
     metrics: PrometheusHandle,
+    /// Lets a few password hashes run at once.
+    passwords: crate::auth::password::Gate,
 }
 
 impl AppState {
@@ -73,6 +75,7 @@ impl AppState {
                 tokens,
                 http_addrs,
                 metrics,
+                passwords: crate::auth::password::Gate::for_this_machine(),
             }),
         }
     }
@@ -87,6 +90,11 @@ impl AppState {
 
     pub(crate) fn tokens(&self) -> &crate::auth::Tokens {
         &self.inner.tokens
+    }
+
+    /// Where password hashes and checks wait their turn.
+    pub(crate) fn passwords(&self) -> &crate::auth::password::Gate {
+        &self.inner.passwords
     }
 
     pub(crate) fn node_id(&self) -> &str {

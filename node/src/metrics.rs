@@ -41,8 +41,17 @@ pub const HTTP_REQUEST_SECONDS_BUCKETS: &[f64] = &[
     0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
+/// Counter, label `outcome` (`done`, or `busy`: refused with nothing done, too many waiting):
+/// password hashes and checks asked of this node (registrations and logins).
+pub const PASSWORD_WORK: &str = "troupe_password_work_total";
+
 /// Tells the current recorder what the edge's series mean.
 fn describe() {
+    metrics::describe_counter!(
+        PASSWORD_WORK,
+        metrics::Unit::Count,
+        "Password hashes and checks asked of this node, by outcome: done, or busy (refused with nothing done)."
+    );
     metrics::describe_counter!(
         HTTP_REQUESTS,
         metrics::Unit::Count,

@@ -17,7 +17,7 @@ use super::super::extract::Json;
 use super::super::guard::Caller;
 use super::time::rfc3339;
 use super::{domain, read_failed, write_failed};
-use crate::auth::password;
+use crate::auth::password::{self, GateError};
 
 /// The shortest and the longest password, in characters.
 const PASSWORD_CHARS: std::ops::RangeInclusive<usize> = 8..=128;
@@ -78,11 +78,13 @@ fn check_password(password: &str) -> Result<(), ApiError> {
 
 /// Runs a password hash or check off the runtime's workers.
 async fn blocking<T: Send + 'static>(
+    state: &AppState,
     f: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| ApiError::Internal(format!("password work failed: {e}")))
+    state.passwords().run(f).await.map_err(|e| match e {
+        GateError::Busy => ApiError::Unavailable(e.to_string()),
+        GateError::Failed(_) => ApiError::Internal(e.to_string()),
+    })
 }
 
 /// `POST /api/v1/users`: reserve the email, create the user, confirm the email (see
@@ -92,6 +94,7 @@ async fn blocking<T: Send + 'static>(
         (status = 201, description = "Registered", body = UserView),
         (status = 400, description = "`email` does not look like an address, `name` is not 1 to 100 characters, or `password` not 8 to 128"),
         (status = 409, description = "The email is taken (across the whole cluster)"),
+        (status = 503, description = "Too many password hashes under way on this node, or a service unavailable: nothing was done; retry after `Retry-After`"),
         (status = 504, description = "No answer in time: the user may or may not exist")))]
 async fn register(
     State(state): State<AppState>,
@@ -101,7 +104,7 @@ async fn register(
     let name = users::normalize_name(&request.name).map_err(|e| domain(&e))?;
     check_password(&request.password)?;
     let password = request.password;
-    let hash = blocking(move || password::hash(&password))
+    let hash = blocking(&state, move || password::hash(&password))
         .await?
         .map_err(ApiError::Internal)?;
     let profile = create(&state, email, name, hash, Role::User).await?;
@@ -231,7 +234,8 @@ pub(crate) struct Token {
 #[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth", request_body = Login,
     responses(
         (status = 200, description = "A bearer token (JWT)", body = Token),
-        (status = 401, description = "Wrong email or password (the same message for both)")))]
+        (status = 401, description = "Wrong email or password (the same message, and the same work, for both)"),
+        (status = 503, description = "Too many password checks under way on this node, or a service unavailable: retry after `Retry-After`")))]
 async fn login(
     State(state): State<AppState>,
     Json(request): Json<Login>,
@@ -241,6 +245,7 @@ async fn login(
         return Err(refused());
     };
     let runtime = state.runtime();
+    let password = request.password;
     let Some(id) = runtime
         .entity::<Emails>(email)
         .with_timeout(TIMEOUT)
@@ -248,7 +253,7 @@ async fn login(
         .await
         .map_err(read_failed)?
     else {
-        return Err(refused());
+        return refused_after_a_check(&state, password).await;
     };
     let (hash, role) = match runtime
         .entity::<User>(id)
@@ -257,11 +262,10 @@ async fn login(
         .await
     {
         Ok(credentials) => credentials,
-        Err(AskError::Domain(_)) => return Err(refused()),
+        Err(AskError::Domain(_)) => return refused_after_a_check(&state, password).await,
         Err(e) => return Err(read_failed(e)),
     };
-    let password = request.password;
-    if !blocking(move || password::verify(&password, &hash)).await? {
+    if !blocking(&state, move || password::verify(&password, &hash)).await? {
         return Err(refused());
     }
     let role = match role {
@@ -277,6 +281,16 @@ async fn login(
         token_type: "Bearer",
         expires_in: tokens.ttl().as_secs(),
     }))
+}
+
+/// The refusal of a login whose user was not found, after the work of checking a password:
+/// its time tells nothing about which addresses are registered.
+async fn refused_after_a_check(
+    state: &AppState,
+    password: String,
+) -> Result<axum::Json<Token>, ApiError> {
+    blocking(state, move || password::verify_nobody(&password)).await?;
+    Err(ApiError::Unauthenticated(BAD_LOGIN.into()))
 }
 
 /// The user id of a path, which the caller must be (or an admin).
