@@ -5,7 +5,8 @@
 //! and audience are this cluster's, it is not expired (beyond a small leeway for clocks that
 //! disagree) and not issued in the future (same leeway), and every claim is there. Anything
 //! else (`alg: none`, another algorithm, another key, a changed payload, a missing claim) is
-//! refused, and the caller is told only that the token is not valid: the client gets 401.
+//! else (`alg: none`, another algorithm, another key, a changed payload, a missing claim, a
+//! `crit` header naming extensions, none of which this cluster knows) is
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -137,6 +138,13 @@ impl Tokens {
                 ErrorKind::ExpiredSignature => TokenError::Expired,
                 _ => TokenError::Invalid(e.to_string()),
             })?;
+        // This cluster understands no extension: a token that names one critical is refused
+        // (RFC 7515, 4.1.11).
+        if data.header.crit.is_some() {
+            return Err(TokenError::Invalid(
+                "the token names critical extensions this cluster does not know".into(),
+            ));
+        }
         if data.claims.iat > now_secs().saturating_add(LEEWAY.as_secs()) {
             return Err(TokenError::NotYetValid);
         }
@@ -299,6 +307,19 @@ mod tests {
             .issue_at("u-1", Role::User, now, now + 100 * 365 * 86_400)
             .unwrap();
         assert!(t.check(&century).is_err(), "a hundred years");
+        // Signed with the key, but naming a critical extension this cluster does not know
+        // (RFC 7515, 4.1.11: it must be refused).
+        let mut critical = Header::new(Algorithm::HS256);
+        critical.crit = Some(vec!["exp-ext".into()]);
+        let claims = serde_json::json!({"sub": "u-1", "role": "user", "iss": "troupe",
+            "aud": "troupe-api", "iat": now, "exp": now + 600});
+        let with_crit = jsonwebtoken::encode(
+            &critical,
+            &claims,
+            &EncodingKey::from_secret(b"a-test-key-of-32-bytes-or-more!!"),
+        )
+        .unwrap();
+        assert!(t.check(&with_crit).is_err(), "crit");
         // Garbage.
         for junk in ["", "a.b", "a.b.c", "....", "Bearer x"] {
             assert!(t.check(junk).is_err(), "{junk:?}");
