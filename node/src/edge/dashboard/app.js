@@ -4,8 +4,8 @@
 'use strict';
 
 import {
-  ClusterSamples, FAMILIES, Scrapes, ago, badge, byLabel, bytes, clock, clusterRateRows, count, el,
-  rate, sumRate, sumValue, top,
+  ClusterSamples, FAMILIES, Scrapes, ago, badge, byLabel, bytes, clusterRateRows, count, el, rate,
+  sagaRow, sumRate, sumValue, tile, top,
 } from './lib.js';
 
 (() => {
@@ -80,11 +80,6 @@ import {
     return response.json();
   }
 
-  function tile(label, value, detail) {
-    return el('div', { class: 'tile' },
-      el('div', { class: 'value' }, value), el('div', { class: 'label' }, label),
-      detail ? el('div', { class: 'detail' }, detail) : null);
-  }
   // The tiles: the cluster's figures (from /admin/metrics/cluster) when this node gathered
   // them, else this node's own (from its /metrics).
   function renderRates(cluster) {
@@ -342,17 +337,6 @@ import {
     finished.clear();
     for (const s of newest.slice(0, FINISHED_ROWS)) finished.set(s.id, s);
     renderSagas(body.unavailable_shards || []);
-  }
-
-  function sagaRow(s) {
-    const state = s.stuck ? 'stuck' : s.state;
-    return el('tr', { 'data-saga': s.id },
-      el('td', {}, clock(s.updated_at)),
-      el('td', { class: 'series', title: s.id }, s.id.slice(-12)),
-      el('td', {}, badge(state)),
-      el('td', {}, s.step || '—'),
-      el('td', { class: 'num' }, s.attempts === undefined ? '—' : count(s.attempts)),
-      el('td', { class: 'error', title: s.last_error || s.reason || '' }, s.reason || s.last_error || ''));
   }
 
   function renderSagas(unavailable) {

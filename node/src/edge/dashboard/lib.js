@@ -46,6 +46,25 @@ export function el(tag, attrs, ...children) {
 }
 export function badge(status) { return el('span', { class: 'badge ' + status }, status); }
 
+// A figure tile: the value, its label, and a detail line if any.
+export function tile(label, value, detail) {
+  return el('div', { class: 'tile' },
+    el('div', { class: 'value' }, value), el('div', { class: 'label' }, label),
+    detail ? el('div', { class: 'detail' }, detail) : null);
+}
+
+// A row of the sagas table.
+export function sagaRow(s) {
+  const state = s.stuck ? 'stuck' : s.state;
+  return el('tr', { 'data-saga': s.id },
+    el('td', {}, clock(s.updated_at)),
+    el('td', { class: 'series', title: s.id }, s.id.slice(-12)),
+    el('td', {}, badge(state)),
+    el('td', {}, s.step || '—'),
+    el('td', { class: 'num' }, s.attempts === undefined ? '—' : count(s.attempts)),
+    el('td', { class: 'error', title: s.last_error || s.reason || '' }, s.reason || s.last_error || ''));
+}
+
 // ---- metrics: Prometheus text, rates from counter deltas ------------------------------
 
 export function parseSample(line) {
