@@ -31,8 +31,11 @@ tokio::task_local! {
     static CURRENT: TraceContext;
 }
 
-/// A W3C trace context: which trace a message belongs to and which span sent it.
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+/// A W3C trace context: which trace a message belongs to and which span sent it. Written with
+/// what it causes later (an event, a durable timer), so that what is read back after a
+/// restart still joins its trace; checked when read (no all-zero id).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "StoredTrace", into = "StoredTrace")]
 pub struct TraceContext {
     /// The trace: the same for every hop of one request. Never all zeros.
     pub trace_id: [u8; 16],
@@ -40,6 +43,39 @@ pub struct TraceContext {
     pub span_id: [u8; 8],
     /// Whether the trace is sampled (exported).
     pub sampled: bool,
+}
+
+/// A [`TraceContext`] as written, unchecked.
+#[derive(Clone, Copy, serde::Serialize, serde::Deserialize)]
+struct StoredTrace {
+    trace_id: [u8; 16],
+    span_id: [u8; 8],
+    sampled: bool,
+}
+
+impl From<TraceContext> for StoredTrace {
+    fn from(t: TraceContext) -> Self {
+        Self {
+            trace_id: t.trace_id,
+            span_id: t.span_id,
+            sampled: t.sampled,
+        }
+    }
+}
+
+impl TryFrom<StoredTrace> for TraceContext {
+    type Error = &'static str;
+
+    fn try_from(t: StoredTrace) -> Result<Self, Self::Error> {
+        if t.trace_id == [0; 16] || t.span_id == [0; 8] {
+            return Err("a trace context with an all-zero id");
+        }
+        Ok(Self {
+            trace_id: t.trace_id,
+            span_id: t.span_id,
+            sampled: t.sampled,
+        })
+    }
 }
 
 impl fmt::Debug for TraceContext {

@@ -54,8 +54,7 @@ pub struct OutboxRecord {
     /// A re-drive from the dead letters, for this subscription only.
     pub only: Option<String>,
     /// The trace context of the command that published it, so that its deliveries join that
-    /// trace. In memory only (never written: a record read back from disk has none).
-    #[serde(skip)]
+    /// trace, also when the record is read back after a restart.
     pub trace: Option<crate::telemetry::TraceContext>,
 }
 
@@ -66,6 +65,9 @@ pub(crate) struct TimerRecord {
     pub(crate) due_ms: u64,
     /// The command, for this entity.
     pub(crate) request: EntityRequest,
+    /// The trace context of the command that set it: armed again after a restart, it still
+    /// fires in that trace.
+    pub(crate) trace: Option<crate::telemetry::TraceContext>,
 }
 
 /// A durable timer of an entity, to cancel it ([`Context::cancel_timer`]).

@@ -152,7 +152,10 @@ impl Shard {
                 };
                 let mut request = record.request;
                 request.timer = Some(key);
-                effects::arm::<E>(outbound, &self.armed, id.key(), record.due_ms, request);
+                // It fires in the trace of the command that set it.
+                crate::telemetry::with(record.trace, || {
+                    effects::arm::<E>(outbound, &self.armed, id.key(), record.due_ms, request);
+                });
             }
         }
         if timers > 0 {

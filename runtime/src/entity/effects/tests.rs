@@ -313,3 +313,23 @@ async fn a_failed_flush_releases_nothing_its_commands_caused() {
         "no tell for a batch that failed"
     );
 }
+
+#[tokio::test]
+async fn an_event_read_back_after_a_crash_keeps_the_trace_of_the_command_that_published_it() {
+    let mut accounts = Harness::<Account>::new().await.unwrap();
+    accounts.ask(id("ann"), Credit(100)).await.unwrap();
+    let trace = crate::telemetry::TraceContext::new_root();
+    let pay = Pay {
+        to: id("bob"),
+        amount: 30,
+    };
+    crate::telemetry::scope(trace, accounts.ask(id("ann"), pay))
+        .await
+        .unwrap();
+    accounts.crash().await.unwrap();
+    // What a relay delivers after a restart is read from here: its deliveries join the trace.
+    let outbox = accounts.outbox().unwrap();
+    assert_eq!(outbox.len(), 1, "{outbox:?}");
+    let kept = outbox[0].trace.map(|t| t.trace_id);
+    assert_eq!(kept, Some(trace.trace_id));
+}

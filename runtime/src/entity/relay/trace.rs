@@ -1,5 +1,5 @@
 //! The trace span of one delivery: a child of the command that published the event, when that
-//! is known (an event read back from disk has no trace context).
+//! is known (it is kept with the event, so an event read back after a restart has it too).
 
 use crate::entity::effects::OutboxRecord;
 use crate::telemetry::{self, KeyValue, Kind, Span, TraceContext};

@@ -74,6 +74,7 @@ impl Shard {
                             &TimerRecord {
                                 due_ms,
                                 request: request.clone(),
+                                trace,
                             },
                         )?;
                         request.timer = Some(key);

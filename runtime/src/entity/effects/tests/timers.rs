@@ -190,3 +190,28 @@ async fn a_timer_fires_in_the_trace_of_the_command_that_set_it() {
     let fired = accounts.posted()[0].trace;
     assert_eq!(fired.map(|t| t.trace_id), Some(trace.trace_id));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timer_armed_again_after_a_crash_fires_in_the_trace_of_the_command_that_set_it() {
+    let mut accounts = Harness::<Account>::new().await.unwrap();
+    let trace = crate::telemetry::TraceContext::new_root();
+    let remind = Remind {
+        after_ms: 300,
+        durable: true,
+    };
+    crate::telemetry::scope(trace, accounts.ask(id("ann"), remind))
+        .await
+        .unwrap();
+    accounts.crash().await.unwrap();
+    // The copy armed before the "crash" and the one armed again from disk both fire.
+    wait_for("the durable timer to fire twice", async || {
+        accounts.posted().len() == 2
+    })
+    .await;
+    let traces: Vec<_> = accounts
+        .posted()
+        .iter()
+        .map(|p| p.trace.map(|t| t.trace_id))
+        .collect();
+    assert_eq!(traces, vec![Some(trace.trace_id); 2]);
+}
