@@ -8,9 +8,9 @@
 //! (payments opens the user's wallet from it), in the same batch as the user.
 //!
 //! The entity checks its input again (defence in depth, the edge checks first): the email is
-//! trimmed and lower-cased and must look like an address ([`normalize_email`]); the name is
-//! trimmed and 1 to [`MAX_NAME_CHARS`] characters ([`normalize_name`]). A refusal names the
-//! field.
+//! trimmed, lower-cased and NFC-normalized and must look like an address
+//! ([`normalize_email`]); the name is trimmed and 1 to [`MAX_NAME_CHARS`] characters
+//! ([`normalize_name`]). A refusal names the field.
 //!
 //! # Registration: keeping emails unique
 //!
@@ -176,11 +176,15 @@ impl DomainError for UserError {
     }
 }
 
-/// `raw` trimmed and lower-cased, if it looks like an email address: exactly one `@` with
-/// something before it, a domain of dot-separated non-empty labels (at least two), no
-/// whitespace or control characters, at most [`MAX_EMAIL_BYTES`] bytes.
+/// `raw` trimmed, lower-cased and in Unicode NFC (an accent typed as one character or as a
+/// letter and a combining mark is the same address), if it looks like an email address:
+/// exactly one `@` with something before it, a domain of dot-separated non-empty labels (at
+/// least two), no whitespace or control characters, at most [`MAX_EMAIL_BYTES`] bytes.
 pub fn normalize_email(raw: &str) -> Result<String, UserError> {
-    let email = raw.trim().to_lowercase();
+    let lower = raw.trim().to_lowercase();
+    let email = icu_normalizer::ComposingNormalizerBorrowed::new_nfc()
+        .normalize(&lower)
+        .into_owned();
     let bad = |reason: &str| Err(UserError::invalid("email", reason));
     if email.is_empty() {
         return bad("must not be empty");

@@ -238,3 +238,15 @@ fn each_error_has_its_kind_and_names_what_it_is_about() {
     assert_eq!(Role::Admin.as_str(), "admin");
     assert_eq!(Role::User.as_str(), "user");
 }
+
+#[test]
+fn one_address_typed_with_composed_or_decomposed_accents_is_one_address() {
+    // "josé@café.example": é as one character (U+00E9), and as e + combining acute (U+0301),
+    // as some keyboards and systems send it; and upper-case, decomposed.
+    let composed = normalize_email("jos\u{e9}@caf\u{e9}.example").unwrap();
+    let decomposed = normalize_email("jose\u{301}@cafe\u{301}.example").unwrap();
+    let upper = normalize_email("JOSE\u{301}@CAFE\u{301}.EXAMPLE").unwrap();
+    assert_eq!(composed, "jos\u{e9}@caf\u{e9}.example");
+    assert_eq!(decomposed, composed);
+    assert_eq!(upper, composed);
+}
