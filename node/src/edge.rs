@@ -18,6 +18,7 @@ pub mod error;
 mod events;
 pub mod extract;
 mod guard;
+pub(crate) mod head;
 mod health;
 mod kv;
 mod metrics;

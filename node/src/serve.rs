@@ -20,6 +20,8 @@ use crate::config::NodeConfig;
 use crate::edge::{self, AppState};
 use crate::secrets::{self, SecretSource};
 
+mod http;
+
 /// How long the last spans may take to leave at shutdown.
 const TRACES_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
 
@@ -132,23 +134,14 @@ pub async fn run(
         tracing::info!("shutting down: no new requests, finishing in-flight ones");
         let _ = stopping_tx.send(Instant::now());
     };
-    let serve = axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(graceful)
-    .into_future();
+    let serve = http::serve(listener, app, graceful);
     tokio::pin!(serve);
     let grace = config.http.shutdown_grace;
     let started_stopping = tokio::select! {
-        result = &mut serve => {
-            result.context("HTTP server failed")?;
-            Instant::now()
-        }
+        () = &mut serve => Instant::now(),
         Ok(at) = stopping_rx => {
-            match timeout(grace, &mut serve).await {
-                Ok(result) => result.context("HTTP server failed")?,
-                Err(_) => tracing::warn!(grace_ms = grace.as_millis() as u64, "in-flight requests did not finish in time; dropping them"),
+            if timeout(grace, &mut serve).await.is_err() {
+                tracing::warn!(grace_ms = grace.as_millis() as u64, "in-flight requests did not finish in time; dropping them");
             }
             at
         }

@@ -54,6 +54,12 @@ pub enum ApiError {
     /// 413: the body is over the limit.
     #[error("{0}")]
     PayloadTooLarge(String),
+    /// 414: the URI is over the edge's limit.
+    #[error("{0}")]
+    UriTooLong(String),
+    /// 431: the header fields are too many or too large.
+    #[error("{0}")]
+    HeadersTooLarge(String),
     /// 415: the body is not JSON.
     #[error("{0}")]
     UnsupportedMediaType(String),
@@ -103,6 +109,8 @@ impl ApiError {
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UriTooLong(_) => StatusCode::URI_TOO_LONG,
+            Self::HeadersTooLarge(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::OutcomeUnknown(_) => StatusCode::GATEWAY_TIMEOUT,
@@ -124,6 +132,8 @@ impl ApiError {
             StatusCode::UNPROCESSABLE_ENTITY => Self::Unprocessable(message),
             StatusCode::METHOD_NOT_ALLOWED => Self::MethodNotAllowed(message),
             StatusCode::PAYLOAD_TOO_LARGE => Self::PayloadTooLarge(message),
+            StatusCode::URI_TOO_LONG => Self::UriTooLong(message),
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE => Self::HeadersTooLarge(message),
             StatusCode::UNSUPPORTED_MEDIA_TYPE => Self::UnsupportedMediaType(message),
             StatusCode::SERVICE_UNAVAILABLE | StatusCode::REQUEST_TIMEOUT => {
                 Self::Unavailable(message)
@@ -207,6 +217,8 @@ impl IntoResponse for ApiError {
                     | Self::Conflict(m)
                     | Self::RateLimited { message: m, .. }
                     | Self::PayloadTooLarge(m)
+                    | Self::UriTooLong(m)
+                    | Self::HeadersTooLarge(m)
                     | Self::UnsupportedMediaType(m)
                     | Self::Unavailable(m)
                     | Self::OutcomeUnknown(m)

@@ -61,7 +61,10 @@ pub async fn edge(request: Request, next: Next) -> Response {
     let served = telemetry::scope(context, async {
         let response = REQUEST_ID
             .scope(request_id.clone(), async {
-                let response = next.run(request).await;
+                let response = match super::head::check(&request) {
+                    Ok(()) => next.run(request).await,
+                    Err(refused) => refused.into_response(),
+                };
                 reshape_error(response, &method, &path).await
             })
             .instrument(span.clone())
