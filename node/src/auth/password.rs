@@ -32,7 +32,7 @@ pub const LANES: u32 = 1;
 
 /// The most memory a stored hash may ask for, in KiB: a damaged record cannot make a check
 /// take more.
-const MOST_MEMORY_KIB: u32 = 256 * 1024;
+pub const MOST_MEMORY_KIB: u32 = 256 * 1024;
 
 /// The length of the hashes made here, in bytes.
 const OUTPUT_LEN: usize = 32;
