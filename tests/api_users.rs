@@ -339,15 +339,7 @@ fn peak_rss_bytes(pid: impl std::fmt::Display) -> u64 {
 
 /// n1's count of password work done and refused as busy.
 async fn password_work(cluster: &TestCluster) -> (f64, f64) {
-    let url = cluster.node("n1").url("/metrics");
-    let text = support::client()
-        .get(url)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = cluster.metrics("n1").await;
     let count = |outcome: &str| {
         let series = format!("troupe_password_work_total{{outcome=\"{outcome}\"}}");
         support::metric(&text, &series).unwrap_or(0.0)

@@ -176,23 +176,8 @@ async fn a_timer_cancelled_before_its_batch_was_durable_is_never_armed() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_timer_fires_in_the_trace_of_the_command_that_set_it() {
-    let accounts = Harness::<Account>::new().await.unwrap();
-    let trace = crate::telemetry::TraceContext::new_root();
-    let remind = Remind {
-        after_ms: 50,
-        durable: true,
-    };
-    crate::telemetry::scope(trace, accounts.ask(id("ann"), remind))
-        .await
-        .unwrap();
-    wait_for("the timer to fire", async || !accounts.posted().is_empty()).await;
-    let fired = accounts.posted()[0].trace;
-    assert_eq!(fired.map(|t| t.trace_id), Some(trace.trace_id));
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_timer_armed_again_after_a_crash_fires_in_the_trace_of_the_command_that_set_it() {
+async fn a_timer_fires_in_the_trace_of_the_command_that_set_it_also_when_armed_again_after_a_crash()
+{
     let mut accounts = Harness::<Account>::new().await.unwrap();
     let trace = crate::telemetry::TraceContext::new_root();
     let remind = Remind {
