@@ -135,6 +135,18 @@ async fn order_off_n1(cluster: &TestCluster, user: &str, product: &str) -> (Stri
     panic!("no order landed off n1");
 }
 
+/// Waits until `order`, read through `node` as an admin, is confirmed.
+async fn confirmed(cluster: &TestCluster, node: &str, order: &str) {
+    let admin = token(Role::Admin);
+    wait_until("the order to be final", Duration::from_secs(30), || async {
+        let request = support::client()
+            .get(cluster.node(node).url(&format!("/api/v1/orders/{order}")))
+            .bearer_auth(&admin);
+        matches!(send_json(request).await, Some((200, o)) if o["status"] == "confirmed")
+    })
+    .await;
+}
+
 /// The response's `traceparent`: (the whole header, its trace id, its span id).
 fn traceparent_of(response: &reqwest::Response) -> (String, String, String) {
     let header = response
@@ -210,14 +222,8 @@ async fn one_order_is_one_trace_across_three_nodes_and_the_edge_continues_a_call
     assert!(!order_nodes.contains("n1"), "{order_nodes:?}");
 
     // The order finishes, and its trace arrives whole.
+    confirmed(&cluster, "n2", &order).await;
     let admin = token(Role::Admin);
-    wait_until("the order to be final", Duration::from_secs(30), || async {
-        let request = support::client()
-            .get(cluster.node("n2").url(&format!("/api/v1/orders/{order}")))
-            .bearer_auth(&admin);
-        matches!(send_json(request).await, Some((200, o)) if o["status"] == "confirmed")
-    })
-    .await;
     let waited = tokio::time::timeout(
         Duration::from_secs(30),
         wait_until("the order's trace", Duration::from_secs(30), || async {
@@ -367,14 +373,7 @@ async fn an_absent_collector_neither_slows_nor_fails_requests_nor_the_shutdown()
     let user = user_off_n1(&cluster).await;
     let product = product_off_n1(&cluster).await;
     let (order, _) = order_off_n1(&cluster, &user, &product).await;
-    let admin = token(Role::Admin);
-    wait_until("the order to be final", Duration::from_secs(30), || async {
-        let request = support::client()
-            .get(cluster.node("n1").url(&format!("/api/v1/orders/{order}")))
-            .bearer_auth(&admin);
-        matches!(send_json(request).await, Some((200, o)) if o["status"] == "confirmed")
-    })
-    .await;
+    confirmed(&cluster, "n1", &order).await;
     // The spans that could not leave are counted as dropped.
     wait_until(
         "dropped spans to be counted",

@@ -328,8 +328,7 @@ impl WriteBatch {
         key: &[u8],
         value: &V,
     ) -> Result<&mut Self, StoreError> {
-        let bytes = bincode::serde::encode_to_vec(value, bincode::config::standard())
-            .map_err(|e| StoreError::Codec(e.to_string()))?;
+        let bytes = encode_value(value)?;
         self.ops.push(Op::Put(key.to_vec(), bytes));
         Ok(self)
     }
@@ -377,6 +376,12 @@ impl Drop for Keyspace {
     fn drop(&mut self) {
         self.store.release(&self.name);
     }
+}
+
+/// Encodes a value as the store keeps it.
+pub(crate) fn encode_value<V: Serialize + ?Sized>(value: &V) -> Result<Vec<u8>, StoreError> {
+    bincode::serde::encode_to_vec(value, bincode::config::standard())
+        .map_err(|e| StoreError::Codec(e.to_string()))
 }
 
 /// Decodes a stored value (bounded like every read of the store).

@@ -124,12 +124,6 @@ fn due(after: Duration) -> u64 {
     now_ms().saturating_add(u64::try_from(after.as_millis()).unwrap_or(u64::MAX))
 }
 
-/// The due time in a timer key.
-fn timer_due(key: &[u8]) -> Option<u64> {
-    let rest = key.strip_prefix(TIMER_PREFIX)?;
-    Some(u64::from_be_bytes(rest.get(..8)?.try_into().ok()?))
-}
-
 /// The sequence number in an outbox key.
 pub(crate) fn outbox_seq(key: &[u8]) -> Option<u64> {
     let rest = key.strip_prefix(OUTBOX_PREFIX)?;
@@ -191,7 +185,7 @@ impl<E: Entity> Context<'_, E> {
     /// Sends `command` to this entity after `after`, from memory (lost if the node stops
     /// first).
     pub fn schedule<C: Command<E>>(&mut self, after: Duration, command: C) {
-        self.timer(after, &command, None);
+        self.timer(due(after), &command, None);
     }
 
     /// Sends `command` to this entity after `after`, surviving crashes and restarts (see the
@@ -200,7 +194,7 @@ impl<E: Entity> Context<'_, E> {
         let due_ms = due(after);
         let key = timer_key(due_ms, self.next_timer);
         self.next_timer += 1;
-        self.timer(after, &command, Some(key.clone()));
+        self.timer(due_ms, &command, Some(key.clone()));
         TimerId(key)
     }
 
@@ -212,17 +206,12 @@ impl<E: Entity> Context<'_, E> {
         }
     }
 
-    fn timer<C: Command<E>>(&mut self, after: Duration, command: &C, key: Option<Vec<u8>>) {
+    fn timer<C: Command<E>>(&mut self, due_ms: u64, command: &C, key: Option<Vec<u8>>) {
         let request = EntityRequest::new::<E, C>(self.id, command, None);
-        self.cause(request.map(|request| {
-            Caused::Timer {
-                due_ms: key
-                    .as_deref()
-                    .and_then(timer_due)
-                    .unwrap_or_else(|| due(after)),
-                request,
-                key,
-            }
+        self.cause(request.map(|request| Caused::Timer {
+            due_ms,
+            request,
+            key,
         }));
     }
 

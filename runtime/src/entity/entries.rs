@@ -120,10 +120,6 @@ impl<'a> Entries<'a> {
     }
 }
 
-fn encode<V: Serialize + ?Sized>(value: &V) -> Result<Vec<u8>, String> {
-    bincode::serde::encode_to_vec(value, bincode::config::standard()).map_err(|e| e.to_string())
-}
-
 impl<E: Entity> Context<'_, E> {
     /// Entry `name` of this entity, if it has one (see [`crate::entity::entries`]).
     pub fn entry<T: DeserializeOwned>(&self, name: &[u8]) -> Option<T> {
@@ -150,12 +146,12 @@ impl<E: Entity> Context<'_, E> {
 
     /// Sets entry `name` to `value`, written with this command's batch if it succeeds.
     pub fn put_entry<T: Serialize + ?Sized>(&mut self, name: &[u8], value: &T) {
-        match encode(value) {
+        match crate::store::encode_value(value) {
             Ok(bytes) => {
                 let key = self.entries.key(name);
                 self.entries.pending.insert(key, Some(bytes));
             }
-            Err(why) => self.broken = Some(why),
+            Err(why) => self.broken = Some(why.to_string()),
         }
     }
 

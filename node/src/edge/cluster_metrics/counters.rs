@@ -160,28 +160,24 @@ impl NodeCounters {
 /// call it off the async threads.
 pub(crate) fn local(state: &AppState) -> NodeCounters {
     let mut counters = from_metrics_text(&state.metrics().render());
-    let mut services: BTreeMap<String, ServiceCounters> = counters
-        .services
-        .drain(..)
-        .map(|s| (s.name.clone(), s))
-        .collect();
-    for (name, traffic) in state.runtime().traffic() {
-        if internal(&name) {
-            continue;
-        }
-        let s = services
-            .entry(name.clone())
-            .or_insert_with(|| ServiceCounters {
+    let traffic = NodeCounters {
+        services: state
+            .runtime()
+            .traffic()
+            .into_iter()
+            .filter(|(name, _)| !internal(name))
+            .map(|(name, traffic)| ServiceCounters {
                 name,
-                ..ServiceCounters::default()
-            });
-        s.messages_sent = s.messages_sent.saturating_add(traffic.sent);
-        s.messages_received = s.messages_received.saturating_add(traffic.received);
-    }
-    counters.services = services.into_values().collect();
+                messages_sent: traffic.sent,
+                messages_received: traffic.received,
+                restarts: 0,
+            })
+            .collect(),
+        ..NodeCounters::default()
+    };
+    counters.absorb(&traffic);
     counters.messages_sent = counters.services.iter().map(|s| s.messages_sent).sum();
     counters.messages_received = counters.services.iter().map(|s| s.messages_received).sum();
-    counters.restarts = counters.services.iter().map(|s| s.restarts).sum();
     counters
 }
 
